@@ -1,0 +1,124 @@
+"""Configuration: frozen dataclasses, strict dict round-trips and config.json files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Mapping, TypeVar
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that tfseq does not accept."""
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Converts JSON/CLI values to the field's declared type (int -> float, str -> int, ...)."""
+    hints = typing.get_type_hints(cls)
+    kind = hints.get(name)
+    if kind is None or value is None:
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+        origin = typing.get_origin(kind)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            (item_kind, *_rest) = typing.get_args(kind) or (Any,)
+            return tuple(item_kind(v) if item_kind is not Any else v for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{cls.__name__}.{name}: cannot read {value!r} as {getattr(kind, '__name__', kind)}"
+        ) from None
+    return value
+
+
+def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
+    """Builds dataclass ``cls`` from ``values``; an unknown key is an error that names it."""
+    known = set(field_names(cls))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})  # type: ignore[call-arg]
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    out = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def load_json(path: str) -> dict[str, Any]:
+    import tensorflow as tf  # gfile reads local paths and every TF filesystem (gs://, s3://)
+
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained and validated (independent of which model or loss).
+
+    Attributes:
+      epochs: maximum number of passes over the training targets.
+      batch_size: sequences (causal models) or prefixes (others) per step.
+      learning_rate: Adam learning rate.
+      weight_decay: L2 penalty on all trainable weights (RecBole's ``weight_decay``).
+      max_seq_len: histories are truncated to their last ``max_seq_len`` items.
+      patience: epochs without a better validation metric before stopping.
+      valid_metric: the early-stopping metric, e.g. ``ndcg@10`` (maximised).
+      eval_batch_size: users per full-ranking evaluation batch.
+      exclude_seen: rank only items not in the user's history (off = RecBole's protocol).
+      seed: seeds Python, NumPy and TensorFlow; the same seed gives the same metrics on CPU.
+    """
+
+    epochs: int = 50
+    batch_size: int = 256
+    learning_rate: float = 0.001
+    weight_decay: float = 0.0
+    max_seq_len: int = 50
+    patience: int = 5
+    valid_metric: str = "ndcg@10"
+    eval_batch_size: int = 1024
+    exclude_seen: bool = False
+    seed: int = 2020
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_seq_len", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if self.patience < 0:
+            raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
+        if "@" not in self.valid_metric:
+            raise ConfigError(f"TrainConfig.valid_metric must look like 'ndcg@10', got {self.valid_metric!r}")

@@ -1,0 +1,97 @@
+"""ExperimentConfig: model name + loss name + their configs + TrainConfig, from one flat dict.
+
+Users write hyperparameters the way RecBole users do, as one flat namespace
+(``learning_rate``, ``hidden_size``, ``temperature``, ``num_negatives`` ...),
+on the command line or in a JSON file. Each key is routed to every config
+section that declares it (``max_seq_len`` sizes both the reader and SASRec's
+positional table); a key no section declares is rejected by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping
+
+from tfseq.config import ConfigError, TrainConfig, field_names, from_dict, load_json, to_dict
+from tfseq.losses import LOSSES
+from tfseq.models import MODELS
+
+DEFAULT_MODEL = "sasrec"
+DEFAULT_LOSS = "softmax"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    model: str = DEFAULT_MODEL
+    loss: str = DEFAULT_LOSS
+    model_config: Any = None
+    loss_config: Any = None
+    train: TrainConfig = TrainConfig()
+
+    def __post_init__(self) -> None:
+        model_entry, loss_entry = MODELS.get(self.model), LOSSES.get(self.loss)
+        if self.model_config is None:
+            object.__setattr__(self, "model_config", model_entry.config_cls())
+        if self.loss_config is None:
+            object.__setattr__(self, "loss_config", loss_entry.config_cls())
+
+    @classmethod
+    def sections(cls, model: str, loss: str) -> dict[str, type]:
+        return {
+            "train": TrainConfig,
+            "model_config": MODELS.get(model).config_cls,
+            "loss_config": LOSSES.get(loss).config_cls,
+        }
+
+    @classmethod
+    def known_keys(cls, model: str, loss: str) -> set[str]:
+        keys = {"model", "loss"}
+        for section in cls.sections(model, loss).values():
+            keys.update(field_names(section))
+        return keys
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> "ExperimentConfig":
+        """Builds a config from ``{"model": ..., "loss": ..., <any hyperparameter>: ...}``."""
+        model = str(values.get("model", DEFAULT_MODEL))
+        loss = str(values.get("loss", DEFAULT_LOSS))
+        try:
+            sections = cls.sections(model, loss)
+        except KeyError as e:
+            raise ConfigError(e.args[0]) from None
+        params = {k: v for k, v in values.items() if k not in ("model", "loss")}
+        unknown = sorted(set(params) - cls.known_keys(model, loss))
+        if unknown:
+            raise ConfigError(
+                f"unknown hyperparameter(s) for model {model!r} with loss {loss!r}: "
+                f"{', '.join(unknown)}; known: {', '.join(sorted(cls.known_keys(model, loss)))}"
+            )
+        built = {
+            name: from_dict(section, {k: v for k, v in params.items() if k in field_names(section)})
+            for name, section in sections.items()
+        }
+        return cls(model=model, loss=loss, **built)
+
+    @classmethod
+    def from_json_file(cls, path: str, overrides: Mapping[str, Any] | None = None) -> "ExperimentConfig":
+        values = load_json(path)
+        values.update(overrides or {})
+        try:
+            return cls.from_flat(values)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    def to_flat(self) -> dict[str, Any]:
+        flat: dict[str, Any] = {"model": self.model, "loss": self.loss}
+        for section in (self.train, self.model_config, self.loss_config):
+            flat.update(to_dict(section))
+        return flat
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_flat(), indent=1, sort_keys=True)
+
+    def replace(self, **flat_overrides: Any) -> "ExperimentConfig":
+        values = self.to_flat()
+        values.update(flat_overrides)
+        return ExperimentConfig.from_flat(values)

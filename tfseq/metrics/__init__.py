@@ -1,0 +1,1 @@
+"""Metrics: ranking metrics from the rank of the true item (RecBole definitions)."""

@@ -1,0 +1,121 @@
+"""SequentialRecommender: the tfrs.Model every tfseq model subclasses.
+
+A model owns the item embedding table (row 0 = padding), which is both its
+input embedding and its candidate tower (weight tying), and maps a right-padded
+history ``item_ids [B, L]`` to a query vector ``[B, D]``. Scores are
+``query @ candidate_embeddings().T``; the loss (a ``RetrievalLoss`` from the
+``LOSSES`` registry) turns queries and candidates into a scalar, so any model
+trains with any loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfseq.data import schema
+from tfseq.losses.base import RetrievalLoss
+
+# Feature names of training batches produced by tfseq.data.reader.
+ITEM_IDS = schema.ITEM_IDS  # [B, L] int: right-padded histories
+TARGET = schema.TARGET  # [B] int: the next item of each history (prefix batches)
+TARGETS = "targets"  # [B, L] int: the next item after every position (causal batches)
+
+
+class SequentialRecommender(tfrs.Model):
+    """Base class: item table + ``encode(item_ids) -> query`` + a pluggable loss.
+
+    Class attributes:
+      causal: True when the query at position t depends only on items <= t, so
+        one pass over a sequence yields a query for every prefix and training
+        uses ``encode_all`` on causal batches (``targets [B, L]``). Otherwise
+        training uses prefix batches (``target [B]``), one per prefix.
+
+    Args:
+      config: the model's frozen config dataclass.
+      num_items: vocabulary size including padding.
+      loss: the training loss; ``None`` means full softmax (RecBole's CE).
+    """
+
+    causal: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        config: Any,
+        num_items: int,
+        *,
+        loss: RetrievalLoss | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        if num_items < 2:
+            raise ValueError(f"num_items counts padding and must be >= 2, got {num_items}")
+        self.config = config
+        self.num_items = int(num_items)
+        self.loss_fn = loss
+
+    # -- what subclasses implement -------------------------------------------------
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Query ``[B, D]`` for right-padded histories ``item_ids [B, L]``.
+
+        Causal models get this for free from ``encode_all`` (the last valid position).
+        """
+        if not self.causal:
+            raise NotImplementedError
+        queries = self.encode_all(item_ids, training=training)  # [B, L, D]
+        return gather_last(queries, item_ids)
+
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Causal models only: the query after every position ``[B, L, D]``."""
+        raise NotImplementedError(f"{type(self).__name__} is not causal")
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The candidate table ``[num_items, D]``; row 0 is padding."""
+        raise NotImplementedError
+
+    def adapt(self, item_counts: Sequence[int] | np.ndarray) -> None:
+        """Receives training-split item counts before training (``pop`` uses them)."""
+
+    # -- shared behaviour ---------------------------------------------------------
+    def call(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.encode(item_ids, training=training)
+
+    def score(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Scores of every item ``[B, num_items]`` for histories ``item_ids [B, L]``."""
+        query = self.encode(item_ids, training=training)
+        return tf.linalg.matmul(query, self.candidate_embeddings(training=training), transpose_b=True)
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        if self.loss_fn is None:
+            raise ValueError(f"{type(self).__name__} has no loss; pass loss= to train it")
+        item_ids = features[ITEM_IDS]
+        if TARGETS in features:  # causal batch: a target after every position
+            targets = features[TARGETS]  # [B, L]
+            valid = tf.not_equal(targets, schema.PAD_ID)
+            query = tf.boolean_mask(self.encode_all(item_ids, training=training), valid)  # [T, D]
+            positive_ids = tf.boolean_mask(targets, valid)  # [T]
+        else:
+            query = self.encode(item_ids, training=training)  # [B, D]
+            positive_ids = features[TARGET]  # [B]
+        candidates = self.candidate_embeddings(training=training)
+        loss = self.loss_fn(query, positive_ids, candidates, training=training)
+        if self.losses:  # weight decay and other regularisers added by layers
+            loss += tf.add_n(self.losses)
+        return loss
+
+
+def sequence_lengths(item_ids: tf.Tensor) -> tf.Tensor:
+    """Number of non-padding items per right-padded row ``[B]``."""
+    return tf.reduce_sum(tf.cast(tf.not_equal(item_ids, schema.PAD_ID), tf.int32), axis=1)
+
+
+def gather_last(sequence: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
+    """``sequence [B, L, D]`` at each row's last valid position of ``item_ids [B, L]`` -> ``[B, D]``.
+
+    A row with no valid item takes position 0.
+    """
+    last = tf.maximum(sequence_lengths(item_ids) - 1, 0)
+    return tf.gather(sequence, last, axis=1, batch_dims=1)
