@@ -1,0 +1,102 @@
+"""The default dataset: a seeded, sparse Markov-chain interaction log.
+
+In the spirit of Spotlight's ``generate_sequential``: each state has a few
+likely successors whose weights follow a Dirichlet(``concentration``), and the
+next item depends on the previous ``order`` items; with probability
+``jump_prob`` a user jumps to a popularity-skewed random item. Unlike a dense
+transition matrix this stays small for large catalogues, and every user is
+generated independently from ``(seed, user)``, so Beam can generate users in
+parallel on any runner and get the same log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from tfseq.data.formats import Interaction
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and shape of the generated log.
+
+    Attributes:
+      num_users, num_items: how many users and items.
+      num_interactions: the expected total (lengths are random per user, at least 3).
+      concentration: Dirichlet concentration of successor weights (small = predictable).
+      order: how many previous items determine the next one.
+      branching: successors per state.
+      jump_prob: probability of a random (popularity-skewed) jump at each step.
+      seed: the whole log is a function of this seed.
+    """
+
+    num_users: int = 3000
+    num_items: int = 1000
+    num_interactions: int = 60000
+    concentration: float = 0.3
+    order: int = 1
+    branching: int = 6
+    jump_prob: float = 0.1
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.num_users < 1 or self.num_items < 2:
+            raise ValueError("synthetic data needs at least 1 user and 2 items")
+        if self.num_interactions < 3 * self.num_users:
+            raise ValueError(
+                f"synthetic_interactions={self.num_interactions} is below 3 per user "
+                f"({3 * self.num_users} for {self.num_users} users)"
+            )
+        if self.order < 1 or self.branching < 1 or not 0 <= self.jump_prob <= 1:
+            raise ValueError("synthetic order and branching must be >= 1 and jump_prob in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    successors: np.ndarray  # [num_states, branching] item indices (0-based)
+    cumulative: np.ndarray  # [num_states, branching] cumulative successor weights
+    popularity: np.ndarray  # [num_items] cumulative jump distribution
+
+
+@functools.lru_cache(maxsize=4)
+def _chain(config: SyntheticConfig) -> _Chain:
+    rng = np.random.default_rng(config.seed)
+    num_states = config.num_items * config.order
+    successors = rng.integers(0, config.num_items, size=(num_states, config.branching))
+    weights = rng.dirichlet([config.concentration] * config.branching, size=num_states)
+    ranks = rng.permutation(config.num_items)
+    popularity = 1.0 / (ranks + 1.0) ** 0.8
+    return _Chain(successors, np.cumsum(weights, axis=1), np.cumsum(popularity / popularity.sum()))
+
+
+def _state(history: list[int], config: SyntheticConfig) -> int:
+    recent = history[-config.order:]
+    state = 0
+    for item in recent:
+        state = (state * 1_000_003 + item) % (config.num_items * config.order)
+    return state
+
+
+def user_interactions(config: SyntheticConfig, user_index: int) -> list[Interaction]:
+    """The events of user ``user_index``: a pure function of ``(config, user_index)``."""
+    chain = _chain(config)
+    rng = np.random.default_rng([config.seed, user_index])
+    mean_extra = max(config.num_interactions / config.num_users - 3.0, 0.0)
+    length = 3 + int(rng.poisson(mean_extra))
+    history: list[int] = [int(np.searchsorted(chain.popularity, rng.random()))]
+    while len(history) < length:
+        if rng.random() < config.jump_prob:
+            history.append(int(np.searchsorted(chain.popularity, rng.random())))
+            continue
+        row = _state(history, config)
+        choice = int(np.searchsorted(chain.cumulative[row], rng.random() * chain.cumulative[row, -1]))
+        history.append(int(chain.successors[row, min(choice, config.branching - 1)]))
+    start = 1_000_000 + int(rng.integers(0, 1_000_000))
+    user = f"u{user_index}"
+    return [
+        Interaction(user, f"i{min(item, config.num_items - 1)}", float(start + 60 * step), 0.0, 0, user_index + 1, step)
+        for step, item in enumerate(history)
+    ]
