@@ -95,3 +95,36 @@ class ExperimentConfig:
         values = self.to_flat()
         values.update(flat_overrides)
         return ExperimentConfig.from_flat(values)
+
+
+def build_model(config: ExperimentConfig, metadata: "DatasetMetadata"):  # noqa: F821
+    """The registry model of ``config`` with its registry loss, sized and adapted to ``metadata``."""
+    loss = LOSSES.build(config.loss, config.loss_config, item_counts=metadata.item_counts)
+    model = MODELS.build(config.model, config.model_config, num_items=metadata.num_items, loss=loss)
+    model.adapt(metadata.item_counts)
+    build_variables(model)
+    return model
+
+
+def build_variables(model) -> None:
+    """Creates every variable by running the model once on a one-item history."""
+    import tensorflow as tf
+
+    model.encode(tf.ones([1, 1], tf.int64), training=False)
+    model.candidate_embeddings(training=False)
+
+
+def load_trained_model(trainer_dir: str, transform_dir: str):
+    """Rebuilds the Trainer's model from its ``config.json`` and restores its best weights."""
+    import posixpath
+
+    from tfseq.data.vocab import DatasetMetadata
+
+    config = ExperimentConfig.from_json_file(posixpath.join(trainer_dir, CONFIG_FILE))
+    model = build_model(config, DatasetMetadata.load(transform_dir))
+    model.load_weights(posixpath.join(trainer_dir, WEIGHTS)).expect_partial()
+    return model, config
+
+
+CONFIG_FILE = "config.json"
+WEIGHTS = "weights/model"

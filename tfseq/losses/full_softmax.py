@@ -1,0 +1,30 @@
+"""``softmax``: cross-entropy over the whole catalogue (RecBole's ``CE``), mean over targets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from tfseq.losses import LOSSES
+from tfseq.losses.base import RetrievalLoss
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftmaxConfig:
+    """Full softmax has no knobs."""
+
+
+@LOSSES.register("softmax", SoftmaxConfig)
+class FullSoftmaxLoss(RetrievalLoss):
+    """``mean_t -log softmax(q_t · C[1:]ᵀ)[pos_t]``: every real item is a negative, padding never is.
+
+    Scoring against ``candidates[1:]`` (and shifting labels by one) leaves the
+    padding row out of the normaliser without building a masked ``[T, N]`` copy.
+    """
+
+    def call(self, query, positive_ids, candidates, training=False):
+        logits = tf.linalg.matmul(query, candidates[1:], transpose_b=True)  # [T, N-1]
+        labels = tf.cast(positive_ids, tf.int32) - 1  # [T]
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        return tf.reduce_mean(losses)

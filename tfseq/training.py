@@ -1,0 +1,296 @@
+"""fit(): Adam, per-epoch full-ranking validation, early stopping, best weights, history, curve.
+
+Training runs through ``tfrs.Model.compile/fit`` (Keras' progress bar with loss
+and ETA when ``verbose``), with callbacks, in this order:
+
+1. validation: the epoch's mean training loss replaces Keras' last-batch
+   ``loss``, then full-ranking metrics on the validation batches
+   (``tfseq.evaluation``) are added as ``val_<metric>`` (``val_ndcg@10`` ...);
+2. best weights + early stopping on ``TrainConfig.valid_metric`` (maximised,
+   strictly better to count as an improvement): a copy of the weights of the
+   best epoch is kept and restored when training ends; training stops after
+   ``patience`` consecutive epochs without improvement;
+3. TensorBoard (when ``log_dir``), then the progress bar, so both see the
+   validation metrics.
+
+``weight_decay`` is RecBole's: PyTorch ``Adam(weight_decay=wd)`` adds
+``wd * w`` to every gradient before the Adam moments (L2, not AdamW's
+decoupled decay), which :class:`L2Adam` reproduces. Models without trainable
+weights (``pop``) take no gradient step: one validation, one history row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import time
+import uuid
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfseq.config import ConfigError, TrainConfig
+from tfseq.data import schema
+from tfseq.evaluation import Evaluator
+from tfseq.metrics.ranking import DEFAULT_KS
+from tfseq.models.base import SequentialRecommender
+
+NUM_USERS = "num_users"  # the evaluator's count, not a metric
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`fit` did.
+
+    Attributes:
+      history: one dict per epoch run: ``epoch`` (1-based), ``loss`` (mean over
+        the epoch's batches; ``None`` for models without trainable weights),
+        ``val_<metric>`` for every validation metric, ``seconds`` (training +
+        validation wall time of the epoch).
+      best_epoch: the epoch whose weights the model holds after ``fit``.
+      best_metrics: that epoch's validation metrics, without the ``val_`` prefix.
+      train_seconds: wall time of the whole fit.
+      epochs_run: number of epochs trained.
+      stopped_early: True when early stopping ended training before ``epochs``.
+    """
+
+    history: tuple[dict[str, Any], ...]
+    best_epoch: int
+    best_metrics: dict[str, float]
+    train_seconds: float
+    epochs_run: int
+    stopped_early: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "history": [dict(row) for row in self.history],
+            "best_epoch": self.best_epoch,
+            "best_metrics": dict(self.best_metrics),
+            "train_seconds": self.train_seconds,
+            "epochs_run": self.epochs_run,
+            "stopped_early": self.stopped_early,
+        }
+
+
+class L2Adam(tf.keras.optimizers.Adam):
+    """Adam with coupled L2 weight decay: ``g <- g + weight_decay * w`` before the moments.
+
+    This is PyTorch's ``torch.optim.Adam(weight_decay=...)``, which RecBole uses,
+    so its ``weight_decay`` values carry over (AdamW's decoupled decay differs).
+    """
+
+    def __init__(self, weight_decay_l2: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.weight_decay_l2 = float(weight_decay_l2)
+
+    def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, tf.Variable]], *args: Any, **kwargs: Any):
+        if self.weight_decay_l2:
+            grads_and_vars = [
+                (None if g is None else tf.convert_to_tensor(g) + self.weight_decay_l2 * v, v)
+                for g, v in grads_and_vars
+            ]
+        return super().apply_gradients(grads_and_vars, *args, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "weight_decay_l2": self.weight_decay_l2}
+
+
+def make_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
+    """Adam(``learning_rate``), with RecBole's L2 ``weight_decay`` when it is > 0."""
+    if config.weight_decay < 0:
+        raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {config.weight_decay}")
+    if config.weight_decay:
+        return L2Adam(weight_decay_l2=config.weight_decay, learning_rate=config.learning_rate)
+    return tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
+
+
+def validation_ks(valid_metric: str, ks: Sequence[int] = DEFAULT_KS) -> tuple[int, ...]:
+    """The cut-offs to evaluate: ``ks`` plus the one ``valid_metric`` needs."""
+    try:
+        k = int(valid_metric.rsplit("@", 1)[1])
+    except (IndexError, ValueError):
+        raise ConfigError(f"TrainConfig.valid_metric must look like 'ndcg@10', got {valid_metric!r}") from None
+    return tuple(sorted({*ks, k}))
+
+
+class _Validation(tf.keras.callbacks.Callback):
+    """Epoch-mean training loss + ``val_<metric>`` logs + the history rows."""
+
+    def __init__(self, valid_data: tf.data.Dataset, ks: Sequence[int], exclude_seen: bool) -> None:
+        super().__init__()
+        self.valid_data = valid_data
+        self.ks = tuple(ks)
+        self.exclude_seen = exclude_seen
+        self.rows: list[dict[str, Any]] = []
+        self._evaluator: Evaluator | None = None
+
+    def validate(self) -> dict[str, float]:
+        if self._evaluator is None:  # one traced ranking function for the whole fit
+            self._evaluator = Evaluator(self.model, exclude_seen=self.exclude_seen)
+        metrics = self._evaluator(self.valid_data, self.ks)
+        metrics.pop(NUM_USERS, None)
+        return {f"val_{name}": float(value) for name, value in metrics.items()}
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+        self._loss_sum = 0.0
+        self._batches = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._loss_sum += float(logs["loss"])
+        self._batches += 1
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = self._loss_sum / max(self._batches, 1)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"epoch {epoch + 1}: mean training loss is {loss}; try a lower learning_rate"
+            )
+        logs["loss"] = loss
+        logs.update(self.validate())
+        self.rows.append({"epoch": epoch + 1, "loss": loss, **{k: v for k, v in logs.items() if k.startswith("val_")},
+                          "seconds": time.perf_counter() - self._start})
+
+
+class _BestWeights(tf.keras.callbacks.Callback):
+    """Keeps the weights of the best epoch (by ``monitor``, maximised), stops after ``patience`` misses."""
+
+    def __init__(self, monitor: str, patience: int) -> None:
+        super().__init__()
+        self.monitor = monitor
+        self.patience = patience
+        self.best = -math.inf
+        self.best_epoch = 0
+        self.stopped_epoch = 0
+        self._weights: list[np.ndarray] | None = None
+        self._misses = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.monitor not in logs:
+            available = ", ".join(k[4:] for k in logs if k.startswith("val_"))
+            raise ConfigError(f"TrainConfig.valid_metric {self.monitor[4:]!r} is not computed; "
+                              f"available: {available}")
+        value = float(logs[self.monitor])
+        if value > self.best:  # NaN is never an improvement
+            self.best, self.best_epoch, self._misses = value, epoch + 1, 0
+            self._weights = self.model.get_weights()
+            return
+        self._misses += 1
+        if self._misses >= self.patience:
+            self.model.stop_training = True
+            self.stopped_epoch = epoch + 1
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._weights is not None:
+            self.model.set_weights(self._weights)
+
+
+def build_variables(model: SequentialRecommender, item_ids: tf.Tensor | None = None) -> None:
+    """Creates a model's variables by running its query and candidate towers once."""
+    if item_ids is None:
+        item_ids = tf.ones([1, 1], tf.int64)  # [B=1, L=1], item 1
+    model(item_ids, training=False)
+    model.candidate_embeddings(training=False)
+
+
+def fit(
+    model: SequentialRecommender,
+    train_data: tf.data.Dataset,
+    valid_data: tf.data.Dataset,
+    config: TrainConfig,
+    *,
+    log_dir: str | None = None,
+    verbose: int = 1,
+) -> TrainResult:
+    """Trains ``model`` with early stopping and leaves it holding its best validation weights.
+
+    Seeds Python, NumPy and TensorFlow with ``config.seed`` first (build the
+    model after seeding too, e.g. with ``tfseq.experiment.build_model``, for
+    identical initial weights).
+
+    Args:
+      model: a SequentialRecommender with its loss, already ``adapt``-ed.
+      train_data: batches from ``tfseq.data.reader`` (prefix or causal, matching ``model.causal``).
+      valid_data: ``{"item_ids": [B, L], "target": [B]}`` validation batches.
+      config: epochs, learning rate, weight decay, patience, ``valid_metric`` ...
+      log_dir: TensorBoard directory (none when ``None``).
+      verbose: 0 silent, 1 progress bar per epoch, 2 one line per epoch.
+
+    Returns:
+      The :class:`TrainResult`; ``model`` holds the weights of ``best_epoch``.
+    """
+    tf.keras.utils.set_random_seed(config.seed)
+    start = time.perf_counter()
+    ks = validation_ks(config.valid_metric)
+    validation = _Validation(valid_data, ks, config.exclude_seen)
+    monitor = f"val_{config.valid_metric}"
+    build_variables(model)
+    if not model.trainable_variables:  # pop: nothing to learn, the counts came from adapt()
+        validation.set_model(model)
+        metrics = validation.validate()
+        if monitor not in metrics:
+            raise ConfigError(f"TrainConfig.valid_metric {config.valid_metric!r} is not computed")
+        seconds = time.perf_counter() - start
+        row = {"epoch": 1, "loss": None, **metrics, "seconds": seconds}
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in metrics.items()), flush=True)
+        return TrainResult((row,), 1, _strip(metrics), seconds, 1, False)
+
+    best = _BestWeights(monitor, config.patience)
+    callbacks: list[tf.keras.callbacks.Callback] = [validation, best]
+    if log_dir:
+        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0))
+    if verbose:  # after the validation, so the epoch line shows val_ metrics
+        callbacks.append(tf.keras.callbacks.ProgbarLogger(count_mode="steps"))
+    model.compile(optimizer=make_optimizer(config))
+    model.fit(train_data, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
+    history = tuple(validation.rows)
+    best_row = history[best.best_epoch - 1] if best.best_epoch else history[-1]
+    return TrainResult(
+        history=history,
+        best_epoch=best.best_epoch or len(history),
+        best_metrics=_strip({k: v for k, v in best_row.items() if k.startswith("val_")}),
+        train_seconds=time.perf_counter() - start,
+        epochs_run=len(history),
+        stopped_early=bool(best.stopped_epoch) and len(history) < config.epochs,
+    )
+
+
+def _strip(metrics: dict[str, float]) -> dict[str, float]:
+    return {k[len("val_"):]: v for k, v in metrics.items()}
+
+
+def plot_training_curve(history: Sequence[dict[str, Any]], path: str, metric: str = "ndcg@10") -> None:
+    """PNG of the training loss and validation ``metric`` per epoch, written via temp file + rename."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    losses = [row["loss"] for row in history]
+    values = [row.get(f"val_{metric}") for row in history]
+    figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    try:
+        if any(v is not None for v in losses):
+            loss_axes.plot(epochs, [np.nan if v is None else v for v in losses], marker="o")
+        loss_axes.set(title="training loss", xlabel="epoch", ylabel="loss")
+        metric_axes.plot(epochs, [np.nan if v is None else v for v in values], marker="o", color="tab:green")
+        metric_axes.set(title=f"validation {metric}", xlabel="epoch", ylabel=metric)
+        for axes in (loss_axes, metric_axes):
+            axes.grid(alpha=0.3)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
+    finally:
+        plt.close(figure)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write(buffer.getvalue())
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+__all__ = ["TrainResult", "L2Adam", "build_variables", "fit", "make_optimizer", "plot_training_curve",
+           "validation_ks", schema.PAD_ID and "TrainResult"]
