@@ -1,0 +1,57 @@
+"""Shared benchmark plumbing: dataset locations, preprocessing once, JSON results written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("TFSEQ_DATASETS", REPO.parent / "shared" / "datasets"))
+RESULTS = REPO / "bench" / "results"
+WORK = Path(os.environ.get("TFSEQ_BENCH_WORK", "/tmp/tfseq-bench"))
+
+# name -> pipeline.run input flags
+SOURCES: dict[str, list[str]] = {
+    "beauty": ["--input", str(DATASETS / "amazon-beauty" / "Beauty.txt"), "--input_format", "sequence"],
+    "ml-100k": ["--input", str(DATASETS / "ml-100k" / "ml-100k.inter"), "--input_format", "recbole"],
+}
+
+
+def preprocess(dataset: str) -> str:
+    """Runs ExampleGen + Transform once per dataset (later calls reuse it); returns the Transform dir."""
+    from pipeline import run as pipeline_run
+
+    root = WORK / dataset
+    pipeline_run.run([*SOURCES[dataset], "--output_dir", str(root), "--stop_after", "Transform"])
+    return str(root / "Transform")
+
+
+def machine() -> dict[str, Any]:
+    import tensorflow as tf
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def read_results(name: str) -> dict[str, Any]:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,81 @@
+"""Config dataclasses, the registry and the flat experiment config."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from tfseq.config import ConfigError, TrainConfig, from_dict, to_dict
+from tfseq.registry import Registry
+
+
+def test_from_dict_rejects_unknown_keys_by_name():
+    with pytest.raises(ConfigError, match="learnin_rate"):
+        from_dict(TrainConfig, {"learnin_rate": 0.1})
+
+
+def test_from_dict_coerces_cli_strings_and_round_trips():
+    config = from_dict(TrainConfig, {"epochs": "3", "learning_rate": "0.01", "exclude_seen": "true"})
+    assert (config.epochs, config.learning_rate, config.exclude_seen) == (3, 0.01, True)
+    assert from_dict(TrainConfig, to_dict(config)) == config
+
+
+def test_from_dict_names_field_with_bad_value():
+    with pytest.raises(ConfigError, match=r"TrainConfig\.epochs"):
+        from_dict(TrainConfig, {"epochs": "many"})
+    with pytest.raises(ConfigError, match=r"TrainConfig\.batch_size must be >= 1"):
+        TrainConfig(batch_size=0)
+
+
+def test_train_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+def test_registry_lists_known_names_on_a_typo():
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        size: int = 1
+
+    registry: Registry = Registry("widget")
+
+    @registry.register("small", Cfg)
+    class Small:
+        def __init__(self, config, scale=1):
+            self.value = config.size * scale
+
+    assert registry.build("small", Cfg(size=3), scale=2).value == 6
+    assert registry.build("small").value == 1
+    with pytest.raises(KeyError, match="unknown widget 'smal'; known: small"):
+        registry.get("smal")
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("small", Cfg)(Small)
+    with pytest.raises(ValueError, match="lowercase"):
+        registry.register("Big", Cfg)
+
+
+def test_experiment_config_routes_flat_keys_and_rejects_unknown(tmp_path):
+    from tfseq.experiment import ExperimentConfig
+    from tfseq.models import MODELS
+
+    config = ExperimentConfig.from_flat({"model": "sasrec", "learning_rate": 0.003, "max_seq_len": 20})
+    assert config.train.learning_rate == 0.003
+    # max_seq_len is declared by both the reader's TrainConfig and SASRec's positional table.
+    assert config.train.max_seq_len == 20 and config.model_config.max_seq_len == 20
+    assert ExperimentConfig.from_flat(config.to_flat()) == config
+
+    with pytest.raises(ConfigError, match="temperatur"):
+        ExperimentConfig.from_flat({"model": "core_trm", "temperatur": 0.1})
+    with pytest.raises(ConfigError, match="unknown model 'sasrek'"):
+        ExperimentConfig.from_flat({"model": "sasrek"})
+
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"model": "core_ave", "temperature": 0.1, "epochs": 2}))
+    loaded = ExperimentConfig.from_json_file(str(path))
+    assert (loaded.model, loaded.model_config.temperature, loaded.train.epochs) == ("core_ave", 0.1, 2)
+    path.write_text(json.dumps({"model": "core_ave", "bogus": 1}))
+    with pytest.raises(ConfigError, match=r"best\.json.*bogus"):
+        ExperimentConfig.from_json_file(str(path))
+    assert set(MODELS.names()) >= {"gru4rec", "sasrec", "core_ave", "core_trm", "pop"}
