@@ -1,19 +1,43 @@
 """Raw interaction logs -> Interaction records; errors cite file:line.
 
-One parser per input format turns one raw line into Interactions or a
-malformed-row reason. File-level problems (missing, empty, a header that does
-not fit the format) raise ``DataError`` at once; row-level problems are counted
-by ExampleGen, or raised with ``--strict``.
+Formats (``--input_format``):
+
+* ``recbole``: RecBole atomic ``.inter`` files: tab-separated, a ``name:type``
+  header (``user_id:token  item_id:token  rating:float  timestamp:float``),
+  columns found by name in any order; rating and timestamp are optional.
+* ``movielens``: ``u.data`` (tab) or ``ratings.dat`` (``::``), detected per file:
+  ``user item rating timestamp``.
+* ``sequence``: one user per line, ``user item item ...`` in time order (the
+  SASRec/S3-Rec ``Beauty.txt``).
+* ``pairs``: one ``user item`` pair per line (whitespace-separated), in time order.
+* ``csv`` / ``parquet``: a header row (parquet: the schema) with the columns
+  named by ``user_col``, ``item_col``, ``time_col`` and optionally ``rating_col``;
+  the parquet row number (from 1) stands in for the line.
+* ``tfds``: a tensorflow-datasets MovieLens name such as ``movielens/100k-ratings``
+  (fields ``user_id``, ``movie_id``, ``timestamp``, ``user_rating``).
+* ``synthetic``: :mod:`tfseq.data.synthetic`, no input file.
+
+Where a format has no timestamp the input order is the time: the line number
+(``pairs``, ``recbole`` without a timestamp column, ``csv`` with an empty
+``time_col``) or the position within the line (``sequence``).
+
+A parser turns one raw line into Interactions or a :class:`Malformed` row with
+a stable reason key (``REASONS``). A file that does not fit its format at all
+(a header without the needed columns, an unreadable parquet file) raises
+:class:`DataError` naming the file and line. This module does no file system
+I/O of its own: callers hand it lines (bytes) or an open parquet file, so the
+same code runs on the driver and inside Beam workers.
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import datetime
+import itertools
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 
 class DataError(ValueError):
@@ -53,7 +77,7 @@ class Interaction(NamedTuple):
 
 
 class Malformed(NamedTuple):
-    """A row that was skipped: a stable reason key and where it was."""
+    """A skipped row: a stable reason key (``REASONS``), where it was, and what was wrong."""
 
     reason: str
     path: str
@@ -64,26 +88,66 @@ class Malformed(NamedTuple):
     def where(self) -> str:
         return f"{self.path}:{self.line}"
 
+    def describe(self) -> str:
+        """``file:line: reason (detail)``, the form errors quote."""
+        return f"{self.where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
-# Stable reason keys for malformed rows.
+
+# Stable reason keys for malformed rows (stats.json counts rows by these).
 WRONG_FIELD_COUNT = "wrong_field_count"
 BAD_TIMESTAMP = "non_numeric_timestamp"
 BAD_RATING = "non_numeric_rating"
 EMPTY_ID = "empty_id"
-BAD_ID = "id_with_control_characters"
+BAD_ID = "id_with_tab_or_newline"
+NOT_UTF8 = "not_utf8"
+REASONS = (WRONG_FIELD_COUNT, BAD_TIMESTAMP, BAD_RATING, EMPTY_ID, BAD_ID, NOT_UTF8)
+
+TEXT_FORMATS = ("recbole", "movielens", "sequence", "pairs", "csv")
+ALL_FORMATS = (*TEXT_FORMATS, "parquet", "tfds", "synthetic")
 
 _BAD_ID_CHARS = re.compile(r"[\t\n\r]")
 
 
+def check_format_name(name: str) -> None:
+    """Raises DataError listing the known formats when ``name`` is not one."""
+    if name not in ALL_FORMATS:
+        raise DataError(f"unknown input format {name!r}; known formats: {', '.join(ALL_FORMATS)}")
+
+
 @dataclass(frozen=True)
 class Columns:
-    """Positions of the fields in a delimited row (-1 = absent)."""
+    """Positions of the fields in a delimited row (-1 = absent) and how many fields a row has."""
 
     user: int
     item: int
     timestamp: int = -1
     rating: int = -1
-    count: int = 0  # fields a row must have
+    count: int = 0
+
+
+def columns_by_name(
+    names: Sequence[str], where: str, user_col: str, item_col: str, time_col: str, rating_col: str
+) -> Columns:
+    """The positions of the named columns (csv header, parquet schema); DataError if one is missing.
+
+    ``time_col`` and ``rating_col`` may be empty (no such column); ``user_col``
+    and ``item_col`` may not.
+    """
+    for flag, col in (("--user_col", user_col), ("--item_col", item_col)):
+        if not col:
+            raise DataError(f"{where}: {flag} is empty; name one of the columns {list(names)}")
+    wanted = {"--user_col": user_col, "--item_col": item_col, "--time_col": time_col,
+              "--rating_col": rating_col}
+    missing = [f"{flag} {col!r}" for flag, col in wanted.items() if col and col not in names]
+    if missing:
+        raise DataError(f"{where}: no column {', '.join(missing)}; columns are {list(names)}")
+    return Columns(
+        names.index(user_col),
+        names.index(item_col),
+        names.index(time_col) if time_col else -1,
+        names.index(rating_col) if rating_col else -1,
+        len(names),
+    )
 
 
 def _number(text: str) -> float:
@@ -93,7 +157,7 @@ def _number(text: str) -> float:
     return value
 
 
-def _check_id(raw: str) -> str | None:
+def _id_problem(raw: str) -> str | None:
     """The malformed reason for an ID, or None when it is usable."""
     if not raw:
         return EMPTY_ID
@@ -105,12 +169,14 @@ def _check_id(raw: str) -> str | None:
 def row_to_interaction(
     fields: Sequence[str], columns: Columns, path: str, source: int, line: int
 ) -> Interaction | Malformed:
-    """Validates one delimited row against ``columns``."""
+    """Validates one delimited row against ``columns``; no timestamp column -> ``line``."""
     if len(fields) != columns.count:
-        return Malformed(WRONG_FIELD_COUNT, path, line, f"{len(fields)} fields, expected {columns.count}")
-    user, item = fields[columns.user].strip(), fields[columns.item].strip()
+        return Malformed(
+            WRONG_FIELD_COUNT, path, line, f"{len(fields)} fields, expected {columns.count}"
+        )
+    user, item = fields[columns.user].strip(" "), fields[columns.item].strip(" ")
     for raw in (user, item):
-        reason = _check_id(raw)
+        reason = _id_problem(raw)
         if reason:
             return Malformed(reason, path, line, repr(raw))
     timestamp = float(line)
@@ -128,17 +194,34 @@ def row_to_interaction(
     return Interaction(user, item, timestamp, rating, source, line)
 
 
+# One line of text and its 1-based number -> its events, a Malformed row, or None (blank line).
 LineParser = Callable[[str, int], "list[Interaction] | Malformed | None"]
 
 
 class Format:
-    """How one format reads a file: ``parsers(path, first_line)`` checks the header."""
+    """How one text format reads a file.
+
+    ``line_parser(path, source, first)`` gets the file's first line (the header
+    for formats with ``has_header``), raises DataError when it does not fit the
+    format, and returns the parser for the data lines.
+    """
 
     name = ""
     has_header = False
 
-    def line_parser(self, path: str, source: int, header: str | None) -> LineParser:
+    def line_parser(self, path: str, source: int, first: str) -> LineParser:
         raise NotImplementedError
+
+
+def _delimited(columns: Columns, path: str, source: int,
+               split: Callable[[str], list[str]]) -> LineParser:
+    def parse(text: str, line: int) -> list[Interaction] | Malformed | None:
+        if not text.strip():
+            return None
+        result = row_to_interaction(split(text.rstrip("\r\n")), columns, path, source, line)
+        return result if isinstance(result, Malformed) else [result]
+
+    return parse
 
 
 class RecBoleFormat(Format):
@@ -147,12 +230,12 @@ class RecBoleFormat(Format):
     name = "recbole"
     has_header = True
 
-    def line_parser(self, path: str, source: int, header: str | None) -> LineParser:
-        names = [h.split(":", 1)[0].strip() for h in (header or "").rstrip("\r\n").split("\t")]
+    def line_parser(self, path: str, source: int, first: str) -> LineParser:
+        names = [h.split(":", 1)[0].strip() for h in first.rstrip("\r\n").split("\t")]
         if "user_id" not in names or "item_id" not in names:
             raise DataError(
-                f"{path}:1: not a RecBole .inter header (needs user_id and item_id columns, "
-                f"e.g. 'user_id:token<TAB>item_id:token<TAB>timestamp:float'), got {header!r:.80}"
+                f"{path}:1: not a RecBole .inter header (needs user_id and item_id columns, e.g. "
+                f"'user_id:token<TAB>item_id:token<TAB>timestamp:float'), got {first[:80]!r}"
             )
         columns = Columns(
             names.index("user_id"),
@@ -161,46 +244,35 @@ class RecBoleFormat(Format):
             names.index("rating") if "rating" in names else -1,
             len(names),
         )
-
-        def parse(text: str, line: int) -> list[Interaction] | Malformed | None:
-            if not text.strip():
-                return None
-            result = row_to_interaction(text.rstrip("\r\n").split("\t"), columns, path, source, line)
-            return result if isinstance(result, Malformed) else [result]
-
-        return parse
+        return _delimited(columns, path, source, lambda text: text.split("\t"))
 
 
 class MovieLensFormat(Format):
-    """MovieLens ``u.data`` (tab-separated) and ``ratings.dat`` (``::``): user item rating time."""
+    """MovieLens ``u.data`` (tab) and ``ratings.dat`` (``::``): user item rating timestamp.
+
+    The separator is chosen once per file, from its first line.
+    """
 
     name = "movielens"
 
-    def line_parser(self, path: str, source: int, header: str | None) -> LineParser:
-        separator = "::" if header is not None and "::" in header else "\t"
+    def line_parser(self, path: str, source: int, first: str) -> LineParser:
+        separator = "::" if "::" in first else "\t"
         columns = Columns(0, 1, timestamp=3, rating=2, count=4)
-
-        def parse(text: str, line: int) -> list[Interaction] | Malformed | None:
-            if not text.strip():
-                return None
-            result = row_to_interaction(text.rstrip("\r\n").split(separator), columns, path, source, line)
-            return result if isinstance(result, Malformed) else [result]
-
-        return parse
+        return _delimited(columns, path, source, lambda text: text.split(separator))
 
 
 class SequenceFormat(Format):
-    """One user per line, ``user item item ...`` in time order (the SASRec/S3-Rec files)."""
+    """One user per line, ``user item item ...`` in time order; timestamp = position."""
 
     name = "sequence"
 
-    def line_parser(self, path: str, source: int, header: str | None) -> LineParser:
+    def line_parser(self, path: str, source: int, first: str) -> LineParser:
         def parse(text: str, line: int) -> list[Interaction] | Malformed | None:
-            if not text.strip():
-                return None
             fields = text.split()
+            if not fields:
+                return None
             if len(fields) < 2:
-                return Malformed(WRONG_FIELD_COUNT, path, line, "a user with no items")
+                return Malformed(WRONG_FIELD_COUNT, path, line, f"user {fields[0]!r} with no items")
             user = fields[0]
             return [
                 Interaction(user, item, float(position), math.nan, source, line, position)
@@ -211,25 +283,20 @@ class SequenceFormat(Format):
 
 
 class PairsFormat(Format):
-    """One ``user item`` pair per line, in time order."""
+    """One ``user item`` pair per line (whitespace-separated), in time order."""
 
     name = "pairs"
 
-    def line_parser(self, path: str, source: int, header: str | None) -> LineParser:
-        columns = Columns(0, 1, count=2)
-
-        def parse(text: str, line: int) -> list[Interaction] | Malformed | None:
-            if not text.strip():
-                return None
-            result = row_to_interaction(text.split(), columns, path, source, line)
-            return result if isinstance(result, Malformed) else [result]
-
-        return parse
+    def line_parser(self, path: str, source: int, first: str) -> LineParser:
+        return _delimited(Columns(0, 1, count=2), path, source, str.split)
 
 
 @dataclass(frozen=True)
 class CsvFormat(Format):
-    """CSV with a header row; columns named by ``--user_col --item_col --time_col [--rating_col]``."""
+    """CSV, header row; columns named by ``user_col``, ``item_col``, ``time_col``, ``rating_col``.
+
+    Rows are read line by line, so a quoted field may not contain a newline.
+    """
 
     user_col: str = "user_id"
     item_col: str = "item_id"
@@ -238,68 +305,66 @@ class CsvFormat(Format):
     name = "csv"
     has_header = True
 
-    def columns(self, names: list[str], path: str) -> Columns:
-        wanted = {"--user_col": self.user_col, "--item_col": self.item_col, "--time_col": self.time_col}
-        if self.rating_col:
-            wanted["--rating_col"] = self.rating_col
-        missing = [f"{flag} {col!r}" for flag, col in wanted.items() if col and col not in names]
-        if missing:
-            raise DataError(f"{path}:1: no column {', '.join(missing)}; columns are {names}")
-        return Columns(
-            names.index(self.user_col),
-            names.index(self.item_col),
-            names.index(self.time_col) if self.time_col else -1,
-            names.index(self.rating_col) if self.rating_col else -1,
-            len(names),
+    def line_parser(self, path: str, source: int, first: str) -> LineParser:
+        names = [n.strip() for n in next(csv.reader([first.rstrip("\r\n")]), [])]
+        columns = columns_by_name(
+            names, f"{path}:1", self.user_col, self.item_col, self.time_col, self.rating_col
         )
-
-    def line_parser(self, path: str, source: int, header: str | None) -> LineParser:
-        names = [n.strip() for n in next(csv.reader([header or ""]), [])]
-        columns = self.columns(names, path)
-
-        def parse(text: str, line: int) -> list[Interaction] | Malformed | None:
-            if not text.strip():
-                return None
-            fields = next(csv.reader(io.StringIO(text)))
-            result = row_to_interaction(fields, columns, path, source, line)
-            return result if isinstance(result, Malformed) else [result]
-
-        return parse
+        return _delimited(columns, path, source, lambda text: next(csv.reader([text])))
 
 
-TEXT_FORMATS: dict[str, type[Format]] = {
-    f.name: f for f in (RecBoleFormat, MovieLensFormat, SequenceFormat, PairsFormat, CsvFormat)
+_TEXT_FORMAT_CLASSES: dict[str, type[Format]] = {
+    f.name: f for f in (RecBoleFormat, MovieLensFormat, SequenceFormat, PairsFormat)
 }
-ALL_FORMATS = (*TEXT_FORMATS, "parquet", "tfds", "synthetic")
 
 
-def text_format(name: str, user_col: str = "", item_col: str = "", time_col: str = "",
-                rating_col: str = "") -> Format:
+def text_format(
+    name: str, user_col: str = "user_id", item_col: str = "item_id", time_col: str = "timestamp",
+    rating_col: str = "",
+) -> Format:
+    """The line-based format called ``name`` (the column names matter only for ``csv``)."""
+    check_format_name(name)
     if name == "csv":
         return CsvFormat(user_col, item_col, time_col, rating_col)
-    if name not in TEXT_FORMATS:
-        raise DataError(f"unknown input format {name!r}; known formats: {', '.join(ALL_FORMATS)}")
-    return TEXT_FORMATS[name]()
+    if name not in _TEXT_FORMAT_CLASSES:
+        raise DataError(f"input format {name!r} is not line-based; text formats: {TEXT_FORMATS}")
+    return _TEXT_FORMAT_CLASSES[name]()
 
 
 def parse_lines(
-    fmt: Format, path: str, source: int, lines: Iterator[str]
+    fmt: Format, path: str, source: int, lines: Iterable[bytes]
 ) -> Iterator[Interaction | Malformed]:
-    """Every record of one text file, in order; raises DataError for a header that does not fit."""
-    header = None
-    first = next(lines, None)
-    if first is None:
+    """Every record of one text file, in line order.
+
+    Args:
+      fmt: the file's format.
+      path: the file's name, quoted in errors and Malformed rows.
+      source: the file's index among the inputs (``Interaction.source``).
+      lines: the file's raw lines (bytes, newline included or not).
+
+    Raises:
+      DataError: the file is empty, or its first line does not fit ``fmt``.
+    """
+    raw_lines = iter(lines)
+    first_raw = next(raw_lines, None)
+    if first_raw is None:
         raise DataError(f"{path}: file is empty")
     if fmt.has_header:
-        header = first
+        try:
+            header = first_raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}:1: the header is not UTF-8 ({first_raw[:40]!r})") from None
         parse = fmt.line_parser(path, source, header)
-        start = 2
-        remaining: Iterator[str] = lines
+        numbered: Iterable[tuple[int, bytes]] = enumerate(raw_lines, start=2)
     else:
-        parse = fmt.line_parser(path, source, first)
-        start = 1
-        remaining = _chain_first(first, lines)
-    for line, text in enumerate(remaining, start=start):
+        parse = fmt.line_parser(path, source, first_raw.decode("utf-8", errors="replace"))
+        numbered = enumerate(itertools.chain([first_raw], raw_lines), start=1)
+    for line, raw in numbered:
+        try:
+            text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            yield Malformed(NOT_UTF8, path, line, f"byte {e.start}: {raw[e.start:e.start + 4]!r}")
+            continue
         result = parse(text, line)
         if result is None:
             continue
@@ -309,41 +374,96 @@ def parse_lines(
             yield from result
 
 
-def _chain_first(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
+def _field_text(value: Any) -> str:
+    """A parquet or tfds cell as the text a delimited row would hold."""
+    if value is None:
+        return ""
+    if hasattr(value, "item") and not isinstance(value, (bytes, str)):
+        value = value.item()  # a numpy scalar from tfds
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, datetime.datetime):
+        return repr(value.timestamp())
+    return str(value)
 
 
-def parquet_records(
-    path: str, source: int, data: bytes, user_col: str, item_col: str, time_col: str, rating_col: str
-) -> Iterator[Interaction | Malformed]:
-    """Rows of a parquet file (the row number, from 1, stands in for the line)."""
-    import pyarrow as pa
+def parquet_columns(
+    file: IO[bytes], path: str, user_col: str, item_col: str, time_col: str, rating_col: str
+) -> tuple[Any, list[str]]:
+    """Opens a parquet file and checks its schema -> ``(pyarrow ParquetFile, columns to read)``.
+
+    Raises:
+      DataError: not a parquet file, or a named column is missing.
+    """
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        parquet = pq.ParquetFile(file)
     except Exception as e:  # noqa: BLE001  (pyarrow raises several types for a bad file)
-        raise DataError(f"{path}: not a readable parquet file: {e}") from None
-    names = table.column_names
-    columns = CsvFormat(user_col, item_col, time_col, rating_col).columns(names, path)
-    data_columns = [table.column(i).to_pylist() for i in range(len(names))]
-    for row in range(table.num_rows):
-        fields = ["" if col[row] is None else str(col[row]) for col in data_columns]
-        result = row_to_interaction(fields, columns, path, source, row + 1)
-        yield result
+        raise DataError(f"{path}: not a readable parquet file: {e}") from e
+    names = parquet.schema_arrow.names
+    columns_by_name(names, path, user_col, item_col, time_col, rating_col)
+    return parquet, [c for c in (user_col, item_col, time_col, rating_col) if c]
 
 
-def tfds_interactions(name: str, split: str = "train") -> Iterator[Interaction]:
-    """A tensorflow-datasets MovieLens-style dataset (needs network on first use)."""
+def parquet_records(
+    file: IO[bytes], path: str, source: int, user_col: str, item_col: str, time_col: str,
+    rating_col: str, batch_size: int = 65536,
+) -> Iterator[Interaction | Malformed]:
+    """Rows of an open parquet file, streamed in record batches (row number from 1 = the line)."""
+    parquet, wanted = parquet_columns(file, path, user_col, item_col, time_col, rating_col)
+    columns = Columns(
+        0, 1, wanted.index(time_col) if time_col else -1,
+        wanted.index(rating_col) if rating_col else -1, len(wanted),
+    )
+    line = 0
+    for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted):
+        cells = [batch.column(i).to_pylist() for i in range(len(wanted))]
+        for row in zip(*cells):
+            line += 1
+            yield row_to_interaction([_field_text(v) for v in row], columns, path, source, line)
+
+
+TFDS_FIELDS = ("user_id", "movie_id", "timestamp", "user_rating")
+
+
+def tfds_label(name: str) -> str:
+    """How a tensorflow-datasets input is named in errors and stats (``tfds:<name>``)."""
+    return f"tfds:{name}"
+
+
+def prepare_tfds(name: str) -> None:
+    """Downloads and prepares a tensorflow-datasets dataset (network on first use).
+
+    Raises:
+      DataError: unknown dataset, download failure, or missing MovieLens fields.
+    """
     import tensorflow_datasets as tfds
 
     try:
-        dataset = tfds.load(name, split=split)
-    except Exception as e:  # noqa: BLE001  (download/registration errors vary by version)
-        raise DataError(f"tfds:{name}: cannot load the dataset: {e}") from None
+        builder = tfds.builder(name)
+    except Exception as e:  # noqa: BLE001  (DatasetNotFoundError and friends)
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{tfds_label(name)}: unknown tfds dataset: {first_line}") from e
+    missing = [f for f in TFDS_FIELDS[:3] if f not in builder.info.features]
+    if missing:
+        raise DataError(f"{tfds_label(name)}: has no field(s) {missing}; needs {TFDS_FIELDS[:3]}")
+    try:
+        builder.download_and_prepare()
+    except Exception as e:  # noqa: BLE001  (download errors vary by version and transport)
+        raise DataError(f"{tfds_label(name)}: cannot download the dataset: {e}") from e
+
+
+def tfds_records(
+    name: str, source: int = 0, split: str = "train"
+) -> Iterator[Interaction | Malformed]:
+    """Rows of a (prepared) tensorflow-datasets MovieLens dataset; the row number is the line."""
+    import tensorflow_datasets as tfds
+
+    label = tfds_label(name)
+    dataset = tfds.load(name, split=split)
+    has_rating = TFDS_FIELDS[3] in dataset.element_spec
+    columns = Columns(0, 1, 2, 3 if has_rating else -1, 4 if has_rating else 3)
     for line, row in enumerate(tfds.as_numpy(dataset), start=1):
-        user = row["user_id"].decode() if isinstance(row["user_id"], bytes) else str(row["user_id"])
-        item = row["movie_id"].decode() if isinstance(row["movie_id"], bytes) else str(row["movie_id"])
-        rating = float(row.get("user_rating", math.nan))
-        yield Interaction(user, item, float(row["timestamp"]), rating, 0, line)
+        fields = [_field_text(row[f]) for f in TFDS_FIELDS[:columns.count]]
+        yield row_to_interaction(fields, columns, label, source, line)

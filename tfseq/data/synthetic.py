@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import numpy as np
 
+from tfseq.config import ConfigError
 from tfseq.data.formats import Interaction
 
 
@@ -44,14 +46,22 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         if self.num_users < 1 or self.num_items < 2:
-            raise ValueError("synthetic data needs at least 1 user and 2 items")
+            raise ConfigError(
+                f"synthetic data needs at least 1 user and 2 items, got "
+                f"num_users={self.num_users}, num_items={self.num_items}"
+            )
         if self.num_interactions < 3 * self.num_users:
-            raise ValueError(
-                f"synthetic_interactions={self.num_interactions} is below 3 per user "
+            raise ConfigError(
+                f"synthetic num_interactions={self.num_interactions} is below 3 per user "
                 f"({3 * self.num_users} for {self.num_users} users)"
             )
+        if self.concentration <= 0:
+            raise ConfigError(f"synthetic concentration must be > 0, got {self.concentration}")
         if self.order < 1 or self.branching < 1 or not 0 <= self.jump_prob <= 1:
-            raise ValueError("synthetic order and branching must be >= 1 and jump_prob in [0, 1]")
+            raise ConfigError(
+                f"synthetic order and branching must be >= 1 and jump_prob in [0, 1], got "
+                f"order={self.order}, branching={self.branching}, jump_prob={self.jump_prob}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +91,14 @@ def _state(history: list[int], config: SyntheticConfig) -> int:
 
 
 def user_interactions(config: SyntheticConfig, user_index: int) -> list[Interaction]:
-    """The events of user ``user_index``: a pure function of ``(config, user_index)``."""
+    """The events of user ``user_index`` (0-based), a pure function of ``(config, user_index)``.
+
+    The transition structure comes from ``config.seed`` alone and each user's
+    draws from ``(seed, user_index)``, so any worker can generate any user.
+    Users are named ``u<index>``, items ``i<index>``; timestamps increase by 60
+    within a user; there is no rating (NaN); ``line`` is ``user_index + 1`` and
+    ``position`` the step.
+    """
     chain = _chain(config)
     rng = np.random.default_rng([config.seed, user_index])
     mean_extra = max(config.num_interactions / config.num_users - 3.0, 0.0)
@@ -92,11 +109,15 @@ def user_interactions(config: SyntheticConfig, user_index: int) -> list[Interact
             history.append(int(np.searchsorted(chain.popularity, rng.random())))
             continue
         row = _state(history, config)
-        choice = int(np.searchsorted(chain.cumulative[row], rng.random() * chain.cumulative[row, -1]))
+        draw = rng.random() * chain.cumulative[row, -1]
+        choice = int(np.searchsorted(chain.cumulative[row], draw))
         history.append(int(chain.successors[row, min(choice, config.branching - 1)]))
     start = 1_000_000 + int(rng.integers(0, 1_000_000))
     user = f"u{user_index}"
     return [
-        Interaction(user, f"i{min(item, config.num_items - 1)}", float(start + 60 * step), 0.0, 0, user_index + 1, step)
+        Interaction(
+            user, f"i{min(item, config.num_items - 1)}", float(start + 60 * step), math.nan,
+            0, user_index + 1, step,
+        )
         for step, item in enumerate(history)
     ]
