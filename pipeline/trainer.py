@@ -1,14 +1,18 @@
-"""The Trainer stage: registry model + registry loss, trained with early stopping.
+"""The Trainer stage: registry model + registry loss, trained with early stopping on validation.
 
-Writes ``config.json`` (the flat experiment config, loadable with ``--config``),
-``weights/`` (best-epoch TF checkpoint), ``history.json``, ``training_curve.png``
-and TensorBoard logs under ``logs/``.
+Writes into ``output_dir`` (a temporary directory the driver renames into place):
+
+* ``config.json``: the flat experiment config (loadable with ``--config``);
+* ``weights/``: the best epoch's TF checkpoint (``tfseq.experiment.WEIGHTS``);
+* ``history.json``: ``TrainResult.to_dict()`` + ``model``, ``loss``,
+  ``train_targets`` (RecBole's training examples) and ``train_batches``;
+* ``training_curve.png``: loss and the validation metric per epoch;
+* ``logs/``: TensorBoard scalars.
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
 
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts
@@ -19,42 +23,47 @@ from tfseq.experiment import CONFIG_FILE, WEIGHTS, ExperimentConfig, build_model
 
 HISTORY = "history.json"
 CURVE = "training_curve.png"
+LOGS = "logs"
 
 
 def run_trainer(
     config: ExperimentConfig, transform_dir: str, output_dir: str, verbose: int = 1
 ) -> training.TrainResult:
+    """Trains ``config``'s model on the Transform output ``transform_dir``; fills ``output_dir``."""
     metadata = DatasetMetadata.load(transform_dir)
-    training.seed_everything(config.train.seed)
-    model = build_model(config, metadata)
     train = config.train
+    training.seed_everything(train.seed)  # before building: identical initial weights per seed
+    model = build_model(config, metadata)
     train_data = reader.training_data(
         transform_dir, metadata, causal=model.causal, max_seq_len=train.max_seq_len,
         batch_size=train.batch_size, seed=train.seed,
     )
     valid_data = reader.evaluation_dataset(
-        transform_dir, metadata, "valid", max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size
+        transform_dir, metadata, "valid",
+        max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size,
     )
     if verbose:
+        layout = "causal windows" if train_data.causal else "prefixes"
         print(
-            f"[Trainer] {config.model} + {config.loss}: {train_data.num_targets} training targets in "
-            f"{train_data.num_batches} batches, {metadata.num_items - 1} items",
+            f"[Trainer] {config.model} + {config.loss}: {train_data.num_targets} training targets "
+            f"({len(train_data.windows)} {layout}, {train_data.num_batches} batches/epoch), "
+            f"{metadata.num_items - 1} items",
             flush=True,
         )
     result = training.fit(
-        model, train_data, valid_data, train, log_dir=posixpath.join(output_dir, "logs"), verbose=verbose
+        model, train_data.dataset(), valid_data, train,
+        log_dir=artifacts.join(output_dir, LOGS), verbose=verbose,
     )
-    model.save_weights(posixpath.join(output_dir, WEIGHTS))
-    artifacts.atomic_write_text(posixpath.join(output_dir, CONFIG_FILE), config.to_json())
+    model.save_weights(artifacts.join(output_dir, WEIGHTS))
+    artifacts.atomic_write_text(artifacts.join(output_dir, CONFIG_FILE), config.to_json())
     history = {
-        "best_epoch": result.best_epoch,
-        "best_valid": result.best_metrics,
-        "train_seconds": result.train_seconds,
-        "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early,
+        "model": config.model,
+        "loss": config.loss,
+        **result.to_dict(),
         "train_targets": train_data.num_targets,
-        "epochs": result.history,
+        "train_batches": train_data.num_batches,
     }
-    artifacts.atomic_write_text(posixpath.join(output_dir, HISTORY), json.dumps(history, indent=1))
-    training.plot_training_curve(result.history, posixpath.join(output_dir, CURVE), train.valid_metric)
+    artifacts.atomic_write_text(artifacts.join(output_dir, HISTORY), json.dumps(history, indent=1))
+    curve = artifacts.join(output_dir, CURVE)
+    training.plot_training_curve(result.history, curve, train.valid_metric)
     return result

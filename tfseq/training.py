@@ -5,7 +5,8 @@ and ETA when ``verbose``), with callbacks, in this order:
 
 1. validation: the epoch's mean training loss replaces Keras' last-batch
    ``loss``, then full-ranking metrics on the validation batches
-   (``tfseq.evaluation``) are added as ``val_<metric>`` (``val_ndcg@10`` ...);
+   (``tfseq.evaluation``) are added as ``val_<metric>`` (``val_ndcg@10`` ...,
+   at the ``valid_metric``'s K; the history keeps every K);
 2. best weights + early stopping on ``TrainConfig.valid_metric`` (maximised,
    strictly better to count as an improvement): a copy of the weights of the
    best epoch is kept and restored when training ends; training stops after
@@ -32,12 +33,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfseq.config import ConfigError, TrainConfig
-from tfseq.data import schema
 from tfseq.evaluation import Evaluator
+from tfseq.experiment import build_variables
 from tfseq.metrics.ranking import DEFAULT_KS
 from tfseq.models.base import SequentialRecommender
 
 NUM_USERS = "num_users"  # the evaluator's count, not a metric
+# tfrs.Model.train_step also reports these; SequentialRecommender.compute_loss already adds
+# the layers' losses to ``loss``, so they only clutter the progress bar.
+TFRS_EXTRAS = ("regularization_loss", "total_loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +89,9 @@ class L2Adam(tf.keras.optimizers.Adam):
         super().__init__(**kwargs)
         self.weight_decay_l2 = float(weight_decay_l2)
 
-    def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, tf.Variable]], *args: Any, **kwargs: Any):
+    def apply_gradients(
+        self, grads_and_vars: Iterable[tuple[Any, tf.Variable]], *args: Any, **kwargs: Any
+    ) -> Any:
         if self.weight_decay_l2:
             grads_and_vars = [
                 (None if g is None else tf.convert_to_tensor(g) + self.weight_decay_l2 * v, v)
@@ -106,56 +112,80 @@ def make_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
     return tf.keras.optimizers.Adam(learning_rate=config.learning_rate)
 
 
+def metric_cutoff(valid_metric: str) -> int:
+    """The K of a metric name: ``"ndcg@10"`` -> 10."""
+    try:
+        return int(valid_metric.rsplit("@", 1)[1])
+    except (IndexError, ValueError):
+        raise ConfigError(
+            f"TrainConfig.valid_metric must look like 'ndcg@10', got {valid_metric!r}"
+        ) from None
+
+
 def validation_ks(valid_metric: str, ks: Sequence[int] = DEFAULT_KS) -> tuple[int, ...]:
     """The cut-offs to evaluate: ``ks`` plus the one ``valid_metric`` needs."""
-    try:
-        k = int(valid_metric.rsplit("@", 1)[1])
-    except (IndexError, ValueError):
-        raise ConfigError(f"TrainConfig.valid_metric must look like 'ndcg@10', got {valid_metric!r}") from None
-    return tuple(sorted({*ks, k}))
+    return tuple(sorted({*ks, metric_cutoff(valid_metric)}))
 
 
 class _Validation(tf.keras.callbacks.Callback):
-    """Epoch-mean training loss + ``val_<metric>`` logs + the history rows."""
+    """Epoch-mean training loss, ``val_<metric>`` logs and the history rows.
 
-    def __init__(self, valid_data: tf.data.Dataset, ks: Sequence[int], exclude_seen: bool) -> None:
+    The Keras logs (progress bar, TensorBoard) get the metrics at the
+    ``valid_metric``'s K, the history rows every K.
+    """
+
+    # Batch logs stay tensors (no host sync per step) and edits to them reach the progress bar.
+    _supports_tf_logs = True
+
+    def __init__(
+        self, valid_data: tf.data.Dataset, ks: Sequence[int], log_k: int, exclude_seen: bool
+    ) -> None:
         super().__init__()
         self.valid_data = valid_data
         self.ks = tuple(ks)
+        self.log_suffix = f"@{log_k}"
         self.exclude_seen = exclude_seen
         self.rows: list[dict[str, Any]] = []
         self._evaluator: Evaluator | None = None
 
     def validate(self) -> dict[str, float]:
+        """``{"val_ndcg@10": ..., ...}`` for every metric and K on the validation batches."""
         if self._evaluator is None:  # one traced ranking function for the whole fit
             self._evaluator = Evaluator(self.model, exclude_seen=self.exclude_seen)
         metrics = self._evaluator(self.valid_data, self.ks)
         metrics.pop(NUM_USERS, None)
         return {f"val_{name}": float(value) for name, value in metrics.items()}
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._start = time.perf_counter()
-        self._loss_sum = 0.0
+        self._loss_sum: Any = 0.0
         self._batches = 0
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._loss_sum += float(logs["loss"])
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        assert logs is not None  # Keras always passes the step's logs
+        self._loss_sum += logs["loss"]
         self._batches += 1
+        for extra in TFRS_EXTRAS:
+            logs.pop(extra, None)
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        loss = self._loss_sum / max(self._batches, 1)
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        assert logs is not None
+        loss = float(self._loss_sum) / max(self._batches, 1)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"epoch {epoch + 1}: mean training loss is {loss}; try a lower learning_rate"
             )
+        metrics = self.validate()
+        for extra in TFRS_EXTRAS:
+            logs.pop(extra, None)
         logs["loss"] = loss
-        logs.update(self.validate())
-        self.rows.append({"epoch": epoch + 1, "loss": loss, **{k: v for k, v in logs.items() if k.startswith("val_")},
-                          "seconds": time.perf_counter() - self._start})
+        logs.update({k: v for k, v in metrics.items() if k.endswith(self.log_suffix)})
+        seconds = time.perf_counter() - self._start
+        self.rows.append({"epoch": epoch + 1, "loss": loss, **metrics, "seconds": seconds})
 
 
 class _BestWeights(tf.keras.callbacks.Callback):
-    """Keeps the weights of the best epoch (by ``monitor``, maximised), stops after ``patience`` misses."""
+    """Keeps the best epoch's weights (``monitor`` maximised); stops after ``patience`` misses."""
 
     def __init__(self, monitor: str, patience: int) -> None:
         super().__init__()
@@ -167,7 +197,8 @@ class _BestWeights(tf.keras.callbacks.Callback):
         self._weights: list[np.ndarray] | None = None
         self._misses = 0
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        assert logs is not None
         if self.monitor not in logs:
             available = ", ".join(k[4:] for k in logs if k.startswith("val_"))
             raise ConfigError(f"TrainConfig.valid_metric {self.monitor[4:]!r} is not computed; "
@@ -182,17 +213,14 @@ class _BestWeights(tf.keras.callbacks.Callback):
             self.model.stop_training = True
             self.stopped_epoch = epoch + 1
 
-    def on_train_end(self, logs: dict | None = None) -> None:
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._weights is not None:
             self.model.set_weights(self._weights)
 
 
-def build_variables(model: SequentialRecommender, item_ids: tf.Tensor | None = None) -> None:
-    """Creates a model's variables by running its query and candidate towers once."""
-    if item_ids is None:
-        item_ids = tf.ones([1, 1], tf.int64)  # [B=1, L=1], item 1
-    model(item_ids, training=False)
-    model.candidate_embeddings(training=False)
+def seed_everything(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow; seed before building a model for identical weights."""
+    tf.keras.utils.set_random_seed(seed)
 
 
 def fit(
@@ -221,10 +249,11 @@ def fit(
     Returns:
       The :class:`TrainResult`; ``model`` holds the weights of ``best_epoch``.
     """
-    tf.keras.utils.set_random_seed(config.seed)
+    seed_everything(config.seed)
     start = time.perf_counter()
     ks = validation_ks(config.valid_metric)
-    validation = _Validation(valid_data, ks, config.exclude_seen)
+    cutoff = metric_cutoff(config.valid_metric)
+    validation = _Validation(valid_data, ks, cutoff, config.exclude_seen)
     monitor = f"val_{config.valid_metric}"
     build_variables(model)
     if not model.trainable_variables:  # pop: nothing to learn, the counts came from adapt()
@@ -235,13 +264,16 @@ def fit(
         seconds = time.perf_counter() - start
         row = {"epoch": 1, "loss": None, **metrics, "seconds": seconds}
         if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in metrics.items()), flush=True)
+            shown = [f"{k}: {v:.4f}" for k, v in metrics.items() if k.endswith(f"@{cutoff}")]
+            print(" - ".join(["no trainable weights, no training", *shown]), flush=True)
         return TrainResult((row,), 1, _strip(metrics), seconds, 1, False)
 
     best = _BestWeights(monitor, config.patience)
     callbacks: list[tf.keras.callbacks.Callback] = [validation, best]
     if log_dir:
-        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0))
+        callbacks.append(
+            tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)
+        )
     if verbose:  # after the validation, so the epoch line shows val_ metrics
         callbacks.append(tf.keras.callbacks.ProgbarLogger(count_mode="steps"))
     model.compile(optimizer=make_optimizer(config))
@@ -262,35 +294,30 @@ def _strip(metrics: dict[str, float]) -> dict[str, float]:
     return {k[len("val_"):]: v for k, v in metrics.items()}
 
 
-def plot_training_curve(history: Sequence[dict[str, Any]], path: str, metric: str = "ndcg@10") -> None:
-    """PNG of the training loss and validation ``metric`` per epoch, written via temp file + rename."""
-    import matplotlib
+def plot_training_curve(
+    history: Sequence[dict[str, Any]], path: str, metric: str = "ndcg@10"
+) -> None:
+    """PNG of the training loss and the validation ``metric`` per epoch (temp file + rename)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    def series(key: str) -> list[float]:
+        return [np.nan if row.get(key) is None else float(row[key]) for row in history]
 
     epochs = [row["epoch"] for row in history]
-    losses = [row["loss"] for row in history]
-    values = [row.get(f"val_{metric}") for row in history]
-    figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    try:
-        if any(v is not None for v in losses):
-            loss_axes.plot(epochs, [np.nan if v is None else v for v in losses], marker="o")
-        loss_axes.set(title="training loss", xlabel="epoch", ylabel="loss")
-        metric_axes.plot(epochs, [np.nan if v is None else v for v in values], marker="o", color="tab:green")
-        metric_axes.set(title=f"validation {metric}", xlabel="epoch", ylabel=metric)
-        for axes in (loss_axes, metric_axes):
-            axes.grid(alpha=0.3)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
-    finally:
-        plt.close(figure)
+    figure = Figure(figsize=(10, 4))
+    FigureCanvasAgg(figure)  # Agg rendering without pyplot's global state
+    loss_axes, metric_axes = figure.subplots(1, 2)
+    loss_axes.plot(epochs, series("loss"), marker="o")
+    loss_axes.set(title="training loss", xlabel="epoch", ylabel="loss")
+    metric_axes.plot(epochs, series(f"val_{metric}"), marker="o", color="tab:green")
+    metric_axes.set(title=f"validation {metric}", xlabel="epoch", ylabel=metric)
+    for axes in (loss_axes, metric_axes):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     with tf.io.gfile.GFile(tmp, "wb") as f:
         f.write(buffer.getvalue())
     tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-__all__ = ["TrainResult", "L2Adam", "build_variables", "fit", "make_optimizer", "plot_training_curve",
-           "validation_ks", schema.PAD_ID and "TrainResult"]

@@ -1,164 +1,382 @@
-"""tf.data over the Transform output: parse, build training targets, right-pad, batch, prefetch.
+"""tf.data over the Transform output: parse once, expand to training windows, pad, bucket, batch.
 
-Splits are parsed once with the shared schema (they fit in memory: Amazon
-Beauty is 0.2M interactions) into a right-padded ``[records, max_seq_len]``
-matrix. Training batches then come from a seeded generator that reshuffles
-every epoch and groups examples of similar length, so a batch is padded only
-to its own longest history.
+A split is small enough to hold in memory (Amazon Beauty's training split is
+~200k item indices), so its TFRecords are parsed once, in batches, into one
+flat array (:class:`Sequences`). Every example is then a *window* into that
+array, ``items[start : start + length]``, and a batch is built with one
+vectorised NumPy gather, right-padded with ``PAD_ID`` to the batch's own
+longest window (never wider than ``max_seq_len``).
 
-Two training layouts:
+Training examples (:func:`training_windows`) follow RecBole's definition: every
+prefix ``i_1 .. i_t`` of a training sequence predicts ``i_{t+1}``.
 
-* prefix (RecBole's augmentation): every prefix ``i_1..i_t`` of a training
-  sequence predicts ``i_{t+1}``: ``{"item_ids": [B, L], "target": [B]}``;
-* causal: one pass per sequence, a target after every position:
-  ``{"item_ids": [B, L], "targets": [B, L]}`` (0 = no target). A sequence with
-  more than ``max_seq_len`` targets is cut into windows from its end so every
-  prefix target is trained exactly once; targets in earlier windows then see
-  at most their window's items as context (RecBole would see the last
-  ``max_seq_len`` items), a deviation only for sequences longer than the window.
+* **prefix mode** (non-causal models): one example per target, the history
+  truncated to its last ``max_seq_len`` items ->
+  ``{"item_ids": [B, L], "target": [B]}``.
+* **causal mode** (a query after every position, e.g. SASRec): one example per
+  sequence, ``inputs = seq[:-1]``, ``targets = seq[1:]`` ->
+  ``{"item_ids": [B, L], "targets": [B, L]}`` (``targets`` 0 = no target).
+  A sequence with more than ``max_seq_len`` targets is cut into windows of
+  ``max_seq_len`` targets aligned at its end, so every RecBole training target
+  is trained on exactly once. Deviation from RecBole's prefix augmentation: a
+  target in a window that is not the sequence's first sees only the items since
+  the window's start (1 .. ``max_seq_len`` of them) instead of the last
+  ``max_seq_len``; the most recent window, the one that matters most for
+  next-item prediction, has the full context at its last position.
+
+Batches of similar lengths are grouped to keep padding small: each epoch the
+examples are shuffled (seeded), cut into pools of ``pool_batches`` batches,
+sorted by length inside each pool, cut into batches, and the batches are
+shuffled again. Only the epoch's last batch can be smaller than ``batch_size``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from tfseq.data import schema
+from tfseq.data.formats import DataError
 from tfseq.data.vocab import DatasetMetadata
 
-PARSE_BATCH = 4096
-LENGTH_BUCKET = 4  # histories within this many items of each other share batches
+TARGETS = "targets"  # [B, L] next item after every position (causal batches); base.TARGETS
+DEFAULT_POOL_BATCHES = 32
+_PARSE_BATCH = 2048
 
 
-@dataclasses.dataclass(frozen=True)
-class SplitData:
-    """One split in memory, records sorted by user.
+@dataclasses.dataclass(frozen=True, eq=False)
+class Sequences:
+    """One split in memory, sorted by user: record ``u`` has ``items[offsets[u]:offsets[u + 1]]``.
 
     Attributes:
-      users: ``[R]`` raw user IDs.
-      sequences: ``R`` int64 arrays of item indices (full length, not truncated).
-      targets: ``[R]`` target item index (PAD_ID in the train split).
+      users: ``[U]`` raw user IDs (str).
+      items: ``[T]`` int64 vocabulary indices of all sequences, concatenated.
+      offsets: ``[U + 1]`` int64 start of each sequence in ``items``.
+      targets: ``[U]`` int64 context target of each record (``PAD_ID`` in ``train``).
     """
 
     users: np.ndarray
-    sequences: list[np.ndarray]
+    items: np.ndarray
+    offsets: np.ndarray
     targets: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """``[U]`` number of items in each sequence."""
+        return np.diff(self.offsets)
 
     def __len__(self) -> int:
         return len(self.users)
 
+    def sequence(self, index: int) -> np.ndarray:
+        return self.items[self.offsets[index] : self.offsets[index + 1]]
 
-def read_split(transform_dir: str, metadata: DatasetMetadata, split: str) -> SplitData:
-    """Parses every record of ``split`` with ``schema`` specs (sorted by user: runner-independent)."""
-    files = sorted(tf.io.gfile.glob(metadata.split_pattern(transform_dir, split)))
-    if not files:
-        raise FileNotFoundError(f"no {split} files match {metadata.split_pattern(transform_dir, split)}")
-    dataset = tf.data.TFRecordDataset(files, compression_type=metadata.compression or None)
-
-    def parse_batch(serialized):
-        context, sequence, lengths = tf.io.parse_sequence_example(
-            serialized, context_features=schema.CONTEXT_SPEC, sequence_features=schema.SEQUENCE_SPEC
+    def take(self, order: np.ndarray) -> "Sequences":
+        """The records ``order [U']`` (indices into this split), in that order."""
+        lengths = self.lengths[order]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        shift = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths)  # old start - new start
+        return Sequences(
+            users=self.users[order],
+            items=self.items[np.arange(offsets[-1], dtype=np.int64) + shift],
+            offsets=offsets,
+            targets=self.targets[order],
         )
-        return context[schema.USER], context[schema.TARGET], sequence[schema.ITEM_IDS], lengths[schema.ITEM_IDS]
-
-    users, targets, sequences = [], [], []
-    for user, target, items, lengths in dataset.batch(PARSE_BATCH).map(parse_batch).as_numpy_iterator():
-        users.extend(u.decode("utf-8") for u in user)
-        targets.append(target)
-        sequences.extend(row[:n] for row, n in zip(items, lengths))
-    order = np.argsort(np.asarray(users, dtype=object), kind="stable") if users else np.zeros(0, int)
-    return SplitData(
-        users=np.asarray(users, dtype=object)[order],
-        sequences=[sequences[i] for i in order],
-        targets=np.concatenate(targets)[order] if targets else np.zeros(0, np.int64),
-    )
 
 
-def right_pad(rows: list[np.ndarray], width: int) -> np.ndarray:
-    """``rows`` (each at most ``width`` long) -> ``[len(rows), width]`` int64, zeros on the right."""
-    matrix = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        matrix[i, : len(row)] = row
-    return matrix
-
-
-def prefix_examples(sequences: list[np.ndarray], max_seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every prefix -> next item: inputs ``[P, max_seq_len]`` (last items kept) and targets ``[P]``."""
-    inputs, targets = [], []
-    for seq in sequences:
-        for t in range(1, len(seq)):
-            inputs.append(seq[max(0, t - max_seq_len): t])
-            targets.append(seq[t])
-    return right_pad(inputs, max_seq_len), np.asarray(targets, dtype=np.int64)
-
-
-def causal_examples(sequences: list[np.ndarray], max_seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of ``inputs`` and next-item ``targets`` ``[W, max_seq_len]`` covering every target once."""
-    inputs, targets = [], []
-    for seq in sequences:
-        end = len(seq) - 1  # seq[1..end] are targets
-        while end > 0:
-            start = max(0, end - max_seq_len)
-            inputs.append(seq[start:end])
-            targets.append(seq[start + 1: end + 1])
-            end = start
-    return right_pad(inputs, max_seq_len), right_pad(targets, max_seq_len)
-
-
-@dataclasses.dataclass
-class TrainingData:
-    """Training examples and how to batch them.
+@dataclasses.dataclass(frozen=True, eq=False)
+class Windows:
+    """Examples as windows ``items[starts[e] : starts[e] + lengths[e]]`` of a flat item array.
 
     Attributes:
-      inputs: ``[E, max_seq_len]`` right-padded histories.
-      targets: ``[E]`` (prefix layout) or ``[E, max_seq_len]`` (causal layout).
-      num_targets: training targets per epoch (RecBole's "training examples").
+      items: ``[T + 1]`` int64 item indices with one trailing ``PAD_ID`` (so
+        ``start + length`` is always a valid index).
+      starts: ``[E]`` int64 first item of each window.
+      lengths: ``[E]`` int64 window length, ``1 .. max_seq_len``.
+      targets: ``[E]`` int64 the item each window predicts (prefix and
+        evaluation examples), or ``None`` for causal windows, whose targets are
+        the items one step later, ``items[start + 1 : start + length + 1]``.
     """
 
-    inputs: np.ndarray
-    targets: np.ndarray
-    causal: bool
+    items: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    targets: np.ndarray | None
+
+    @property
+    def causal(self) -> bool:
+        return self.targets is None
+
+    @property
+    def num_targets(self) -> int:
+        """Training targets (RecBole's number of training examples)."""
+        return int(self.lengths.sum()) if self.causal else len(self.starts)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The padded batch of windows ``indices [B]``.
+
+        Returns ``item_ids [B, L]`` plus ``target [B]`` or (causal) ``targets [B, L]``.
+
+        ``L`` is the longest of these windows; shorter ones are right-padded with ``PAD_ID``.
+        """
+        starts, lengths = self.starts[indices], self.lengths[indices]
+        width = int(lengths.max()) if len(indices) else 0
+        steps = np.arange(width)
+        valid = steps[None, :] < lengths[:, None]  # [B, L]
+        positions = np.where(valid, starts[:, None] + steps[None, :], len(self.items) - 1)
+        batch = {schema.ITEM_IDS: self.items[positions]}  # the trailing PAD fills the padding
+        if self.targets is None:
+            next_positions = np.minimum(positions + 1, len(self.items) - 1)
+            batch[TARGETS] = np.where(valid, self.items[next_positions], schema.PAD_ID)
+        else:
+            batch[schema.TARGET] = self.targets[indices]
+        return batch
+
+
+# -- reading a split ------------------------------------------------------------------
+def split_files(transform_dir: str, metadata: DatasetMetadata, split: str) -> list[str]:
+    """The sorted TFRecord files of ``split``; a pattern matching nothing is a DataError."""
+    pattern = metadata.split_pattern(transform_dir, split)
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise DataError(f"{pattern}: no TFRecord files for split {split!r}")
+    return files
+
+
+def _parse_batch(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    context, sequence, lengths = tf.io.parse_sequence_example(
+        serialized, context_features=schema.CONTEXT_SPEC, sequence_features=schema.SEQUENCE_SPEC
+    )
+    return {
+        schema.USER: context[schema.USER],
+        schema.TARGET: context[schema.TARGET],
+        schema.ITEM_IDS: sequence[schema.ITEM_IDS],  # [b, T], padded with 0
+        "length": lengths[schema.ITEM_IDS],  # [b]
+    }
+
+
+def load_split(transform_dir: str, metadata: DatasetMetadata, split: str) -> Sequences:
+    """Parses every record of ``split`` into :class:`Sequences`, sorted by raw user ID.
+
+    Sorting makes the order independent of how the runner sharded the files, so
+    a seed fixes the training order across re-runs of the pipeline.
+
+    Raises:
+      DataError: no files, unreadable records, a record count that disagrees
+        with ``metadata``, or an item index outside ``1 .. num_items - 1``.
+    """
+    files = split_files(transform_dir, metadata, split)
+    pattern = metadata.split_pattern(transform_dir, split)
+    dataset = (
+        tf.data.TFRecordDataset(files, compression_type=metadata.compression or None)
+        .batch(_PARSE_BATCH)
+        .map(_parse_batch)
+    )
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    try:
+        for batch in dataset.as_numpy_iterator():
+            steps = np.arange(batch[schema.ITEM_IDS].shape[1])
+            items.append(batch[schema.ITEM_IDS][steps[None, :] < batch["length"][:, None]])
+            users.append(batch[schema.USER])
+            lengths.append(batch["length"])
+            targets.append(batch[schema.TARGET])
+    except tf.errors.OpError as e:
+        raise DataError(f"{pattern}: cannot read split {split!r} "
+                        f"(compression {metadata.compression!r}): {e.message}") from None
+    if not users:
+        raise DataError(f"{pattern}: split {split!r} has no records")
+    sequences = Sequences(
+        users=np.array([u.decode("utf-8") for u in np.concatenate(users)], dtype=object),
+        items=np.concatenate(items).astype(np.int64),
+        offsets=np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64),
+        targets=np.concatenate(targets).astype(np.int64),
+    )
+    expected = metadata.splits[split].records
+    if len(sequences) != expected:
+        raise DataError(f"{pattern}: {len(sequences)} records, metadata.json says {expected}")
+    _check_range(sequences, metadata.num_items, pattern)
+    return sequences.take(np.argsort(sequences.users, kind="stable"))
+
+
+def _check_range(sequences: Sequences, num_items: int, pattern: str) -> None:
+    """Raises a DataError naming the first record whose item or target is not a vocabulary index."""
+    item_owner = np.repeat(np.arange(len(sequences)), sequences.lengths)
+    bad_items = (sequences.items < 1) | (sequences.items >= num_items)
+    bad_targets = (sequences.targets < 0) | (sequences.targets >= num_items)
+    for name, bad, values, owner in (
+        ("item_ids", bad_items, sequences.items, item_owner),
+        ("target", bad_targets, sequences.targets, np.arange(len(sequences))),
+    ):
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            record = int(owner[first])
+            raise DataError(
+                f"{pattern}: record {record} (user {sequences.users[record]!r}) has {name} "
+                f"{int(values[first])} outside 1..{num_items - 1}"
+            )
+
+
+# -- examples ---------------------------------------------------------------------------
+def _padded_items(sequences: Sequences) -> np.ndarray:
+    return np.append(sequences.items, np.int64(schema.PAD_ID))
+
+
+def training_windows(sequences: Sequences, *, causal: bool, max_seq_len: int) -> Windows:
+    """All training examples of ``sequences`` (see the module docstring for both modes).
+
+    Prefix mode: for ``i_1 .. i_n``, ``n - 1`` windows, the one predicting
+    ``i_{t+1}`` holding ``i_{max(1, t - max_seq_len + 1)} .. i_t``.
+    Causal mode: ``ceil((n - 1) / max_seq_len)`` windows per sequence, which
+    together predict each of ``i_2 .. i_n`` once.
+    """
+    if max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
+    items = _padded_items(sequences)
+    lengths = sequences.lengths
+    first = sequences.offsets[:-1]
+    if not causal:
+        # every position that is not the first of its sequence is a target
+        owner_start = np.repeat(first, lengths)  # [T] start of the sequence holding each item
+        positions = np.arange(len(sequences.items), dtype=np.int64)
+        is_target = positions > owner_start
+        ends = positions[is_target]  # window = items[start:end], target = items[end]
+        starts = np.maximum(owner_start[is_target], ends - max_seq_len)
+        return Windows(items, starts, ends - starts, items[ends])
+    num_targets = np.maximum(lengths - 1, 0)  # targets i_2 .. i_n
+    per_sequence = -(-num_targets // max_seq_len)  # ceil
+    owner = np.repeat(np.arange(len(sequences)), per_sequence)
+    first_window = np.repeat(np.cumsum(per_sequence) - per_sequence, per_sequence)
+    from_end = np.arange(len(owner)) - first_window  # 0 = the window ending the sequence
+    last = num_targets[owner] - from_end * max_seq_len  # last target (1-based step) of the window
+    first_target = np.maximum(1, last - max_seq_len + 1)
+    # window inputs are steps first_target-1 .. last-1 (0-based), targets one step later
+    return Windows(items, first[owner] + first_target - 1, last - first_target + 1, None)
+
+
+def evaluation_order(sequences: Sequences) -> np.ndarray:
+    """Records by history length (stable, so ties keep user order): batches then pad little."""
+    return np.argsort(sequences.lengths, kind="stable")
+
+
+def evaluation_windows(sequences: Sequences, *, max_seq_len: int) -> Windows:
+    """One window per record (in :func:`evaluation_order`): last ``max_seq_len`` items + target."""
+    if max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
+    order = evaluation_order(sequences)
+    lengths = np.minimum(sequences.lengths[order], max_seq_len)
+    starts = sequences.offsets[1:][order] - lengths
+    return Windows(_padded_items(sequences), starts, lengths, sequences.targets[order])
+
+
+# -- batching ---------------------------------------------------------------------------
+def batch_indices(
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator | None,
+    pool_batches: int = DEFAULT_POOL_BATCHES,
+) -> list[np.ndarray]:
+    """One epoch's batches of example indices.
+
+    With ``rng``: shuffle, sort by length within pools of ``pool_batches``
+    batches, cut into batches, shuffle the batches. Without: natural order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    count = len(lengths)
+    if rng is None:
+        order = np.arange(count)
+    else:
+        order = rng.permutation(count)
+        pool = batch_size * max(1, pool_batches)
+        for begin in range(0, count, pool):
+            chunk = order[begin : begin + pool]
+            order[begin : begin + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
+    batches = [order[begin : begin + batch_size] for begin in range(0, count, batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def windows_dataset(
+    windows: Windows,
+    *,
+    batch_size: int,
+    seed: int | None = None,
+    shuffle: bool = False,
+    pool_batches: int = DEFAULT_POOL_BATCHES,
+) -> tf.data.Dataset:
+    """A re-iterable ``tf.data.Dataset`` of padded batches of ``windows``.
+
+    With ``shuffle``, iteration ``k`` (epoch ``k``) uses ``np.random.default_rng([seed, k])``,
+    so a seed fixes every epoch's order. The cardinality is known
+    (``ceil(E / batch_size)``), which gives Keras' progress bar its total.
+    """
+    if shuffle and seed is None:
+        raise ValueError("shuffle=True needs a seed")
+    epochs = itertools.count()
+
+    def generate() -> Iterator[dict[str, np.ndarray]]:
+        rng = np.random.default_rng([int(seed or 0), next(epochs)]) if shuffle else None
+        for indices in batch_indices(windows.lengths, batch_size, rng, pool_batches):
+            yield windows.batch(indices)
+
+    signature = {schema.ITEM_IDS: tf.TensorSpec([None, None], tf.int64)}
+    if windows.causal:
+        signature[TARGETS] = tf.TensorSpec([None, None], tf.int64)
+    else:
+        signature[schema.TARGET] = tf.TensorSpec([None], tf.int64)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    num_batches = math.ceil(len(windows) / batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# -- the entry points -------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainingData:
+    """The training windows of a split and how to batch them.
+
+    Attributes:
+      windows: every training example (:func:`training_windows`).
+      batch_size: windows per batch (sequences in causal mode, prefixes otherwise).
+      seed: fixes every epoch's order.
+      shuffle: shuffle + length bucketing (off: natural order, for inspection).
+    """
+
+    windows: Windows
     batch_size: int
     seed: int
     shuffle: bool = True
 
     @property
+    def causal(self) -> bool:
+        return self.windows.causal
+
+    @property
     def num_targets(self) -> int:
-        return int(np.count_nonzero(self.targets))
+        """Training targets per epoch (RecBole's number of training examples)."""
+        return self.windows.num_targets
 
     @property
     def num_batches(self) -> int:
-        return -(-len(self.inputs) // self.batch_size)
-
-    def batches(self, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
-        """One epoch: similar lengths together, batch order shuffled."""
-        lengths = np.count_nonzero(self.inputs, axis=1)
-        if self.shuffle:
-            order = np.lexsort((rng.random(len(lengths)), lengths // LENGTH_BUCKET))
-        else:
-            order = np.argsort(lengths, kind="stable")
-        chunks = [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.shuffle:
-            rng.shuffle(chunks)
-        key = "targets" if self.causal else schema.TARGET
-        for chunk in chunks:
-            width = max(int(lengths[chunk].max()), 1)
-            targets = self.targets[chunk, :width] if self.causal else self.targets[chunk]
-            yield {schema.ITEM_IDS: self.inputs[chunk, :width], key: targets}
+        return math.ceil(len(self.windows) / self.batch_size)
 
     def dataset(self) -> tf.data.Dataset:
-        """A re-iterable dataset: each pass over it is a new seeded shuffle."""
-        rng = np.random.default_rng(self.seed)
-        key = "targets" if self.causal else schema.TARGET
-        signature = {
-            schema.ITEM_IDS: tf.TensorSpec([None, None], tf.int64),
-            key: tf.TensorSpec([None, None] if self.causal else [None], tf.int64),
-        }
-        dataset = tf.data.Dataset.from_generator(lambda: self.batches(rng), output_signature=signature)
-        return dataset.apply(tf.data.experimental.assert_cardinality(self.num_batches)).prefetch(2)
+        """Batches as a re-iterable ``tf.data.Dataset``; each pass is the next epoch's order."""
+        return windows_dataset(
+            self.windows, batch_size=self.batch_size, seed=self.seed, shuffle=self.shuffle
+        )
 
 
 def training_data(
@@ -171,10 +389,34 @@ def training_data(
     seed: int,
     shuffle: bool = True,
 ) -> TrainingData:
-    split = read_split(transform_dir, metadata, "train")
-    build = causal_examples if causal else prefix_examples
-    inputs, targets = build(split.sequences, max_seq_len)
-    return TrainingData(inputs, targets, causal, batch_size, seed, shuffle)
+    """The ``train`` split's windows (prefix or causal layout) with their batching settings."""
+    sequences = load_split(transform_dir, metadata, "train")
+    windows = training_windows(sequences, causal=causal, max_seq_len=max_seq_len)
+    return TrainingData(windows, batch_size=batch_size, seed=seed, shuffle=shuffle)
+
+
+def training_dataset(
+    transform_dir: str,
+    metadata: DatasetMetadata,
+    *,
+    causal: bool,
+    max_seq_len: int,
+    batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+) -> tf.data.Dataset:
+    """Training batches of the ``train`` split (see the module docstring).
+
+    Yields ``{"item_ids": [B, L], "target": [B]}`` (prefix mode) or
+    ``{"item_ids": [B, L], "targets": [B, L]}`` (causal), int64, right-padded,
+    ``L <= max_seq_len``. ``shuffle=False`` keeps the natural order (user, then
+    position) without length bucketing. :func:`training_data` also gives the
+    number of targets.
+    """
+    return training_data(
+        transform_dir, metadata, causal=causal, max_seq_len=max_seq_len,
+        batch_size=batch_size, seed=seed, shuffle=shuffle,
+    ).dataset()
 
 
 def evaluation_dataset(
@@ -185,14 +427,33 @@ def evaluation_dataset(
     max_seq_len: int,
     batch_size: int,
 ) -> tf.data.Dataset:
-    """``{"item_ids": [B, L], "target": [B]}`` for valid/test, histories cut to the last ``max_seq_len``."""
-    data = read_split(transform_dir, metadata, split)
-    return evaluation_batches(data, max_seq_len=max_seq_len, batch_size=batch_size)
+    """``{"item_ids": [B, L], "target": [B]}`` for ``valid``/``test``.
+
+    Rows come shortest history first (:func:`evaluation_order`; the users in
+    that order are :func:`evaluation_users`), so a batch pads little. Histories
+    are truncated to their last ``max_seq_len`` items and right-padded to the
+    batch's longest one.
+    """
+    sequences = load_evaluation_split(transform_dir, metadata, split)
+    windows = evaluation_windows(sequences, max_seq_len=max_seq_len)
+    return windows_dataset(windows, batch_size=batch_size)
 
 
-def evaluation_batches(data: SplitData, *, max_seq_len: int, batch_size: int) -> tf.data.Dataset:
-    histories = right_pad([seq[-max_seq_len:] for seq in data.sequences], max_seq_len)
-    width = max(int(np.count_nonzero(histories, axis=1).max(initial=1)), 1)
-    return tf.data.Dataset.from_tensor_slices(
-        {schema.ITEM_IDS: histories[:, :width], schema.TARGET: data.targets.astype(np.int64)}
-    ).batch(batch_size).prefetch(2)
+def load_evaluation_split(transform_dir: str, metadata: DatasetMetadata, split: str) -> Sequences:
+    """:func:`load_split` for ``valid``/``test``, whose every record must have a target."""
+    if split == "train":
+        raise ValueError("the train split has no evaluation targets; use 'valid' or 'test'")
+    sequences = load_split(transform_dir, metadata, split)
+    missing = np.flatnonzero(sequences.targets == schema.PAD_ID)
+    if len(missing):
+        raise DataError(
+            f"{metadata.split_pattern(transform_dir, split)}: record {int(missing[0])} "
+            f"(user {sequences.users[missing[0]]!r}) has no target"
+        )
+    return sequences
+
+
+def evaluation_users(transform_dir: str, metadata: DatasetMetadata, split: str) -> list[str]:
+    """Raw user IDs in the order :func:`evaluation_dataset` yields their rows."""
+    sequences = load_split(transform_dir, metadata, split)
+    return list(sequences.users[evaluation_order(sequences)])

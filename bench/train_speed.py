@@ -1,0 +1,154 @@
+"""Training and evaluation speed of every model on Amazon Beauty and ml-100k (RecBole defaults).
+
+Per dataset and model: training targets per second and seconds per epoch
+(steady state: the epoch after the first, which also traces the graphs),
+full-ranking evaluation users per second on the validation split (after a
+warm-up pass), and the process's peak resident memory while the model ran.
+Results accumulate in bench/results/train_speed.json.
+
+    python bench/train_speed.py --datasets beauty ml-100k \
+        --models gru4rec sasrec core_ave core_trm pop
+
+Targets on the reference CPU box: a Beauty epoch of sasrec < 17 s, gru4rec < 5 s;
+full-ranking evaluation of Beauty's 22,363 users < 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, preprocess, read_results, write_results  # noqa: E402
+
+TARGETS = {"beauty": {"sasrec": 17.0, "gru4rec": 5.0, "eval_seconds": 5.0}}
+
+
+class PeakMemory:
+    """Samples the process's resident memory in a background thread; ``peak_mib`` once stopped."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak / 2**20
+
+
+def measure(
+    transform_dir: str, model_name: str, epochs: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    import tensorflow as tf  # after bench.common, which imports tfseq first
+
+    from tfseq import training
+    from tfseq.data import reader
+    from tfseq.data.vocab import DatasetMetadata
+    from tfseq.evaluation import Evaluator
+    from tfseq.experiment import ExperimentConfig, build_model
+
+    config = ExperimentConfig.from_flat({"model": model_name, **extra})
+    train = config.train
+    metadata = DatasetMetadata.load(transform_dir)
+    with PeakMemory() as memory:
+        training.seed_everything(train.seed)
+        model = build_model(config, metadata)
+        start = time.perf_counter()
+        data = reader.training_data(
+            transform_dir, metadata, causal=model.causal, max_seq_len=train.max_seq_len,
+            batch_size=train.batch_size, seed=train.seed,
+        )
+        valid = reader.evaluation_dataset(
+            transform_dir, metadata, "valid",
+            max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size,
+        )
+        read_seconds = time.perf_counter() - start
+        epoch_seconds: list[float] = []
+        if model.trainable_variables:
+            model.compile(optimizer=training.make_optimizer(train))
+            timer = tf.keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
+                on_epoch_end=lambda epoch, logs: epoch_seconds.append(
+                    epoch_seconds.pop() + time.perf_counter()
+                ),
+            )
+            model.fit(data.dataset(), epochs=epochs, verbose=0, callbacks=[timer])
+        evaluator = Evaluator(model, exclude_seen=train.exclude_seen)
+        evaluator(valid)  # warm-up: traces the ranking function
+        start = time.perf_counter()
+        metrics = evaluator(valid)
+        eval_seconds = time.perf_counter() - start
+    steady = epoch_seconds[1:] or epoch_seconds
+    per_epoch = sum(steady) / len(steady) if steady else None
+    result = {
+        "config": config.to_flat(),
+        "train_targets": data.num_targets,
+        "train_batches": data.num_batches,
+        "read_seconds": read_seconds,
+        "epoch_seconds": epoch_seconds,
+        "seconds_per_epoch": per_epoch,
+        "train_targets_per_second": data.num_targets / per_epoch if per_epoch else None,
+        "eval_users": metrics["num_users"],
+        "eval_seconds": eval_seconds,
+        "eval_users_per_second": metrics["num_users"] / eval_seconds,
+        "peak_rss_mib": memory.peak_mib,
+        "valid_ndcg@10_after_training": metrics["ndcg@10"],
+    }
+    tf.keras.backend.clear_session()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "beauty"])
+    parser.add_argument(
+        "--models", nargs="+", default=["gru4rec", "sasrec", "core_ave", "core_trm", "pop"]
+    )
+    parser.add_argument("--epochs", type=int, default=2, help="the first one includes tracing")
+    parser.add_argument("--set", nargs="*", default=[], help="extra key=value hyperparameters")
+    args = parser.parse_args(argv)
+    extra = dict(kv.split("=", 1) for kv in args.set)
+    results = read_results("train_speed")
+    results["machine"] = machine()
+    runs = results.setdefault("runs", {})
+    for dataset in args.datasets:
+        transform_dir = preprocess(dataset)
+        for model in args.models:
+            key = f"{dataset}/{model}"
+            print(f"== {key}", flush=True)
+            run = measure(transform_dir, model, args.epochs, extra)
+            target = TARGETS.get(dataset, {})
+            run["targets"] = {k: v for k, v in target.items() if k in (model, "eval_seconds")}
+            runs[key] = run
+            write_results("train_speed", results)
+            shown = ("seconds_per_epoch", "train_targets_per_second", "eval_seconds")
+            print(json.dumps({k: run[k] for k in (*shown, "peak_rss_mib")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

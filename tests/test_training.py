@@ -1,0 +1,172 @@
+"""tfseq.training.fit and the Trainer stage on tiny Transform outputs with registry models."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.trainer import CURVE, HISTORY, run_trainer
+from tests.data.test_reader import write_transform_dir
+from tfseq import training
+from tfseq.config import TrainConfig
+from tfseq.data import reader
+from tfseq.evaluation import evaluate
+from tfseq.experiment import CONFIG_FILE, WEIGHTS, ExperimentConfig, build_model, load_trained_model
+
+NUM_ITEMS = 21  # padding + items 1..20
+SMALL = {  # tiny versions of the registry models, for speed
+    "gru4rec": {"embedding_size": 16, "hidden_size": 16, "dropout_prob": 0.0},
+    "sasrec": {"hidden_size": 16, "num_layers": 1, "inner_size": 32, "max_seq_len": 10},
+    "core_trm": {"hidden_size": 16, "num_layers": 1, "inner_size": 32, "max_seq_len": 10},
+    "pop": {},
+}
+
+
+def cycles(num_users: int = 120, seed: int = 0) -> dict[str, list[int]]:
+    """Deterministic next item: i -> i + 1 around a cycle of 20 items; random start and length."""
+    rng = random.Random(seed)
+    out = {}
+    for u in range(num_users):
+        start, n = rng.randrange(20), rng.randint(4, 10)
+        out[f"u{u:03d}"] = [(start + t) % 20 + 1 for t in range(n)]
+    return out
+
+
+def noise(num_users: int = 80, seed: int = 1) -> dict[str, list[int]]:
+    """Nothing to learn: every item uniformly at random."""
+    rng = random.Random(seed)
+    return {
+        f"u{u:03d}": [rng.randrange(1, NUM_ITEMS) for _ in range(rng.randint(3, 8))]
+        for u in range(num_users)
+    }
+
+
+@pytest.fixture(scope="module")
+def cycle_dir(tmp_path_factory):
+    return write_transform_dir(tmp_path_factory.mktemp("cycles"), cycles(), NUM_ITEMS)
+
+
+def experiment(model: str, **train) -> ExperimentConfig:
+    values = {"model": model, "max_seq_len": 10, "batch_size": 32, "learning_rate": 0.01}
+    values.update({**SMALL[model], **train})
+    return ExperimentConfig.from_flat(values)
+
+
+def train_model(config: ExperimentConfig, transform: tuple, causal: bool | None = None):
+    """Seeds, builds and fits ``config``'s model; ``causal=False`` gives a causal model prefixes."""
+    root, metadata = transform
+    training.seed_everything(config.train.seed)
+    model = build_model(config, metadata)
+    train = config.train
+    data = reader.training_data(
+        root, metadata, causal=model.causal if causal is None else causal,
+        max_seq_len=train.max_seq_len, batch_size=train.batch_size, seed=train.seed,
+    )
+    valid = reader.evaluation_dataset(
+        root, metadata, "valid", max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size
+    )
+    return model, valid, training.fit(model, data.dataset(), valid, train, verbose=0)
+
+
+@pytest.mark.parametrize("name, causal", [("gru4rec", True), ("sasrec", False)])  # both layouts
+def test_fit_learns_the_cycle_far_better_than_popularity(cycle_dir, name, causal):
+    _, _, pop = train_model(experiment("pop"), cycle_dir)
+    config = experiment(name, epochs=8, patience=8)
+    model, valid, result = train_model(config, cycle_dir, causal=causal)
+    losses = [row["loss"] for row in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert pop.history[0]["loss"] is None and pop.epochs_run == 1
+    # popularity is ~uniform on a cycle; the next item is fully determined by the last one
+    assert result.best_metrics["ndcg@10"] > 0.8 > pop.best_metrics["ndcg@10"] + 0.3
+    best = result.best_metrics["ndcg@10"]
+    assert best == max(row["val_ndcg@10"] for row in result.history)
+    assert evaluate(model, valid)["ndcg@10"] == pytest.approx(best, abs=1e-7)
+
+
+def test_early_stopping_stops_after_patience_misses_and_restores_the_best_weights(tmp_path):
+    transform = write_transform_dir(tmp_path / "noise", noise(), NUM_ITEMS)
+    config = experiment("gru4rec", epochs=30, patience=2, learning_rate=0.05)
+    model, valid, result = train_model(config, transform)
+    assert result.stopped_early and result.epochs_run < 30
+    assert result.epochs_run == result.best_epoch + 2  # two misses in a row after the best epoch
+    values = [row["val_ndcg@10"] for row in result.history]
+    assert values[result.best_epoch - 1] == max(values) > max(values[result.best_epoch:])
+    assert all(values[result.best_epoch - 1] > v for v in values[: result.best_epoch - 1])
+    # the model now holds the best epoch's weights, not the last epoch's
+    best = result.best_metrics["ndcg@10"]
+    assert evaluate(model, valid)["ndcg@10"] == pytest.approx(best, abs=1e-7)
+    assert result.best_metrics["ndcg@10"] != pytest.approx(values[-1])
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(cycle_dir):
+    def run(seed: int) -> list[dict]:
+        config = experiment("sasrec", epochs=2, seed=seed, weight_decay=1e-4)  # L2Adam too
+        _, _, result = train_model(config, cycle_dir)
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in result.history]
+
+    first = run(5)
+    assert run(5) == first
+    assert run(6)[0]["loss"] != first[0]["loss"]
+
+
+def test_l2_weight_decay_is_added_to_the_gradient_like_torch_adam():
+    # First Adam step moves each weight by lr * g / (|g| + eps) ~= lr * sign(g).
+    # With L2 0.1 the gradient is g + 0.1 w = [0.5 + 0.1, 0 - 0.2] = [0.6, -0.2]: both weights
+    # move by lr, the second only because of the decay (plain Adam leaves it; AdamW would move
+    # it by lr * 0.1 * 2).
+    weights = tf.Variable([1.0, -2.0])
+    optimizer = training.make_optimizer(TrainConfig(learning_rate=0.01, weight_decay=0.1))
+    optimizer.apply_gradients([(tf.constant([0.5, 0.0]), weights)])
+    np.testing.assert_allclose(weights.numpy(), [1.0 - 0.01, -2.0 + 0.01], rtol=1e-5)
+    plain = tf.Variable([1.0, -2.0])
+    plain_adam = training.make_optimizer(TrainConfig(learning_rate=0.01))
+    plain_adam.apply_gradients([(tf.constant([0.5, 0.0]), plain)])
+    np.testing.assert_allclose(plain.numpy(), [1.0 - 0.01, -2.0], rtol=1e-5)
+
+
+def test_run_trainer_writes_artifacts_and_the_reloaded_model_scores_the_same(cycle_dir, tmp_path):
+    root, metadata = cycle_dir
+    config = experiment("sasrec", epochs=3, eval_batch_size=16)
+    out = tmp_path / "trainer"
+    result = run_trainer(config, root, str(out), verbose=0)
+    assert ExperimentConfig.from_json_file(str(out / CONFIG_FILE)) == config
+    assert (out / (WEIGHTS + ".index")).exists()
+    assert (out / CURVE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((out / "logs").rglob("events.out.tfevents.*"))
+    history = json.loads((out / HISTORY).read_text())
+    prefixes = sum(len(s[:-2]) - 1 for s in cycles().values())  # every user has >= 4 items
+    assert history["train_targets"] == prefixes
+    assert history["best_epoch"] == result.best_epoch
+    assert len(history["history"]) == result.epochs_run
+    assert history["train_seconds"] > 0
+    model, loaded_config = load_trained_model(str(out), root)
+    assert loaded_config == config
+    valid = reader.evaluation_dataset(root, metadata, "valid", max_seq_len=10, batch_size=16)
+    assert evaluate(model, valid) == {**result.best_metrics, "num_users": len(cycles())}
+    again, _ = load_trained_model(str(out), root)
+    batch = next(iter(valid))[reader.schema.ITEM_IDS]
+    np.testing.assert_array_equal(model.score(batch).numpy(), again.score(batch).numpy())
+
+
+def test_pop_takes_no_gradient_step_and_reloads(cycle_dir, tmp_path):
+    root, metadata = cycle_dir
+    result = run_trainer(experiment("pop"), root, str(tmp_path / "pop"), verbose=0)
+    assert result.epochs_run == 1 and result.history[0]["loss"] is None
+    model, _ = load_trained_model(str(tmp_path / "pop"), root)
+    np.testing.assert_allclose(model.candidate_embeddings().numpy()[:, 0],
+                               np.log1p(np.asarray(metadata.item_counts, np.float64)), rtol=1e-6)
+
+
+def test_training_curve_is_a_png_written_without_leftovers(tmp_path):
+    history = [
+        {"epoch": 1, "loss": 2.0, "val_ndcg@10": 0.1},
+        {"epoch": 2, "loss": 1.5, "val_ndcg@10": 0.2},
+    ]
+    path = tmp_path / "curve.png"
+    training.plot_training_curve(history, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
