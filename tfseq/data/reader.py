@@ -44,7 +44,7 @@ from tfseq.data import schema
 from tfseq.data.formats import DataError
 from tfseq.data.vocab import DatasetMetadata
 
-TARGETS = "targets"  # [B, L] next item after every position (causal batches); base.TARGETS
+TARGETS = schema.TARGETS  # [B, L] next item after every position (causal batches)
 DEFAULT_POOL_BATCHES = 32
 _PARSE_BATCH = 2048
 

@@ -28,6 +28,7 @@ PAD_TOKEN = ""  # line 0 of the item vocabulary; an empty string is padding in s
 USER = "user"
 TARGET = "target"
 ITEM_IDS = "item_ids"
+TARGETS = "targets"  # training batches only: the next item after every position
 SPLITS = ("train", "valid", "test")
 MIN_EVAL_INTERACTIONS = 3  # users with fewer interactions are used for training only
 

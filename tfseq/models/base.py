@@ -22,7 +22,7 @@ from tfseq.losses.base import RetrievalLoss
 # Feature names of training batches produced by tfseq.data.reader.
 ITEM_IDS = schema.ITEM_IDS  # [B, L] int: right-padded histories
 TARGET = schema.TARGET  # [B] int: the next item of each history (prefix batches)
-TARGETS = "targets"  # [B, L] int: the next item after every position (causal batches)
+TARGETS = schema.TARGETS  # [B, L] int: the next item after every position (causal batches)
 
 
 class SequentialRecommender(tfrs.Model):
@@ -101,10 +101,8 @@ class SequentialRecommender(tfrs.Model):
             query = self.encode(item_ids, training=training)  # [B, D]
             positive_ids = features[TARGET]  # [B]
         candidates = self.candidate_embeddings(training=training)
-        loss = self.loss_fn(query, positive_ids, candidates, training=training)
-        if self.losses:  # weight decay and other regularisers added by layers
-            loss += tf.add_n(self.losses)
-        return loss
+        # Layer regularisers (self.losses) are added by tfrs.Model.train_step, not here.
+        return self.loss_fn(query, positive_ids, candidates, training=training)
 
 
 def sequence_lengths(item_ids: tf.Tensor) -> tf.Tensor:
