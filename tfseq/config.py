@@ -106,7 +106,7 @@ class TrainConfig:
     learning_rate: float = 0.001
     weight_decay: float = 0.0
     max_seq_len: int = 50
-    patience: int = 5
+    patience: int = 10  # RecBole stopping_step
     valid_metric: str = "ndcg@10"
     eval_batch_size: int = 1024
     exclude_seen: bool = False
