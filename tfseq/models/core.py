@@ -1,111 +1,187 @@
-"""``core_ave`` and ``core_trm``: CORE, consistent representation space for session recommendation.
+"""``core_ave`` and ``core_trm``: CORE, sessions encoded in the item embedding space.
 
 Hou et al., "CORE: Simple and Effective Session-based Recommendation within
-Consistent Representation Space", SIGIR 2022. The session representation is a
-weighted sum of the session's own (session-dropped-out) item embeddings, so it
-lives in the item space: mean weights for ``core_ave``; for ``core_trm``,
-weights from a softmax over a linear head on a bidirectional transformer. Query
-and candidates are L2-normalised and scores are cosine / temperature: ``encode``
-returns ``normalised_session / temperature``, so ``query @ candidates.T`` is the
-paper's logit. Item dropout is applied to the candidate table in training.
-Deviation: ``core_ave`` is causal (a running mean), so it trains on every
-prefix of a sequence in one pass; the prefixes and targets are RecBole's.
+Consistent Representation Space", SIGIR 2022, as RecBole implements it. The
+session representation is a weighted sum of the session's own item
+embeddings (after session dropout), so it lies in the items' space:
+  * ``core_ave``: equal weights over the session's items;
+  * ``core_trm``: weights = softmax over the items of a ``Dense(1)`` on a
+    bidirectional transformer (learned positions, padding masked) run on the
+    same embeddings.
+Robust distance measuring: the session vector and the candidate table are
+L2-normalised and a score is cosine / ``temperature``; ``encode`` returns
+``normalised_session / temperature``, so ``query @ candidates.T`` is CORE's
+logit and every loss sees it. In training the candidate table gets item
+dropout before normalisation. Every weight, LayerNorm's included, starts at
+U(+-1/sqrt(embedding_size)) (RecBole's ``_reset_parameters``).
+
+Deviations from RecBole:
+  * ``core_ave`` is causal: the query after position t is the mean of the
+    first t embeddings (a running mean, exactly RecBole's query of that
+    prefix), so one pass over a sequence trains all its prefixes, with one
+    session-dropout draw per sequence instead of one per prefix;
+  * ``core_trm``'s ``encode`` keeps a history's last ``max_seq_len`` items when
+    it is longer, as the reader does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
-from tfseq.config import ConfigError
 from tfseq.models import MODELS
 from tfseq.models.base import SequentialRecommender
 from tfseq.models.layers import (
     TransformerEncoder,
+    check_config,
+    check_heads,
+    last_window,
+    masked_mean,
     masked_softmax,
-    normal_initializer,
     padding_mask,
-    validate_transformer,
+    running_mean,
+    uniform_init,
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class COREConfig:
-    """RecBole's defaults (``hidden_size`` is the embedding size; the transformer fields are
-    used by ``core_trm`` only)."""
+    """CORE's hyperparameters (all of ``core_ave``'s); defaults are RecBole's.
 
-    hidden_size: int = 64
+    Attributes:
+      embedding_size: item embedding width = the query width.
+      temperature: scores are cosine / temperature.
+      sess_dropout: dropout on the session's item embeddings (training).
+      item_dropout: dropout on the candidate table before normalisation (training).
+    """
+
+    embedding_size: int = 64
     temperature: float = 0.07
     sess_dropout: float = 0.2
     item_dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        check_config(
+            self, at_least_one=("embedding_size",), positive=("temperature",),
+            probabilities=("sess_dropout", "item_dropout"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CORETrmConfig(COREConfig):
+    """``core_trm``: COREConfig plus the transformer that weighs the items (RecBole's defaults).
+
+    Attributes:
+      num_layers: transformer blocks.
+      num_heads: attention heads (RecBole's ``n_heads``); must divide ``embedding_size``.
+      inner_size: feed-forward width.
+      hidden_dropout_prob: dropout on the transformer's input and each sublayer's output.
+      attn_dropout_prob: dropout on the attention weights.
+      layer_norm_eps: LayerNorm epsilon.
+      max_seq_len: number of learned positions (the reader's ``max_seq_len`` too).
+    """
+
     num_layers: int = 2
     num_heads: int = 2
     inner_size: int = 256
-    hidden_dropout_prob: float = 0.2
-    attn_dropout_prob: float = 0.2
+    hidden_dropout_prob: float = 0.5
+    attn_dropout_prob: float = 0.5
     layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
     max_seq_len: int = 50
 
-    def __post_init__(self) -> None:
-        validate_transformer(self, "COREConfig")
-        if self.temperature <= 0:
-            raise ConfigError(f"COREConfig.temperature must be > 0, got {self.temperature}")
-        for field in ("sess_dropout", "item_dropout"):
-            if not 0 <= getattr(self, field) < 1:
-                raise ConfigError(f"COREConfig.{field} must be in [0, 1), got {getattr(self, field)}")
+    def check(self) -> None:
+        super().check()
+        check_config(
+            self, at_least_one=("num_layers", "num_heads", "inner_size", "max_seq_len"),
+            positive=("layer_norm_eps",),
+            probabilities=("hidden_dropout_prob", "attn_dropout_prob"),
+        )
+        check_heads(self, "embedding_size")
 
 
 class CORE(SequentialRecommender):
-    """Shared CORE machinery; subclasses choose the weights of the session's items."""
+    """What both CORE variants share: the table, both dropouts, normalisation and temperature.
 
-    def __init__(self, config: COREConfig, num_items: int, **kwargs):
+    Subclasses weigh the session's items: ``session_vector`` (and, when causal,
+    ``encode_all``) from ``embedded_session``.
+    """
+
+    def __init__(self, config: COREConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
+        self.init = uniform_init(1.0 / math.sqrt(config.embedding_size))
         self.item_embedding = tf.keras.layers.Embedding(
-            num_items, config.hidden_size,
-            embeddings_initializer=normal_initializer(config.initializer_range), name="item_embedding",
+            num_items, config.embedding_size, embeddings_initializer=self.init.kernel(),
+            name="item_embedding",
         )
         self.sess_dropout = tf.keras.layers.Dropout(config.sess_dropout)
         self.item_dropout = tf.keras.layers.Dropout(config.item_dropout)
 
-    def session_embeddings(self, item_ids, training):
-        return self.sess_dropout(self.item_embedding(item_ids), training=training)  # [B, L, H]
+    def embedded_session(self, item_ids: tf.Tensor, training: bool) -> tf.Tensor:
+        """The session's item embeddings after session dropout ``[B, L, E]``."""
+        return self.sess_dropout(self.item_embedding(item_ids), training=training)
 
-    def to_query(self, session):
-        return tf.math.l2_normalize(session, axis=-1) / self.config.temperature
+    def to_query(self, session: tf.Tensor) -> tf.Tensor:
+        """``session [..., E]`` -> ``normalised / temperature``: its dot products are cos / T."""
+        return tf.math.l2_normalize(session, axis=-1) * (1.0 / self.config.temperature)
 
-    def candidate_embeddings(self, training=False):
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The L2-normalised item table ``[num_items, E]``, after item dropout in training."""
         table = self.item_dropout(self.item_embedding.embeddings, training=training)
-        return tf.math.l2_normalize(table, axis=-1)  # [N, H]
+        return tf.math.l2_normalize(table, axis=-1)
 
 
 @MODELS.register("core_ave", COREConfig)
 class COREAve(CORE):
-    """Mean weights: the running mean after every position is the query of that prefix."""
+    """Equal weights: the session vector is the mean of its item embeddings (causal)."""
 
     causal = True
 
-    def encode_all(self, item_ids, training=False):
-        x = self.session_embeddings(item_ids, training)  # [B, L, H]
-        valid = tf.cast(padding_mask(item_ids), x.dtype)[..., tf.newaxis]  # [B, L, 1]
-        running_sum = tf.cumsum(x * valid, axis=1)
-        running_count = tf.maximum(tf.cumsum(valid, axis=1), 1.0)
-        return self.to_query(running_sum / running_count)
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the query after every position ``[B, L, E]`` (running means)."""
+        x = self.embedded_session(item_ids, training)
+        return self.to_query(running_mean(x, padding_mask(item_ids)))
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the query of each history ``[B, E]``."""
+        x = self.embedded_session(item_ids, training)
+        return self.to_query(masked_mean(x, padding_mask(item_ids)))
 
 
-@MODELS.register("core_trm", COREConfig)
+@MODELS.register("core_trm", CORETrmConfig)
 class CORETrm(CORE):
-    """Weights from a bidirectional transformer over the session (not causal: one query a prefix)."""
+    """Weights from a bidirectional transformer: a query per history (not causal)."""
 
-    def __init__(self, config: COREConfig, num_items: int, **kwargs):
+    def __init__(self, config: CORETrmConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
-        self.encoder = TransformerEncoder(config, causal=False, name="encoder")
-        self.weight_head = tf.keras.layers.Dense(1, name="weight_head")
+        self.encoder = TransformerEncoder(
+            hidden_size=config.embedding_size,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            inner_size=config.inner_size,
+            hidden_dropout_prob=config.hidden_dropout_prob,
+            attn_dropout_prob=config.attn_dropout_prob,
+            layer_norm_eps=config.layer_norm_eps,
+            max_seq_len=config.max_seq_len,
+            causal=False,
+            init=self.init,
+            name="encoder",
+        )
+        self.weight_head = self.init.dense(1, name="weight_head")
 
-    def encode(self, item_ids, training=False):
-        x = self.session_embeddings(item_ids, training)  # [B, L, H]
-        mask = padding_mask(item_ids)
-        hidden = self.encoder(x, item_ids, training=training)  # [B, L, H]
-        alpha = masked_softmax(tf.squeeze(self.weight_head(hidden), -1), mask)  # [B, L]
-        return self.to_query(tf.reduce_sum(alpha[..., tf.newaxis] * x, axis=1))  # [B, H]
+    def item_weights(self, item_ids: tf.Tensor, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Softmax weights ``[B, L]`` of the session's items (0 at padding)."""
+        hidden = self.encoder(x, item_ids, training=training)  # [B, L, E]
+        logits = tf.squeeze(self.weight_head(hidden), axis=-1)  # [B, L]
+        return masked_softmax(logits, padding_mask(item_ids))
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` (any ``L``) -> the query of each history ``[B, E]``."""
+        window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
+        x = self.embedded_session(window, training)  # [B, W, E]
+        alpha = self.item_weights(window, x, training=training)  # [B, W]
+        return self.to_query(tf.reduce_sum(alpha[..., tf.newaxis] * x, axis=1))

@@ -1,27 +1,48 @@
-"""``gru4rec``: session-based recommendation with recurrent networks.
+"""``gru4rec``: GRU4Rec, a recurrent next-item model, as RecBole configures it.
 
-Hidasi et al., ICLR 2016, with Tan et al. (DLRS 2016)'s improvements as RecBole
-sets them up: item embedding -> dropout -> stacked GRU -> dense projection to
-the embedding space; the query is the last valid position and items are scored
-against the input embedding table. Deviation: training uses every position of
-a sequence in one pass (the GRU is causal), which trains the same targets as
-RecBole's one example per prefix.
+Hidasi et al., "Session-based Recommendations with Recurrent Neural Networks",
+ICLR 2016, with the data augmentation of Tan et al., "Improved Recurrent
+Neural Networks for Session-based Recommendations", DLRS 2016 (RecBole's
+``GRU4Rec``): item embedding -> dropout -> stacked GRU without biases -> Dense
+projection back to the embedding size; the query after a history is the
+output at its last item, scored against the input item table (weight tying).
+Initialisation is RecBole's: Glorot-normal item table, Glorot-uniform GRU
+kernels, PyTorch's default Dense init.
+
+Deviations from RecBole:
+  * training scores every position of a sequence in one pass (the GRU is
+    causal: right padding and later items never reach an earlier output),
+    which trains the same (prefix, next item) pairs as RecBole's one example
+    per prefix, with one embedding-dropout draw per sequence instead of one
+    per prefix;
+  * GRU layers after the first are Glorot-initialised too (PyTorch leaves
+    them at U(+-1/sqrt(hidden_size))).
+A GRU without biases cannot use cuDNN's kernel on a GPU; Keras falls back to
+its generic GRU there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
-from tfseq.config import ConfigError
 from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender
+from tfseq.models.base import SequentialRecommender, gather_last
+from tfseq.models.layers import check_config, last_window
 
 
 @dataclasses.dataclass(frozen=True)
 class GRU4RecConfig:
-    """RecBole's defaults."""
+    """GRU4Rec's hyperparameters; defaults are RecBole's.
+
+    Attributes:
+      embedding_size: item embedding width, also the query width.
+      hidden_size: GRU state width.
+      num_layers: stacked GRU layers.
+      dropout_prob: dropout on the input item embeddings.
+    """
 
     embedding_size: int = 64
     hidden_size: int = 128
@@ -29,35 +50,60 @@ class GRU4RecConfig:
     dropout_prob: float = 0.3
 
     def __post_init__(self) -> None:
-        for field in ("embedding_size", "hidden_size", "num_layers"):
-            if getattr(self, field) < 1:
-                raise ConfigError(f"GRU4RecConfig.{field} must be >= 1, got {getattr(self, field)}")
-        if not 0 <= self.dropout_prob < 1:
-            raise ConfigError(f"GRU4RecConfig.dropout_prob must be in [0, 1), got {self.dropout_prob}")
+        check_config(
+            self, at_least_one=("embedding_size", "hidden_size", "num_layers"),
+            probabilities=("dropout_prob",),
+        )
 
 
 @MODELS.register("gru4rec", GRU4RecConfig)
 class GRU4Rec(SequentialRecommender):
+    """Causal: ``encode_all`` gives the query after every position."""
+
     causal = True
 
-    def __init__(self, config: GRU4RecConfig, num_items: int, **kwargs):
+    def __init__(self, config: GRU4RecConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
+        table_stddev = math.sqrt(2.0 / (num_items + config.embedding_size))  # xavier_normal_
         self.item_embedding = tf.keras.layers.Embedding(
-            num_items, config.embedding_size,
-            embeddings_initializer=tf.keras.initializers.GlorotUniform(), name="item_embedding",
+            num_items, config.embedding_size, name="item_embedding",
+            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=table_stddev),
         )
-        self.dropout = tf.keras.layers.Dropout(config.dropout_prob)
-        self.grus = [
-            tf.keras.layers.GRU(config.hidden_size, return_sequences=True, name=f"gru_{i}")
+        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
+        self.gru_layers = [
+            tf.keras.layers.GRU(
+                config.hidden_size, return_sequences=True, use_bias=False,
+                kernel_initializer="glorot_uniform", recurrent_initializer="glorot_uniform",
+                name=f"gru_{i}",
+            )
             for i in range(config.num_layers)
         ]
-        self.projection = tf.keras.layers.Dense(config.embedding_size, name="projection")
+        limit = 1.0 / math.sqrt(config.hidden_size)  # torch.nn.Linear's default init
 
-    def encode_all(self, item_ids, training=False):
-        x = self.dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
-        for gru in self.grus:
-            x = gru(x, training=training)  # [B, L, H]; causal, so padding after t never reaches t
-        return self.projection(x)  # [B, L, E]
+        def uniform() -> tf.keras.initializers.Initializer:
+            return tf.keras.initializers.RandomUniform(-limit, limit)
 
-    def candidate_embeddings(self, training=False):
+        self.projection = tf.keras.layers.Dense(
+            config.embedding_size, kernel_initializer=uniform(), bias_initializer=uniform(),
+            name="projection",
+        )
+
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the query after every position ``[B, L, embedding_size]``."""
+        x = self.embedding_dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
+        for gru in self.gru_layers:
+            x = gru(x, training=training)  # [B, L, hidden]
+        return self.projection(x)
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the query after each history ``[B, embedding_size]``.
+
+        Columns that are padding in every row are dropped first: they cannot
+        change a real position's output.
+        """
+        window = last_window(item_ids)  # [B, W]
+        return gather_last(self.encode_all(window, training=training), window)
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The input item table ``[num_items, embedding_size]``."""
         return self.item_embedding.embeddings

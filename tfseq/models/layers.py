@@ -1,38 +1,277 @@
-"""Layers shared by the models: attention masks, the transformer block, masked pooling."""
+"""Pieces shared by the models: initialisers, masks, history windows, pooling, the transformer.
+
+Every function takes RIGHT-padded ``item_ids [B, L]`` (``PAD_ID`` = 0 after
+the last real item) and works for any ``L >= 1``, so models trace once with
+``TensorSpec([None, None])``. The transformer is RecBole's (and SASRec's):
+learned positions added to the item embeddings, LayerNorm, dropout, then
+post-LN blocks of multi-head self-attention and a GELU feed-forward layer.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from typing import Any, Callable, Iterable, TypeAlias
+
 import tensorflow as tf
 
+from tfseq.config import ConfigError
 from tfseq.data import schema
+from tfseq.models.base import sequence_lengths
+
+Initializer: TypeAlias = tf.keras.initializers.Initializer
 
 
-def normal_initializer(stddev: float) -> tf.keras.initializers.Initializer:
-    return tf.keras.initializers.TruncatedNormal(stddev=stddev)
+# -- initialisers ----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Init:
+    """How a model initialises its weights; each field makes a fresh initializer per weight.
+
+    (A Keras initializer instance called twice without a seed returns the same
+    values both times, so instances are never shared between weights.)
+    """
+
+    kernel: Callable[[], Initializer]  # Dense kernels and embedding tables
+    bias: Callable[[], Initializer]
+    norm_scale: Callable[[], Initializer]  # LayerNorm gamma
+    norm_offset: Callable[[], Initializer]  # LayerNorm beta
+
+    def dense(self, units: int, **kwargs: Any) -> tf.keras.layers.Dense:
+        return tf.keras.layers.Dense(
+            units, kernel_initializer=self.kernel(), bias_initializer=self.bias(), **kwargs
+        )
+
+    def layer_norm(self, epsilon: float, **kwargs: Any) -> tf.keras.layers.LayerNormalization:
+        return tf.keras.layers.LayerNormalization(
+            epsilon=epsilon, gamma_initializer=self.norm_scale(),
+            beta_initializer=self.norm_offset(), **kwargs,
+        )
 
 
+def normal_init(stddev: float) -> Init:
+    """RecBole's transformer init: N(0, stddev) kernels and tables, zero biases, LayerNorm 1/0."""
+    return Init(
+        kernel=lambda: tf.keras.initializers.RandomNormal(stddev=stddev),
+        bias=tf.keras.initializers.Zeros,
+        norm_scale=tf.keras.initializers.Ones,
+        norm_offset=tf.keras.initializers.Zeros,
+    )
+
+
+def uniform_init(limit: float) -> Init:
+    """Every weight, LayerNorm's included, U(-limit, limit) (CORE's ``_reset_parameters``)."""
+
+    def uniform() -> Initializer:
+        return tf.keras.initializers.RandomUniform(-limit, limit)
+
+    return Init(kernel=uniform, bias=uniform, norm_scale=uniform, norm_offset=uniform)
+
+
+# -- config checks ---------------------------------------------------------------------
+def check_config(
+    config: Any,
+    *,
+    at_least_one: Iterable[str] = (),
+    positive: Iterable[str] = (),
+    probabilities: Iterable[str] = (),
+) -> None:
+    """Raises ConfigError naming ``<ConfigClass>.<field>`` for the first value out of range.
+
+    Args:
+      config: a model config dataclass.
+      at_least_one: integer fields that must be >= 1.
+      positive: fields that must be > 0.
+      probabilities: dropout rates, in [0, 1).
+    """
+    owner = type(config).__name__
+    for field in at_least_one:
+        value = getattr(config, field)
+        if value < 1:
+            raise ConfigError(f"{owner}.{field} must be >= 1, got {value}")
+    for field in positive:
+        value = getattr(config, field)
+        if not value > 0:
+            raise ConfigError(f"{owner}.{field} must be > 0, got {value}")
+    for field in probabilities:
+        value = getattr(config, field)
+        if not 0 <= value < 1:
+            raise ConfigError(f"{owner}.{field} must be in [0, 1), got {value}")
+
+
+def check_heads(config: Any, hidden_field: str) -> None:
+    """The attention heads must split ``hidden_field`` evenly."""
+    hidden, heads = getattr(config, hidden_field), config.num_heads
+    if hidden % heads:
+        raise ConfigError(
+            f"{type(config).__name__}.{hidden_field} ({hidden}) must be divisible by "
+            f"num_heads ({heads})"
+        )
+
+
+# -- masks, windows, pooling ---------------------------------------------------------
 def padding_mask(item_ids: tf.Tensor) -> tf.Tensor:
     """``[B, L]`` bool: True at real items."""
     return tf.not_equal(item_ids, schema.PAD_ID)
 
 
 def attention_mask(item_ids: tf.Tensor, causal: bool) -> tf.Tensor:
-    """``[B, L, L]`` bool: query position i may attend to key j.
+    """``[B, L, L]`` (causal) or ``[B, 1, L]`` bool: query position i may attend to key j.
 
-    Keys must be real items; with ``causal`` also ``j <= i``. Padding keys are
-    masked so that right-padding never changes a real position's output.
+    Keys must be real items, so right padding never changes a real position;
+    with ``causal`` also ``j <= i`` (RecBole's ``get_attention_mask``).
     """
     keys = padding_mask(item_ids)[:, tf.newaxis, :]  # [B, 1, L]
     if not causal:
         return keys
     length = tf.shape(item_ids)[1]
-    lower = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)  # [L, L]
+    lower = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)  # [L, L]: j <= i
     return tf.logical_and(keys, lower[tf.newaxis])
 
 
+def last_window(item_ids: tf.Tensor, width: int | None = None) -> tf.Tensor:
+    """Each row's last ``width`` items (all when None), right-padded to the longest row.
+
+    Drops the columns that are padding in every row, and applies the reader's
+    truncation (a history keeps its last ``max_seq_len`` items) to longer
+    inputs, e.g. serving requests. ``item_ids [B, L]`` with ``L >= 1`` ->
+    ``[B, W]``, ``1 <= W <= min(L, width)``.
+    """
+    lengths = sequence_lengths(item_ids)  # [B]
+    kept = lengths if width is None else tf.minimum(lengths, width)
+    columns = tf.maximum(tf.reduce_max(tf.concat([kept, [1]], axis=0)), 1)  # W (>= 1 if B = 0)
+    start = lengths - kept  # [B]: first kept position
+    offsets = tf.range(columns)[tf.newaxis, :]  # [1, W]
+    positions = tf.minimum(start[:, tf.newaxis] + offsets, tf.shape(item_ids)[1] - 1)  # [B, W]
+    window = tf.gather(item_ids, positions, batch_dims=1)
+    return tf.where(offsets < kept[:, tf.newaxis], window, tf.zeros_like(window))
+
+
+def masked_mean(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Mean of ``x [B, L, D]`` over the positions where ``mask [B, L]`` holds -> ``[B, D]``.
+
+    A row without a True position gives zeros.
+    """
+    weights = tf.cast(mask, x.dtype)[..., tf.newaxis]  # [B, L, 1]
+    total = tf.reduce_sum(x * weights, axis=1)
+    return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+
+
+def running_mean(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """``[B, L, D]``: at position t, the mean of ``x`` over masked-in positions ``<= t``.
+
+    The causal counterpart of :func:`masked_mean`: for right-padded rows its
+    value at the last real position equals ``masked_mean``.
+    """
+    weights = tf.cast(mask, x.dtype)[..., tf.newaxis]  # [B, L, 1]
+    totals = tf.cumsum(x * weights, axis=1)
+    return totals / tf.maximum(tf.cumsum(weights, axis=1), 1.0)
+
+
+def masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Softmax of ``logits [B, L]`` over the positions where ``mask [B, L]`` holds.
+
+    Masked-out positions get weight 0; a row without a True position is all zeros.
+    """
+    logits = tf.where(mask, logits, tf.fill(tf.shape(logits), logits.dtype.min))
+    return tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
+
+
+# -- transformer ------------------------------------------------------------------------
+_MASKED = -1e9  # added to the logits of masked keys before the softmax
+
+
+class PositionalEmbedding(tf.keras.layers.Layer):
+    """Adds a learned vector per position; position 0 is the first item (RecBole).
+
+    Args:
+      max_len: number of positions (``max_seq_len``); longer inputs are an error.
+      initializer: the table's initializer.
+    """
+
+    def __init__(self, max_len: int, initializer: Initializer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_len = int(max_len)
+        self.initializer = initializer
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        self.embeddings = self.add_weight(
+            "embeddings", shape=[self.max_len, int(input_shape[-1])], initializer=self.initializer
+        )
+        super().build(input_shape)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        """``x [B, L, D]`` -> ``x + positions[:L]``; raises if ``L > max_len``."""
+        length = tf.shape(x)[1]
+        check = tf.debugging.assert_less_equal(
+            length, self.max_len,
+            message=f"sequence longer than max_seq_len={self.max_len}; keep the last "
+                    f"max_seq_len items of each history",
+        )
+        with tf.control_dependencies([check]):
+            return x + self.embeddings[tf.newaxis, :length]
+
+
+class SelfAttention(tf.keras.layers.Layer):
+    """Multi-head scaled dot-product self-attention with one fused Q/K/V projection.
+
+    The same function as RecBole's ``MultiHeadAttention`` before its residual:
+    separate Q, K, V projections (here one ``[H, 3H]`` kernel), softmax of
+    ``q·k / sqrt(H / heads)`` over the allowed keys, attention dropout, output
+    projection.
+    """
+
+    def __init__(
+        self, hidden_size: int, num_heads: int, dropout: float, init: Init, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.head_size = hidden_size // num_heads
+        self.qkv = init.dense(3 * hidden_size, name="qkv")
+        self.dropout = tf.keras.layers.Dropout(dropout)
+        self.output_dense = init.dense(hidden_size, name="output")
+
+    def _heads(self, x: tf.Tensor) -> tf.Tensor:
+        """``[B, T, H]`` -> ``[B, heads, T, H / heads]``."""
+        shape = tf.shape(x)
+        x = tf.reshape(x, [shape[0], shape[1], self.num_heads, self.head_size])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def call(
+        self,
+        x: tf.Tensor,
+        mask: tf.Tensor,
+        query_positions: tf.Tensor | None = None,
+        training: bool = False,
+    ) -> tf.Tensor:
+        """Attends from every position of ``x [B, L, H]``, or only from ``query_positions``.
+
+        Args:
+          x: the sequence ``[B, L, H]``.
+          mask: ``[B, Q|1, L]`` bool, True where the query may attend to the key.
+          query_positions: ``[B]`` int: one query per row (``Q = 1``); None: all ``Q = L``.
+          training: applies attention dropout.
+
+        Returns:
+          ``[B, Q, H]``.
+        """
+        query, key, value = tf.split(self.qkv(x), 3, axis=-1)  # [B, L, H] each
+        if query_positions is not None:
+            query = tf.gather(query, query_positions[:, tf.newaxis], batch_dims=1)  # [B, 1, H]
+        query, key, value = self._heads(query), self._heads(key), self._heads(value)
+        logits = tf.linalg.matmul(query, key, transpose_b=True)  # [B, heads, Q, L]
+        logits = logits * (1.0 / math.sqrt(self.head_size))
+        logits += (1.0 - tf.cast(mask[:, tf.newaxis], logits.dtype)) * _MASKED
+        weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
+        context = tf.transpose(tf.linalg.matmul(weights, value), [0, 2, 1, 3])  # [B, Q, heads, d]
+        shape = tf.shape(context)
+        return self.output_dense(tf.reshape(context, [shape[0], shape[1], self.hidden_size]))
+
+
 class TransformerBlock(tf.keras.layers.Layer):
-    """Post-LN transformer layer as in SASRec/RecBole: attention and GELU feed-forward, each
-    followed by dropout, a residual connection and LayerNorm."""
+    """RecBole's ``TransformerLayer`` (post-LN): each sublayer is followed by dropout, a
+    residual connection and LayerNorm; the feed-forward layer is ``Dense(inner, gelu)`` then
+    ``Dense(hidden)``."""
 
     def __init__(
         self,
@@ -42,86 +281,105 @@ class TransformerBlock(tf.keras.layers.Layer):
         hidden_dropout_prob: float,
         attn_dropout_prob: float,
         layer_norm_eps: float,
-        initializer_range: float,
-        **kwargs,
-    ):
+        init: Init,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.attention = tf.keras.layers.MultiHeadAttention(
-            num_heads=num_heads,
-            key_dim=hidden_size // num_heads,
-            dropout=attn_dropout_prob,
-            kernel_initializer=normal_initializer(initializer_range),
-        )
+        self.attention = SelfAttention(hidden_size, num_heads, attn_dropout_prob, init,
+                                       name="attention")
         self.attention_dropout = tf.keras.layers.Dropout(hidden_dropout_prob)
-        self.attention_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps)
-        self.inner = tf.keras.layers.Dense(
-            inner_size, activation="gelu", kernel_initializer=normal_initializer(initializer_range)
-        )
-        self.outer = tf.keras.layers.Dense(
-            hidden_size, kernel_initializer=normal_initializer(initializer_range)
-        )
+        self.attention_norm = init.layer_norm(layer_norm_eps, name="attention_norm")
+        self.inner = init.dense(inner_size, activation=tf.nn.gelu, name="inner")  # exact erf GELU
+        self.outer = init.dense(hidden_size, name="outer")
         self.output_dropout = tf.keras.layers.Dropout(hidden_dropout_prob)
-        self.output_norm = tf.keras.layers.LayerNormalization(epsilon=layer_norm_eps)
+        self.output_norm = init.layer_norm(layer_norm_eps, name="output_norm")
 
-    def call(self, x: tf.Tensor, mask: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """``x [B, L, H]``, ``mask [B, L|1, L]`` bool -> ``[B, L, H]``."""
-        attended = self.attention(x, x, attention_mask=mask, training=training)
-        x = self.attention_norm(x + self.attention_dropout(attended, training=training))
+    def call(
+        self,
+        x: tf.Tensor,
+        mask: tf.Tensor,
+        query_positions: tf.Tensor | None = None,
+        training: bool = False,
+    ) -> tf.Tensor:
+        """``x [B, L, H]``, ``mask [B, Q|1, L]`` -> ``[B, Q, H]`` (see ``SelfAttention``)."""
+        attended = self.attention(x, mask, query_positions, training=training)
+        residual = x if query_positions is None else tf.gather(
+            x, query_positions[:, tf.newaxis], batch_dims=1
+        )
+        x = self.attention_norm(residual + self.attention_dropout(attended, training=training))
         hidden = self.outer(self.inner(x))
         return self.output_norm(x + self.output_dropout(hidden, training=training))
 
 
 class TransformerEncoder(tf.keras.layers.Layer):
-    """``num_layers`` TransformerBlocks over item + learned positional embeddings.
+    """Positions + LayerNorm + dropout + ``num_layers`` :class:`TransformerBlock` s.
 
-    Position 0 is the first item of the right-padded sequence, as in RecBole.
+    The encoders of RecBole's SASRec and CORE-trm. Attention is causal or
+    bidirectional; padding keys are always masked, so a real position's output
+    does not depend on how much right padding follows.
+
+    Args:
+      hidden_size: width of the items' embeddings and of every layer.
+      num_layers, num_heads, inner_size: the blocks' shape.
+      hidden_dropout_prob: dropout on the input and on each sublayer's output.
+      attn_dropout_prob: dropout on the attention weights.
+      layer_norm_eps: LayerNorm epsilon.
+      max_seq_len: number of learned positions.
+      causal: position i attends only to positions <= i.
+      init: the weights' initialisers.
     """
 
-    def __init__(self, config, causal: bool, **kwargs):
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        num_layers: int,
+        num_heads: int,
+        inner_size: int,
+        hidden_dropout_prob: float,
+        attn_dropout_prob: float,
+        layer_norm_eps: float,
+        max_seq_len: int,
+        causal: bool,
+        init: Init,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.causal = causal
-        self.positions = tf.keras.layers.Embedding(
-            config.max_seq_len, config.hidden_size,
-            embeddings_initializer=normal_initializer(config.initializer_range),
-        )
-        self.norm = tf.keras.layers.LayerNormalization(epsilon=config.layer_norm_eps)
-        self.dropout = tf.keras.layers.Dropout(config.hidden_dropout_prob)
+        self.positions = PositionalEmbedding(max_seq_len, init.kernel(), name="positions")
+        self.norm = init.layer_norm(layer_norm_eps, name="norm")
+        self.dropout = tf.keras.layers.Dropout(hidden_dropout_prob)
         self.blocks = [
-            TransformerBlock(
-                config.hidden_size, config.num_heads, config.inner_size, config.hidden_dropout_prob,
-                config.attn_dropout_prob, config.layer_norm_eps, config.initializer_range,
-                name=f"block_{i}",
-            )
-            for i in range(config.num_layers)
+            TransformerBlock(hidden_size, num_heads, inner_size, hidden_dropout_prob,
+                             attn_dropout_prob, layer_norm_eps, init, name=f"block_{i}")
+            for i in range(num_layers)
         ]
 
-    def call(self, embedded: tf.Tensor, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """``embedded [B, L, H]`` item embeddings of ``item_ids [B, L]`` -> ``[B, L, H]``."""
-        length = tf.shape(item_ids)[1]
-        x = embedded + self.positions(tf.range(length))[tf.newaxis]
-        x = self.dropout(self.norm(x), training=training)
+    def call(
+        self,
+        embedded: tf.Tensor,
+        item_ids: tf.Tensor,
+        training: bool = False,
+        last_only: bool = False,
+    ) -> tf.Tensor:
+        """Encodes ``embedded [B, L, H]``, the embeddings of ``item_ids [B, L]``.
+
+        Args:
+          last_only: (causal only) return just each row's last real position
+            ``[B, H]``; the last block then computes that one position.
+
+        Returns:
+          ``[B, L, H]``, or ``[B, H]`` with ``last_only``.
+        """
+        if last_only and not self.causal:
+            raise ValueError("last_only needs a causal encoder")
+        x = self.dropout(self.norm(self.positions(embedded)), training=training)
         mask = attention_mask(item_ids, self.causal)
-        for block in self.blocks:
+        for block in self.blocks[:-1] if last_only else self.blocks:
             x = block(x, mask, training=training)
-        return x
-
-
-def masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Softmax of ``logits [B, L]`` over positions where ``mask [B, L]`` is True."""
-    logits = tf.where(mask, logits, tf.fill(tf.shape(logits), tf.constant(-1e9, logits.dtype)))
-    return tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
-
-
-def validate_transformer(config, name: str) -> None:
-    from tfseq.config import ConfigError
-
-    if config.hidden_size % config.num_heads:
-        raise ConfigError(
-            f"{name}: hidden_size ({config.hidden_size}) must be divisible by num_heads ({config.num_heads})"
-        )
-    for field in ("hidden_size", "num_heads", "inner_size", "max_seq_len"):
-        if getattr(config, field) < 1:
-            raise ConfigError(f"{name}.{field} must be >= 1, got {getattr(config, field)}")
-    for field in ("hidden_dropout_prob", "attn_dropout_prob"):
-        if not 0 <= getattr(config, field) < 1:
-            raise ConfigError(f"{name}.{field} must be in [0, 1), got {getattr(config, field)}")
+        if not last_only:
+            return x
+        # The last real position attends to every real key: its causal row is the padding mask.
+        last = tf.maximum(sequence_lengths(item_ids) - 1, 0)  # [B]
+        keys = padding_mask(item_ids)[:, tf.newaxis, :]  # [B, 1, L]
+        return self.blocks[-1](x, keys, query_positions=last, training=training)[:, 0]

@@ -1,18 +1,26 @@
-"""``pop``: most-popular baseline, the sanity floor of every report.
+"""``pop``: the most-popular baseline, the floor every model must clear.
 
-Every history gets the same ranking: items by training count. It fits the
-retrieval interface as a 1-d query of ones against candidates ``log1p(count)``.
+Every history gets the same ranking: items by training-split count (RecBole's
+``Pop``). It fits the retrieval interface as a one-dimensional query of ones
+against candidates ``log1p(count)``, a monotone transform of the counts that
+keeps any loss finite; the padding row scores ``PADDING_SCORE``. The counts
+are a non-trainable weight set by ``adapt``, so they are saved and restored
+with the other weights; the trainer takes no gradient step for this model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tfseq.data import schema
 from tfseq.models import MODELS
 from tfseq.models.base import SequentialRecommender
+
+PADDING_SCORE = -1e9  # below every log1p(count) >= 0, finite so losses stay finite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,22 +30,37 @@ class PopConfig:
 
 @MODELS.register("pop", PopConfig)
 class Pop(SequentialRecommender):
-    def __init__(self, config: PopConfig, num_items: int, **kwargs):
+    """Scores every item by its training count, whatever the history (trivially causal)."""
+
+    causal = True
+
+    def __init__(self, config: PopConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
-        self.counts = tf.Variable(tf.zeros([num_items], tf.float32), trainable=False, name="counts")
+        self.counts = self.add_weight(
+            name="counts", shape=[num_items], initializer="zeros", trainable=False
+        )
 
-    def adapt(self, item_counts):
-        counts = np.asarray(item_counts, dtype=np.float32)
+    def adapt(self, item_counts: Sequence[int] | np.ndarray) -> None:
+        """Stores ``item_counts [num_items]`` (training-split occurrences; index 0 is ignored)."""
+        counts = np.asarray(item_counts, dtype=np.float64)
         if counts.shape != (self.num_items,):
-            raise ValueError(f"item_counts must have shape [{self.num_items}], got {counts.shape}")
-        counts[0] = 0.0
-        self.counts.assign(counts)
+            raise ValueError(
+                f"item_counts must have shape [{self.num_items}] (num_items), got {counts.shape}"
+            )
+        if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+            raise ValueError("item_counts must be finite and >= 0")
+        self.counts.assign(counts.astype(np.float32))
 
-    def encode(self, item_ids, training=False):
-        return tf.ones([tf.shape(item_ids)[0], 1], tf.float32)  # [B, 1]
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> ones ``[B, 1]``: the history does not matter."""
+        return tf.ones([tf.shape(item_ids)[0], 1], tf.float32)
 
-    def candidate_embeddings(self, training=False):
-        return tf.math.log1p(self.counts)[:, tf.newaxis]  # [N, 1]
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> ones ``[B, L, 1]``."""
+        return tf.ones([tf.shape(item_ids)[0], tf.shape(item_ids)[1], 1], tf.float32)
 
-    def compute_loss(self, features, training=False):
-        return tf.constant(0.0)  # nothing to learn: the counts come from adapt()
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """``log1p(count)`` per item ``[num_items, 1]``; the padding row is ``PADDING_SCORE``."""
+        scores = tf.math.log1p(self.counts)
+        padding = tf.one_hot(schema.PAD_ID, self.num_items, on_value=True, off_value=False)
+        return tf.where(padding, PADDING_SCORE, scores)[:, tf.newaxis]

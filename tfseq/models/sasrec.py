@@ -1,10 +1,21 @@
-"""``sasrec``: self-attentive sequential recommendation.
+"""``sasrec``: SASRec, a causal self-attention next-item model, as RecBole configures it.
 
 Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018, in
-RecBole's configuration (post-LN blocks, GELU feed-forward, learned positions,
-scores against the input item table). Deviation: training uses every position
-of a sequence in one pass (the paper's setup) rather than RecBole's one
-example per prefix; the targets are the same.
+RecBole's version: item embedding + learned position embedding (position 0 =
+the first item), LayerNorm, dropout, ``num_layers`` post-LN blocks (multi-head
+causal self-attention, GELU feed-forward); a position attends to itself, the
+positions before it, and never to padding. The query after a history is the
+output at its last item, scored against the input item table (weight tying).
+Initialisation is RecBole's: N(0, initializer_range) for tables and kernels,
+zero biases.
+
+Deviations from RecBole:
+  * training scores every position of a sequence in one pass (the paper's
+    setup), which trains RecBole's (prefix, next item) pairs with one dropout
+    draw per sequence instead of one per prefix;
+  * ``encode`` runs the last block for the last position only (the same
+    numbers, less work), and keeps a history's last ``max_seq_len`` items
+    when it is longer, as the reader does.
 """
 
 from __future__ import annotations
@@ -15,12 +26,30 @@ import tensorflow as tf
 
 from tfseq.models import MODELS
 from tfseq.models.base import SequentialRecommender
-from tfseq.models.layers import TransformerEncoder, normal_initializer, validate_transformer
+from tfseq.models.layers import (
+    TransformerEncoder,
+    check_config,
+    check_heads,
+    last_window,
+    normal_init,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class SASRecConfig:
-    """RecBole's defaults. ``hidden_size`` is also the item embedding size."""
+    """SASRec's hyperparameters; defaults are RecBole's.
+
+    Attributes:
+      hidden_size: item embedding width = every layer's width = the query width.
+      num_layers: transformer blocks.
+      num_heads: attention heads (RecBole's ``n_heads``); must divide ``hidden_size``.
+      inner_size: feed-forward width.
+      hidden_dropout_prob: dropout on the input embeddings and each sublayer's output.
+      attn_dropout_prob: dropout on the attention weights.
+      layer_norm_eps: LayerNorm epsilon.
+      initializer_range: standard deviation of the normal initialiser.
+      max_seq_len: number of learned positions (the reader's ``max_seq_len`` too).
+    """
 
     hidden_size: int = 64
     num_layers: int = 2
@@ -33,23 +62,56 @@ class SASRecConfig:
     max_seq_len: int = 50
 
     def __post_init__(self) -> None:
-        validate_transformer(self, "SASRecConfig")
+        check_config(
+            self,
+            at_least_one=("hidden_size", "num_layers", "num_heads", "inner_size", "max_seq_len"),
+            positive=("layer_norm_eps", "initializer_range"),
+            probabilities=("hidden_dropout_prob", "attn_dropout_prob"),
+        )
+        check_heads(self, "hidden_size")
 
 
 @MODELS.register("sasrec", SASRecConfig)
 class SASRec(SequentialRecommender):
+    """Causal: ``encode_all`` gives the query after every position."""
+
     causal = True
 
-    def __init__(self, config: SASRecConfig, num_items: int, **kwargs):
+    def __init__(self, config: SASRecConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
+        init = normal_init(config.initializer_range)
         self.item_embedding = tf.keras.layers.Embedding(
-            num_items, config.hidden_size,
-            embeddings_initializer=normal_initializer(config.initializer_range), name="item_embedding",
+            num_items, config.hidden_size, embeddings_initializer=init.kernel(),
+            name="item_embedding",
         )
-        self.encoder = TransformerEncoder(config, causal=True, name="encoder")
+        self.encoder = TransformerEncoder(
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            inner_size=config.inner_size,
+            hidden_dropout_prob=config.hidden_dropout_prob,
+            attn_dropout_prob=config.attn_dropout_prob,
+            layer_norm_eps=config.layer_norm_eps,
+            max_seq_len=config.max_seq_len,
+            causal=True,
+            init=init,
+            name="encoder",
+        )
 
-    def encode_all(self, item_ids, training=False):
-        return self.encoder(self.item_embedding(item_ids), item_ids, training=training)  # [B, L, H]
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, H]``.
 
-    def candidate_embeddings(self, training=False):
-        return self.item_embedding.embeddings  # [N, H]
+        Longer inputs raise: they have no learned positions.
+        """
+        return self.encoder(self.item_embedding(item_ids), item_ids, training=training)
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` (any ``L``) -> the query after each history ``[B, H]``."""
+        window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
+        return self.encoder(
+            self.item_embedding(window), window, training=training, last_only=True
+        )
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The input item table ``[num_items, hidden_size]``."""
+        return self.item_embedding.embeddings

@@ -1,0 +1,96 @@
+"""Toy sequences, batch builders and model builders shared by the model tests."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfseq.losses import LOSSES
+from tfseq.models import MODELS
+
+NUM_ITEMS = 21  # padding + items 1..20
+
+
+def cycle_sequences(num: int = 48, seed: int = 0) -> list[list[int]]:
+    """Item i is always followed by i + 1 around a cycle of 20; random start and length 4..9."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(num):
+        start, length = rng.randrange(20), rng.randint(4, 9)
+        out.append([(start + t) % 20 + 1 for t in range(length)])
+    return out
+
+
+def random_histories(rows: int, max_len: int, seed: int, min_len: int = 1) -> np.ndarray:
+    """``[rows, max_len]`` int64 right-padded random histories of random length >= ``min_len``."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((rows, max_len), np.int64)
+    for row in out:
+        length = rng.integers(min_len, max_len + 1)
+        row[:length] = rng.integers(1, NUM_ITEMS, length)
+    return out
+
+
+def right_pad(rows: Sequence[Sequence[int]], width: int | None = None) -> np.ndarray:
+    width = width or max(len(r) for r in rows)
+    out = np.zeros((len(rows), width), np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def causal_batch(sequences: Sequence[Sequence[int]]) -> dict[str, tf.Tensor]:
+    """``item_ids = s[:-1]``, ``targets = s[1:]`` per sequence, right-padded."""
+    return {
+        "item_ids": tf.constant(right_pad([s[:-1] for s in sequences])),
+        "targets": tf.constant(right_pad([s[1:] for s in sequences])),
+    }
+
+
+def prefix_batch(sequences: Sequence[Sequence[int]]) -> dict[str, tf.Tensor]:
+    """One row per (prefix, next item) pair of every sequence."""
+    histories = [s[:t] for s in sequences for t in range(1, len(s))]
+    targets = [s[t] for s in sequences for t in range(1, len(s))]
+    return {
+        "item_ids": tf.constant(right_pad(histories)),
+        "target": tf.constant(targets, tf.int64),
+    }
+
+
+def item_counts(sequences: Sequence[Sequence[int]]) -> np.ndarray:
+    counts = np.bincount([i for s in sequences for i in s], minlength=NUM_ITEMS)
+    counts[0] = 0
+    return counts
+
+
+def build(
+    name: str,
+    config: Any = None,
+    *,
+    loss: str = "softmax",
+    loss_config: Any = None,
+    seed: int = 0,
+    counts: np.ndarray | None = None,
+):
+    """A registry model with a registry loss, adapted to ``counts`` and with its variables built."""
+    tf.keras.utils.set_random_seed(seed)
+    counts = item_counts(cycle_sequences()) if counts is None else counts
+    model = MODELS.build(
+        name, config, num_items=NUM_ITEMS, loss=LOSSES.build(loss, loss_config, item_counts=counts)
+    )
+    model.adapt(counts)
+    model.encode(tf.ones([1, 1], tf.int64))
+    model.candidate_embeddings()
+    return model
+
+
+@pytest.fixture(params=MODELS.names())
+def model_name(request) -> str:
+    return request.param
+
+
+CAUSAL_MODELS = [name for name in MODELS.names() if MODELS.get(name).cls.causal]
