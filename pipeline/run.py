@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts, flags
 from pipeline.example_gen import ExampleGenConfig, run_example_gen
+from pipeline.pusher import PusherConfig, run_pusher
 from pipeline.transform import TransformConfig, run_transform
 from tfseq.config import ConfigError, to_dict
 from tfseq.data.formats import DataError
@@ -89,7 +90,7 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, Any
     probe_config = ExperimentConfig.from_flat(probe)
     parser = build_parser()
     seen = {a.dest for a in parser._actions}
-    for cls in (ExampleGenConfig, TransformConfig):
+    for cls in (ExampleGenConfig, TransformConfig, PusherConfig):
         flags.add_dataclass_flags(parser, cls, seen)
     for cls in ExperimentConfig.sections(probe_config.model, probe_config.loss).values():
         flags.add_dataclass_flags(parser, cls, seen)
@@ -132,10 +133,6 @@ def build_stages(args: argparse.Namespace, hyper: dict[str, Any], beam_args: lis
         Stage("Trainer", experiment.to_flat(), train),
         Stage("Evaluator", {}, evaluate),
     ]
-    try:
-        from pipeline.pusher import PusherConfig, run_pusher
-    except ImportError:  # the Pusher arrives with the serving export
-        return stages
     pusher = from_dict(PusherConfig, flags.values_for(PusherConfig, args))
     stages.append(Stage("Pusher", to_dict(pusher), lambda out: run_pusher(pusher, trainer_dir, tr_dir, out)))
     return stages
@@ -175,8 +172,6 @@ def run_stages(root: str, stages: list[Stage], stop_after: str, force: bool = Fa
 def run(argv: Sequence[str] | None = None) -> dict[str, str]:
     args, hyper, beam_args = parse(argv)
     stages = build_stages(args, hyper, beam_args)
-    if args.stop_after not in [s.name for s in stages]:
-        raise ConfigError(f"--stop_after {args.stop_after}: that stage is not available in this build")
     return run_stages(args.output_dir, stages, args.stop_after, force=args.force)
 
 

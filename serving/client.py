@@ -1,0 +1,233 @@
+"""gRPC client of the recommender: histories of raw item IDs in, ranked (item, score) lists out.
+
+Speaks TF Serving's ``PredictionService`` through the official
+``tensorflow-serving-api`` stubs, so it works the same against
+``serving/server.py`` and the real ``tensorflow_model_server``::
+
+    python -m serving.client --target localhost:8500 --model_name tfseq --history "i1 i2 i3" --k 10
+
+The request format (:func:`predict_request`) is defined here once; the warm-up
+records written at export time use it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from serving.signature import HISTORY, ITEM_IDS, PAD_TOKEN, SCORES, SERVING_SIGNATURE
+
+# Failures worth another try: the server is not up yet, restarting, or too slow this once.
+RETRYABLE = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)
+
+Recommendations = list[list[tuple[str, float]]]
+
+
+def history_tensor_proto(histories: Sequence[Sequence[str]]) -> tensor_pb2.TensorProto:
+    """Right-pads ``histories`` with ``""`` into a DT_STRING TensorProto ``[B, max(1, longest)]``.
+
+    Built field by field (no TF op runs), which keeps a request's client-side cost in microseconds.
+    """
+    width = max([1, *(len(h) for h in histories)])
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+    proto.tensor_shape.dim.add().size = len(histories)
+    proto.tensor_shape.dim.add().size = width
+    proto.string_val.extend(
+        str(item).encode("utf-8")
+        for h in histories
+        for item in [*h, *[PAD_TOKEN] * (width - len(h))]
+    )
+    return proto
+
+
+def predict_request(
+    histories: Sequence[Sequence[str]],
+    *,
+    model_name: str,
+    signature: str = SERVING_SIGNATURE,
+    version: int | None = None,
+) -> predict_pb2.PredictRequest:
+    """The PredictRequest for ``histories`` (lists of raw item IDs, most recent last)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    request.inputs[HISTORY].CopyFrom(history_tensor_proto(histories))
+    return request
+
+
+def parse_recommendations(response: predict_pb2.PredictResponse) -> Recommendations:
+    """``(item_id, score)`` lists from a ``serving_default`` response, best first, padding dropped.
+
+    A row has fewer than K entries when fewer than K items were eligible
+    (``exclude_history`` at export); the servable pads those with ``""``.
+    """
+    for name in (ITEM_IDS, SCORES):
+        if name not in response.outputs:
+            raise ValueError(
+                f"response has no output {name!r}; outputs: {', '.join(response.outputs)}"
+            )
+    item_ids = tf.make_ndarray(response.outputs[ITEM_IDS])  # [B, K] bytes
+    scores = tf.make_ndarray(response.outputs[SCORES])  # [B, K] float32
+    return [
+        [(raw.decode("utf-8"), float(score)) for raw, score in zip(row_ids, row_scores) if raw]
+        for row_ids, row_scores in zip(item_ids, scores)
+    ]
+
+
+class RecommenderClient:
+    """A channel to one server, reused across calls (creating a channel costs milliseconds).
+
+    Args:
+      target: ``host:port`` of a PredictionService.
+      model_name: the servable's name (TF Serving's ``MODEL_NAME``).
+      timeout_s: deadline of each attempt.
+      retries: further attempts after a retryable failure (UNAVAILABLE,
+        DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), with exponential backoff from
+        ``backoff_s``. Other errors (NOT_FOUND, INVALID_ARGUMENT ...) raise at once.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        model_name: str,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 2,
+        backoff_s: float = 0.1,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.target = target
+        self.model_name = model_name
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        # Reconnect about as fast as we retry (gRPC's default first reconnect waits 1 s).
+        reconnect_ms = max(1, int(backoff_s * 1000))
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.initial_reconnect_backoff_ms", reconnect_ms),
+                ("grpc.min_reconnect_backoff_ms", reconnect_ms),
+                ("grpc.max_reconnect_backoff_ms", max(reconnect_ms, 2000)),
+            ],
+        )
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        """Sends ``request`` with the deadline and retries; raises the last ``grpc.RpcError``."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self._stub.Predict(request, timeout=self.timeout_s)
+            except grpc.RpcError as e:
+                if e.code() not in RETRYABLE or attempt == self.retries:
+                    raise
+                time.sleep(self.backoff_s * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def recommend(
+        self,
+        histories: Sequence[Sequence[str]],
+        *,
+        signature: str = SERVING_SIGNATURE,
+        version: int | None = None,
+    ) -> Recommendations:
+        """Top-K ``(item_id, score)`` per history; K is fixed when the model is exported."""
+        request = predict_request(
+            histories, model_name=self.model_name, signature=signature, version=version
+        )
+        return parse_recommendations(self.predict(request))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "RecommenderClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def recommend(
+    histories: Sequence[Sequence[str]],
+    *,
+    target: str = "localhost:8500",
+    model_name: str = "tfseq",
+    signature: str = SERVING_SIGNATURE,
+    version: int | None = None,
+    timeout_s: float = 5.0,
+    retries: int = 2,
+) -> Recommendations:
+    """One-shot :meth:`RecommenderClient.recommend` (opens and closes a channel)."""
+    with RecommenderClient(target, model_name, timeout_s=timeout_s, retries=retries) as client:
+        return client.recommend(histories, signature=signature, version=version)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.client", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--target", default="localhost:8500", help="host:port of the gRPC server")
+    parser.add_argument("--model_name", default="tfseq")
+    parser.add_argument(
+        "--history",
+        action="append",
+        required=True,
+        help="space-separated raw item IDs, oldest first; repeat the flag for a batch",
+    )
+    parser.add_argument(
+        "--k", type=int, default=10, help="print at most k items (K is fixed at export)"
+    )
+    parser.add_argument("--version", type=int, default=None, help="a specific model version")
+    parser.add_argument("--timeout_s", type=float, default=5.0, help="deadline of each attempt")
+    parser.add_argument(
+        "--retries", type=int, default=2, help="retries after UNAVAILABLE / DEADLINE_EXCEEDED"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    histories = [h.split() for h in args.history]
+    try:
+        results = recommend(
+            histories,
+            target=args.target,
+            model_name=args.model_name,
+            version=args.version,
+            timeout_s=args.timeout_s,
+            retries=args.retries,
+        )
+    except grpc.RpcError as e:
+        print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    results = [row[: args.k] for row in results]
+    if args.json:
+        print(json.dumps([[{"item_id": i, "score": s} for i, s in row] for row in results]))
+        return 0
+    for history, row in zip(args.history, results):
+        print(f"history: {history}")
+        for rank, (item, score) in enumerate(row, start=1):
+            print(f"{rank:4d}  {item}\t{score:.6g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""SavedModel export: a trained model as the TF Serving servable ``<dir>/<model_name>/<version>/``.
+
+The servable maps raw item IDs to top-K raw item IDs with standard TF ops only
+(hash-table lookups, the model's layers, a brute-force matmul and
+``tf.math.top_k``), so ``tensorflow_model_server`` loads it unchanged and a
+process that imports only TensorFlow answers the same as the Keras model.
+Signatures (names in ``serving/signature.py``):
+
+* ``serving_default``: ``history`` string ``[B, L]`` -> ``item_ids`` string
+  ``[B, K]``, ``scores`` float32 ``[B, K]``. IDs outside the vocabulary are
+  skipped; the last ``max_seq_len`` known IDs are encoded, right-padded as the
+  models expect. A history with no known ID gets the most popular training
+  items, scored by their training counts. The padding item is never returned;
+  with ``exclude_history`` neither is any item of the history. A row with fewer
+  than K eligible items is filled with ``""`` and ``-inf``.
+* ``embed``: ``history`` -> ``embedding`` float32 ``[B, D]``, the model's query
+  (zeros for a history with no known ID).
+
+The vocabulary travels as the asset ``assets/item_vocab.txt``: the lines of the
+Transform vocabulary after its padding line (TF's text-file tables reject empty
+lines), so asset line ``n`` (0-based) holds the raw ID of index ``n + 1``.
+
+A version is written into a hidden temporary directory beside its final place
+and renamed once complete (with its warm-up requests), so a server polling
+``<serving_dir>/<model_name>/`` never sees half a model. Versions are integers;
+the default is one more than the highest present.
+
+Command line::
+
+    python -m serving.export --trainer_dir ROOT/Trainer --transform_dir ROOT/Transform \\
+        --serving_dir DIR --model_name NAME [--top_k 10] [--version N] [--exclude_history]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import sys
+import tempfile
+import uuid
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from serving import warmup
+from serving.signature import (
+    EMBED_SIGNATURE,
+    EMBEDDING,
+    EXPORT_INFO_FILE,
+    HISTORY,
+    ITEM_IDS,
+    PAD_TOKEN,
+    SCORES,
+    SERVING_SIGNATURE,
+    list_versions,
+)
+from tfseq.data import schema
+from tfseq.data.vocab import ITEM_VOCAB, read_vocabulary
+from tfseq.evaluation import mask_history
+
+ASSET_VOCAB = "item_vocab.txt"  # asset line n = raw ID of index n + 1
+
+_HISTORY_SPEC = tf.TensorSpec([None, None], tf.string, name=HISTORY)
+
+
+class RecommenderModule(tf.Module):
+    """The servable: vocabulary tables + the model's weights + top-K.
+
+    Only the model's variables are tracked (not the Keras object), so the
+    SavedModel holds plain functions and loads without tfseq or Keras.
+
+    Args:
+      model: a ``SequentialRecommender`` with built variables.
+      vocab_asset: a file with the raw IDs of indices ``1 .. num_items-1``, one a line.
+      popularity: ``[num_items]`` scores for histories with no known item.
+      top_k: K, the number of items returned per history.
+      exclude_history: never return an item of the (known part of the) history.
+      max_seq_len: only the last ``max_seq_len`` known items are encoded.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        vocab_asset: str,
+        popularity: np.ndarray,
+        top_k: int,
+        exclude_history: bool,
+        max_seq_len: int,
+    ) -> None:
+        super().__init__(name="tfseq_servable")
+        object.__setattr__(self, "_model", model)  # untracked: its variables are tracked below
+        self.model_variables = list(model.variables)
+        self.vocabulary = tf.saved_model.Asset(vocab_asset)
+        self.raw_to_line = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                self.vocabulary,
+                tf.string,
+                tf.lookup.TextFileIndex.WHOLE_LINE,
+                tf.int64,
+                tf.lookup.TextFileIndex.LINE_NUMBER,
+            ),
+            default_value=-1,
+        )
+        self.line_to_raw = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                self.vocabulary,
+                tf.int64,
+                tf.lookup.TextFileIndex.LINE_NUMBER,
+                tf.string,
+                tf.lookup.TextFileIndex.WHOLE_LINE,
+            ),
+            default_value=PAD_TOKEN,
+        )
+        self.popularity = tf.constant(np.asarray(popularity, np.float32))  # [N]
+        self.top_k = int(top_k)
+        self.exclude_history = bool(exclude_history)
+        self.max_seq_len = int(max_seq_len)
+
+    def _known_items(self, history: tf.Tensor) -> tf.RaggedTensor:
+        """Vocabulary indices of the known IDs of ``history [B, L]`` -> ragged ``[B, (n)]``."""
+        index = self.raw_to_line.lookup(history) + 1  # [B, L]; 0 = padding or unknown
+        return tf.ragged.boolean_mask(index, tf.not_equal(index, schema.PAD_ID))
+
+    def _model_input(self, known: tf.RaggedTensor) -> tf.Tensor:
+        """The last ``max_seq_len`` known items, right-padded: ``[B, max(1, L')]`` int64."""
+        item_ids = known[:, -self.max_seq_len :].to_tensor(default_value=schema.PAD_ID)
+        missing_width = tf.maximum(1 - tf.shape(item_ids)[1], 0)
+        return tf.pad(item_ids, [[0, 0], [0, missing_width]])
+
+    @tf.function(input_signature=[_HISTORY_SPEC])
+    def recommend(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        known = self._known_items(history)
+        empty = tf.equal(known.row_lengths(), 0)  # [B]
+        scores = tf.cast(
+            self._model.score(self._model_input(known), training=False), tf.float32
+        )  # [B, N]
+        scores = tf.where(empty[:, tf.newaxis], self.popularity[tf.newaxis, :], scores)
+        padding = tf.one_hot(schema.PAD_ID, tf.shape(scores)[1], on_value=-np.inf, off_value=0.0)
+        scores = scores + padding[tf.newaxis, :]
+        if self.exclude_history:
+            scores = mask_history(scores, known.to_tensor(default_value=schema.PAD_ID))
+        top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)  # [B, K]
+        raw = self.line_to_raw.lookup(tf.cast(top_ids, tf.int64) - 1)
+        eligible = tf.math.is_finite(top_scores)
+        return {ITEM_IDS: tf.where(eligible, raw, PAD_TOKEN), SCORES: top_scores}
+
+    @tf.function(input_signature=[_HISTORY_SPEC])
+    def embed(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        known = self._known_items(history)
+        query = tf.cast(
+            self._model.encode(self._model_input(known), training=False), tf.float32
+        )  # [B, D]
+        empty = tf.equal(known.row_lengths(), 0)
+        return {EMBEDDING: tf.where(empty[:, tf.newaxis], tf.zeros_like(query), query)}
+
+
+def _check_export_args(
+    model: Any,
+    raw_ids: list[str],
+    vocab_path: str,
+    counts: np.ndarray,
+    model_name: str,
+    version: int | None,
+    top_k: int,
+    max_seq_len: int,
+) -> None:
+    if len(raw_ids) != model.num_items:
+        raise ValueError(
+            f"{vocab_path}: {len(raw_ids)} lines (padding included) but the model has "
+            f"{model.num_items} items; export the model with the vocabulary it was trained on"
+        )
+    if counts.shape != (model.num_items,):
+        raise ValueError(
+            f"item_counts must have shape [{model.num_items}], got {list(counts.shape)}"
+        )
+    if not 1 <= top_k <= model.num_items - 1:
+        raise ValueError(
+            f"top_k must be in 1..{model.num_items - 1} (the number of items), got {top_k}"
+        )
+    if max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
+    if not model_name or "/" in model_name or model_name.startswith("."):
+        raise ValueError(f"model_name must be a plain directory name, got {model_name!r}")
+    if version is not None and version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}")
+
+
+def export_saved_model(
+    model: Any,
+    *,
+    item_vocab_path: str,
+    item_counts: Sequence[int] | np.ndarray,
+    serving_dir: str,
+    model_name: str,
+    version: int | None = None,
+    top_k: int = 10,
+    exclude_history: bool = False,
+    max_seq_len: int = 50,
+    info: dict[str, Any] | None = None,
+) -> str:
+    """Exports ``model`` as version ``version`` (default: next free) of ``model_name``.
+
+    Args:
+      model: a ``SequentialRecommender`` with built variables (trained weights).
+      item_vocab_path: the Transform vocabulary (line ``n`` = raw ID of index ``n``).
+      item_counts: ``[num_items]`` training counts: the popularity fallback and warm-up items.
+      serving_dir: the model base directory's parent; TF Serving's ``--model_base_path``
+        is ``<serving_dir>/<model_name>``.
+      model_name: the servable name.
+      version: a positive integer; ``None`` takes one more than the highest present.
+      top_k: K, fixed in the signature.
+      exclude_history: never return items of the request's history.
+      max_seq_len: histories are truncated to their last ``max_seq_len`` known items.
+      info: extra JSON-able facts stored in ``assets.extra/tfseq_export.json``.
+
+    Returns:
+      The path of the new version directory.
+
+    Raises:
+      FileExistsError: ``version`` exists already (a version is never overwritten).
+      ValueError: vocabulary, counts and model disagree, or a bad argument.
+    """
+    raw_ids = read_vocabulary(item_vocab_path)
+    counts = np.asarray(item_counts, dtype=np.float64)
+    _check_export_args(
+        model, raw_ids, item_vocab_path, counts, model_name, version, top_k, max_seq_len
+    )
+    model_dir = posixpath.join(serving_dir, model_name)
+    if version is None:
+        version = max(list_versions(model_dir), default=0) + 1
+    final = posixpath.join(model_dir, str(version))
+    if tf.io.gfile.exists(final):
+        raise FileExistsError(
+            f"{final} exists; versions are never overwritten (omit --version for the next)"
+        )
+    tf.io.gfile.makedirs(model_dir)
+    staging = posixpath.join(
+        model_dir, f".{version}.tmp-{uuid.uuid4().hex[:8]}"
+    )  # not an integer: ignored
+    try:
+        with tempfile.TemporaryDirectory(prefix="tfseq-export-") as scratch:
+            asset = posixpath.join(scratch, ASSET_VOCAB)
+            with open(asset, "w", encoding="utf-8") as f:
+                f.write("".join(raw + "\n" for raw in raw_ids[1:]))
+            module = RecommenderModule(
+                model,
+                vocab_asset=asset,
+                popularity=counts,
+                top_k=top_k,
+                exclude_history=exclude_history,
+                max_seq_len=max_seq_len,
+            )
+            tf.saved_model.save(
+                module,
+                staging,
+                signatures={SERVING_SIGNATURE: module.recommend, EMBED_SIGNATURE: module.embed},
+            )
+        histories = warmup.warmup_histories(
+            raw_ids, counts.astype(np.int64), max_seq_len=max_seq_len
+        )
+        warmup.write_warmup_requests(staging, histories, model_name=model_name)
+        description = {
+            "model_name": model_name,
+            "version": version,
+            "top_k": top_k,
+            "exclude_history": exclude_history,
+            "max_seq_len": max_seq_len,
+            "num_items": int(model.num_items),
+            "model_class": type(model).__name__,
+            **(info or {}),
+        }
+        with tf.io.gfile.GFile(posixpath.join(staging, EXPORT_INFO_FILE), "w") as f:
+            f.write(json.dumps(description, indent=1, sort_keys=True))
+        tf.io.gfile.rename(staging, final, overwrite=False)
+    except BaseException:
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
+        raise
+    return final
+
+
+def export_from_trainer(
+    trainer_dir: str,
+    transform_dir: str,
+    serving_dir: str,
+    model_name: str,
+    *,
+    version: int | None = None,
+    top_k: int = 10,
+    exclude_history: bool = False,
+) -> str:
+    """Exports the Trainer stage's best weights; histories are truncated as in training."""
+    from tfseq.data.vocab import DatasetMetadata
+    from tfseq.experiment import load_trained_model
+
+    metadata = DatasetMetadata.load(transform_dir)
+    model, config = load_trained_model(trainer_dir, transform_dir)
+    return export_saved_model(
+        model,
+        item_vocab_path=posixpath.join(transform_dir, ITEM_VOCAB),
+        item_counts=metadata.item_counts,
+        serving_dir=serving_dir,
+        model_name=model_name,
+        version=version,
+        top_k=top_k,
+        exclude_history=exclude_history,
+        max_seq_len=config.train.max_seq_len,
+        info={"model": config.model, "loss": config.loss, "trainer_dir": trainer_dir},
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.export", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--trainer_dir", required=True, help="<pipeline root>/Trainer")
+    parser.add_argument("--transform_dir", required=True, help="<pipeline root>/Transform")
+    parser.add_argument(
+        "--serving_dir", required=True, help="versions go to <serving_dir>/<model_name>/"
+    )
+    parser.add_argument("--model_name", default="tfseq")
+    parser.add_argument("--top_k", "--k", type=int, default=10, help="K, fixed in the signature")
+    parser.add_argument("--version", type=int, default=None, help="default: highest present + 1")
+    parser.add_argument("--exclude_history", action="store_true", help="never return history items")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        path = export_from_trainer(
+            args.trainer_dir,
+            args.transform_dir,
+            args.serving_dir,
+            args.model_name,
+            version=args.version,
+            top_k=args.top_k,
+            exclude_history=args.exclude_history,
+        )
+    except (FileExistsError, FileNotFoundError, ValueError) as e:  # ConfigError, DataError too
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except tf.errors.NotFoundError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

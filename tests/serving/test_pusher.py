@@ -1,0 +1,102 @@
+"""pipeline/pusher.py: the Pusher stage inside pipeline.run, its flags and its pushed.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+import tensorflow as tf
+
+from pipeline import run as pipeline_run
+from pipeline.example_gen import ExampleGenConfig
+from pipeline.pusher import PusherConfig, default_serving_dir
+from pipeline.transform import TransformConfig
+from serving.signature import SCORES
+from tests.serving.common import PIPELINE_FLAGS
+from tfseq.config import TrainConfig
+from tfseq.losses import LOSSES
+from tfseq.models import MODELS
+
+
+def output_k(version_dir) -> int:
+    return (
+        tf.saved_model.load(str(version_dir))
+        .signatures["serving_default"]
+        .structured_outputs[SCORES]
+        .shape[1]
+    )
+
+
+def test_pusher_flags_collide_with_no_other_config_field():
+    others = [ExampleGenConfig, TransformConfig, TrainConfig]
+    others += [MODELS.get(name).config_cls for name in MODELS.names()]
+    others += [LOSSES.get(name).config_cls for name in LOSSES.names()]
+    pusher = {f.name for f in dataclasses.fields(PusherConfig)}
+    for cls in others:
+        assert not pusher & {f.name for f in dataclasses.fields(cls)}, cls.__name__
+
+
+def test_default_serving_dir_is_beside_the_stage_directories():
+    assert default_serving_dir("/runs/a/.Pusher.tmp-1234") == "/runs/a/serving"
+    assert default_serving_dir("/runs/a/Pusher/") == "/runs/a/serving"
+
+
+def test_pipeline_pushes_version_1_and_records_it(trained):
+    pushed = trained.pushed()
+    assert pushed == {
+        "path": str(trained.serving_dir / "tfseq" / "1"),
+        "version": 1,
+        "model_name": "tfseq",
+        "serving_dir": str(trained.serving_dir),
+    }
+    assert output_k(pushed["path"]) == 10
+
+
+def test_pusher_flags_rerun_only_the_pusher(trained, tmp_path):
+    root = tmp_path / "run"
+    shutil.copytree(trained.root, root)
+    base = [*PIPELINE_FLAGS, "--output_dir", str(root), "--stop_after", "Pusher"]
+    assert set(pipeline_run.run(base).values()) == {"skipped"}
+    assert sorted(p.name for p in (root / "serving" / "tfseq").iterdir()) == ["1"]
+
+    outcome = pipeline_run.run(
+        [*base, "--model_name", "other", "--top_k", "3", "--exclude_history"]
+    )
+    assert outcome == {
+        **dict.fromkeys(["ExampleGen", "Transform", "Trainer", "Evaluator"], "skipped"),
+        "Pusher": "ran",
+    }
+    pushed = json.loads((root / "Pusher" / "pushed.json").read_text())
+    assert (pushed["model_name"], pushed["version"]) == ("other", 1)
+    info = json.loads(
+        (root / "serving" / "other" / "1" / "assets.extra" / "tfseq_export.json").read_text()
+    )
+    assert (info["top_k"], info["exclude_history"], info["model"]) == (3, True, "sasrec")
+    assert output_k(pushed["path"]) == 3
+
+    elsewhere = tmp_path / "models"
+    pipeline_run.run([*base, "--serving_dir", str(elsewhere), "--version", "4"])
+    assert json.loads((root / "Pusher" / "pushed.json").read_text())["path"] == str(
+        elsewhere / "tfseq" / "4"
+    )
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--top_k", "0"), ("--model_name", "a/b"), ("--version", "-1")]
+)
+def test_bad_pusher_flags_fail_before_any_stage(tmp_path, capsys, flag, value):
+    code = pipeline_run.main(
+        [
+            *PIPELINE_FLAGS,
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--stop_after",
+            "Pusher",
+            flag,
+            value,
+        ]
+    )
+    assert code == 2 and flag.lstrip("-") in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
