@@ -1,20 +1,38 @@
 """``sampled_softmax``: in-batch + sampled negatives on ``tfrs.tasks.Retrieval``, logQ-corrected.
 
-For ``T`` queries the candidates are the ``T`` positives of the batch (each
-query's positive is every other query's in-batch negative) followed by
-``num_negatives`` items drawn from the sampler. With ``logq_correction`` each
-column's logit is reduced by ``log q``: an in-batch column by the item's
-(smoothed) training frequency, the probability with which it enters a batch as
-a positive, a sampled column by the sampler's probability. Mixing the two
-proposals this way is the usual approximation (Yi et al., RecSys 2019; Merlin).
-``candidate_ids`` lets TFRS mask accidental hits: another column holding the
-row's own positive item. TFRS's default loss sums over the batch; this one is
-the mean, as RecBole's losses are.
+For ``T`` queries the candidate columns are the ``T`` positives of the batch
+(column ``t`` is row ``t``'s positive and every other row's in-batch negative)
+followed by ``num_negatives`` items drawn once for the whole batch from the
+sampler (:mod:`tfseq.losses.samplers`). The scores ``[T, T + M]`` go through
+TFRS's ``Retrieval`` task:
+
+* **logQ correction** (``candidate_sampling_probability``): every column's
+  logit is reduced by ``log`` of the probability of the proposal that put it
+  there: an in-batch column by the item's smoothed training frequency ``p(i)``
+  (the positives of a batch are drawn from the training targets, whose
+  distribution the training-split item counts approximate), a sampled column
+  by the sampler's ``q(i)``. This is importance sampling per set: each set's
+  ``sum exp(logit) / prob`` estimates its size times the full softmax's
+  normaliser. It is an approximation: the positives of a batch are not
+  independent draws from ``p`` (one sequence contributes several), the counts
+  include each sequence's first item, which is never a target, and an item in
+  both sets is corrected by two different probabilities (Yi et al., RecSys 2019,
+  correct in-batch negatives the same way). TFRS clips probabilities to
+  ``[1e-6, 1]`` before the log.
+* **accidental hits** (``candidate_ids``): a column other than ``t`` that holds
+  row ``t``'s own positive item is masked (its logit pushed to about -3.4e36).
+* **mean reduction**: TFRS's default loss *sums* over the batch; this one is a
+  ``CategoricalCrossentropy`` with ``SUM_OVER_BATCH_SIZE``, the mean over the
+  ``T`` queries, as RecBole's losses are, so learning rates carry over.
+
+With ``logq_correction=False``, ``remove_accidental_hits=True`` and one query
+whose sampled set is the whole catalogue, this is exactly full softmax.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -28,10 +46,10 @@ from tfseq.losses.samplers import SAMPLERS, ItemSampler, smoothed_popularity
 @dataclasses.dataclass(frozen=True)
 class SampledSoftmaxConfig:
     """Attributes:
-    num_negatives: sampled negatives shared by the whole batch, besides the in-batch ones.
-    sampler: "uniform" or "popularity".
-    logq_correction: subtract log q from each candidate's logit.
-    remove_accidental_hits: mask candidates equal to the row's positive item.
+    num_negatives: items drawn per batch, shared by all its queries, besides the in-batch ones.
+    sampler: "uniform" or "popularity" (smoothed training counts).
+    logq_correction: subtract log(proposal probability) from each column's logit.
+    remove_accidental_hits: mask columns holding the row's own positive item.
     """
 
     num_negatives: int = 256
@@ -46,43 +64,77 @@ class SampledSoftmaxConfig:
             raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
 
 
-def retrieval_candidates(
-    loss: RetrievalLoss, sampler: ItemSampler, num_negatives: int, positive_ids: tf.Tensor,
-    candidates: tf.Tensor,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """In-batch positives then sampled negatives: embeddings ``[T+M, D]``, IDs and proposal probs."""
-    positive_ids = tf.cast(positive_ids, tf.int64)
-    batch_probs = tf.gather(loss.batch_probabilities, positive_ids)  # [T]
-    if num_negatives:
-        negative_ids, negative_probs = sampler.sample(num_negatives)  # [M], [M]
-        ids = tf.concat([positive_ids, negative_ids], axis=0)
-        probs = tf.concat([batch_probs, negative_probs], axis=0)
-    else:
-        ids, probs = positive_ids, batch_probs
-    return tf.gather(candidates, ids), ids, probs
+def mean_cross_entropy() -> tf.keras.losses.Loss:
+    """Softmax cross-entropy on ``(one-hot [T, C], logits [T, C])``, mean over the ``T`` rows."""
+    return tf.keras.losses.CategoricalCrossentropy(
+        from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
+    )
 
 
 @LOSSES.register("sampled_softmax", SampledSoftmaxConfig)
 class SampledSoftmaxLoss(RetrievalLoss):
-    def __init__(self, config: SampledSoftmaxConfig, **kwargs):
+    """In-batch + ``num_negatives`` sampled negatives, softmax cross-entropy, mean over queries.
+
+    Attributes:
+      sampler: the :class:`ItemSampler` of the extra negatives.
+      batch_probabilities: ``[N]`` proposal of the in-batch columns, ``p(i)``.
+      task: the ``tfrs.tasks.Retrieval`` computing the loss.
+    """
+
+    def __init__(self, config: SampledSoftmaxConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self.sampler = ItemSampler(self.item_counts, config.sampler)
-        self.batch_probabilities = tf.constant(smoothed_popularity(self.item_counts))
-        cross_entropy = tf.keras.losses.CategoricalCrossentropy(
-            from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
-        )
+        self.batch_probabilities = tf.constant(smoothed_popularity(self.item_counts))  # [N]
         self.task = tfrs.tasks.Retrieval(
-            loss=cross_entropy, remove_accidental_hits=config.remove_accidental_hits
+            loss=mean_cross_entropy(), remove_accidental_hits=config.remove_accidental_hits
         )
 
-    def call(self, query, positive_ids, candidates, training=False):
-        embeddings, ids, probs = retrieval_candidates(
-            self, self.sampler, self.config.num_negatives, positive_ids, candidates
-        )
+    def call(
+        self,
+        query: tf.Tensor,
+        positive_ids: tf.Tensor,
+        candidates: tf.Tensor,
+        training: bool = False,
+    ) -> tf.Tensor:
+        if self.config.num_negatives:
+            negative_ids, _ = self.sampler.sample(self.config.num_negatives)  # [M]
+        else:
+            negative_ids = tf.zeros([0], tf.int64)
+        return self.loss_given_negatives(query, positive_ids, candidates, negative_ids)
+
+    def loss_given_negatives(
+        self,
+        query: tf.Tensor,
+        positive_ids: tf.Tensor,
+        candidates: tf.Tensor,
+        negative_ids: tf.Tensor,
+    ) -> tf.Tensor:
+        """The loss with the extra negatives ``negative_ids [M]`` given instead of sampled.
+
+        Args:
+          query: ``[T, D]`` queries.
+          positive_ids: ``[T]`` their true next items (never padding).
+          candidates: ``[N, D]`` the candidate table.
+          negative_ids: ``[M]`` extra negatives (``M`` may be 0), corrected by the
+            sampler's ``q`` when ``logq_correction`` is on.
+
+        Returns:
+          The scalar mean over the ``T`` queries.
+        """
+        positive_ids = tf.cast(positive_ids, tf.int64)
+        negative_ids = tf.cast(negative_ids, tf.int64)
+        ids = tf.concat([positive_ids, negative_ids], axis=0)  # [T + M]
+        probabilities = tf.concat(
+            [
+                tf.gather(self.batch_probabilities, positive_ids),
+                tf.gather(self.sampler.probabilities, negative_ids),
+            ],
+            axis=0,
+        )  # [T + M]
         return self.task(
             query,
-            embeddings,
-            candidate_sampling_probability=probs if self.config.logq_correction else None,
+            tf.gather(candidates, ids),  # [T + M, D]
+            candidate_sampling_probability=probabilities if self.config.logq_correction else None,
             candidate_ids=ids if self.config.remove_accidental_hits else None,
             compute_metrics=False,
             compute_batch_metrics=False,
