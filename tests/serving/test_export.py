@@ -228,10 +228,13 @@ def test_a_vocabulary_of_another_size_is_refused_naming_the_file(toy, tmp_path):
 
 # A process that cannot import tfseq (nor Keras) loads the SavedModel and answers.
 TF_ONLY_SCRIPT = textwrap.dedent("""
-    import importlib.util, json, sys
+    import json, sys
+    # Block the project's packages: an editable install makes them importable
+    # everywhere, and a None entry in sys.modules turns any import into ImportError.
+    for name in ("tfseq", "pipeline", "serving", "tuning"):
+        sys.modules[name] = None
     import numpy as np
     import tensorflow as tf
-    assert importlib.util.find_spec("tfseq") is None, "tfseq must not be importable here"
     version_dir, histories_path, out_path = sys.argv[1:]
     histories = json.load(open(histories_path))
     width = max(1, *(len(h) for h in histories))
@@ -241,7 +244,10 @@ TF_ONLY_SCRIPT = textwrap.dedent("""
     json.dump({
         "item_ids": [[x.decode() for x in row] for row in outputs["item_ids"].numpy()],
         "scores": outputs["scores"].numpy().tolist(),
-        "loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("tfseq", "tf_keras")),
+        "loaded": sorted(
+            m for m in sys.modules
+            if m.split(".")[0] in ("tfseq", "tf_keras") and sys.modules[m] is not None
+        ),
     }, open(out_path, "w"))
     """)
 
