@@ -1,47 +1,52 @@
-"""The Transform stage: k-core, vocabularies, time-ordered sequences, leave-one-out SequenceExamples.
+"""The Transform stage: its config, the driver loop, and the summary files it writes.
 
-Input: ExampleGen's Interaction TSV shards. Output (``<root>/Transform/``):
+Input: ExampleGen's ``interactions-*.tsv`` shards (one ``Interaction.to_tsv()``
+line each) and its ``stats.json``. Output (``output_dir``):
 
-* ``train|valid|test/part-SSSSS-of-NNNNN.tfrecord[.gz]``: SequenceExamples (tfseq.data.schema);
-* ``item_vocab.txt`` and ``user_vocab.txt`` (tfseq.data.vocab);
-* ``metadata.json`` (DatasetMetadata) and ``stats.json`` (RecBole's dataset figures, rows
-  dropped by reason).
+* ``train|valid|test/part-SSSSS-of-NNNNN.tfrecord[.gz]``: SequenceExamples
+  (tfseq.data.schema), leave-one-out;
+* ``item_vocab.txt`` (by count descending, ties by raw ID; line 0 padding) and
+  ``user_vocab.txt`` (by raw ID) in the tfseq.data.vocab format;
+* ``metadata.json`` (DatasetMetadata) and ``stats.json``: RecBole's dataset
+  figures, rows dropped by reason (ExampleGen's malformed rows included),
+  short users, records per split, k-core rounds.
 
-Everything row-level runs in Beam and is runner-agnostic. Iterative k-core
-filtering is a fixed point Beam cannot loop over, so the driver runs one small
-pipeline per round until a round removes nothing. Only the final summary files
-are assembled on the driver, from a one-element summary the pipeline writes.
+Order of the filters, as in RecBole's ``_data_filtering``: duplicates
+(``--dedupe keep-first``), then the rating threshold, then iterative k-core.
+Everything row-level runs in Beam (building blocks in :mod:`pipeline.transforms`).
+Beam cannot loop, so k-core runs one pipeline per round from the driver; each
+round writes its users to ``output_dir/_work/round-NNN/`` with a one-line
+report (rows removed, thresholds still broken), and the loop stops at the first
+round after which nothing breaks a threshold (the next round would remove
+nothing). The final pipeline writes the dataset and a one-element summary;
+the driver turns that into metadata.json and stats.json and deletes ``_work``.
+
+Deviation from RecBole's printout: its user and item numbers (and so its
+sparsity) count the padding ID; ours are real users and items.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import math
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import artifacts
+from pipeline import transforms as T
 from tfseq.config import ConfigError
 from tfseq.data import schema, vocab
+from tfseq.data.formats import DataError
 from tfseq.data.vocab import DatasetMetadata, SplitInfo
 
-NAMESPACE = "tfseq.transform"
-SUMMARY = "_summary.json"
+INPUT_PATTERN = "interactions-*.tsv"
+EXAMPLE_GEN_STATS = "stats.json"
+WORK_DIR = "_work"
 DEDUPE_MODES = ("keep-all", "keep-first")
-COMPRESSIONS = {"none": ("", CompressionTypes.UNCOMPRESSED, ".tfrecord"),
-                "gzip": ("GZIP", CompressionTypes.GZIP, ".tfrecord.gz")}
-
-# An event inside a user's group: (timestamp, source, line, position, item). Tuples sort in
-# time order with input order breaking ties, and are cheap to pickle between stages.
-Event = tuple[float, int, int, int, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +54,10 @@ class TransformConfig:
     """Transform flags (field names are the CLI flags).
 
     Attributes:
-      min_rating: keep rows with rating >= this (rows without a rating are dropped); None = off.
-      dedupe: "keep-all" (RecBole's default) or "keep-first" (the earliest (user, item) event).
+      min_rating: keep rows rated ``>= min_rating``; rows without a rating are then dropped
+        too (counted as ``no_rating``). None = off.
+      dedupe: "keep-all" (RecBole's default) or "keep-first" (only the earliest event of
+        each (user, item) pair).
       min_user_inter, min_item_inter: iterative k-core thresholds; 0 = off.
       num_shards: TFRecord shards per split.
       compression: "none" or "gzip".
@@ -66,375 +73,192 @@ class TransformConfig:
     def __post_init__(self) -> None:
         if self.dedupe not in DEDUPE_MODES:
             raise ConfigError(f"--dedupe must be one of {', '.join(DEDUPE_MODES)}, got {self.dedupe!r}")
-        if self.compression not in COMPRESSIONS:
+        if self.compression not in T.COMPRESSIONS:
             raise ConfigError(
-                f"--compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}"
+                f"--compression must be one of {', '.join(T.COMPRESSIONS)}, got {self.compression!r}"
             )
-        if self.min_user_inter < 0 or self.min_item_inter < 0 or self.num_shards < 1:
-            raise ConfigError("--min_user_inter/--min_item_inter must be >= 0 and --num_shards >= 1")
+        if self.min_rating is not None and not math.isfinite(self.min_rating):
+            raise ConfigError(f"--min_rating must be a finite number, got {self.min_rating!r}")
+        for name in ("min_user_inter", "min_item_inter"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.num_shards < 1:
+            raise ConfigError(f"--num_shards must be >= 1, got {self.num_shards}")
 
     @property
     def kcore(self) -> bool:
+        """Whether k-core filtering runs at all."""
         return self.min_user_inter > 0 or self.min_item_inter > 0
 
 
-# -- row-level steps ------------------------------------------------------------------------
-def parse_row(line: str, min_rating: float | None) -> Iterator[tuple[str, Event]]:
-    """One Interaction TSV line -> ``(user, event)``; drops (and counts) rows below ``min_rating``."""
-    user, item, ts, rating, source, line_no, position = line.split("\t")
-    if min_rating is not None:
-        value = float(rating)
-        if math.isnan(value) or value < min_rating:
-            Metrics.counter(NAMESPACE, "dropped_rating").inc()
-            return
-    yield user, (float(ts), int(source), int(line_no), int(position), item)
+# ----------------------------------------------------------------------------- pipelines
 
 
-def order_events(events: Iterable[Event], dedupe: str) -> list[Event]:
-    """A user's events in time order (ties: input order); keep-first drops repeated items."""
-    ordered = sorted(events)
-    if dedupe == "keep-first":
-        seen: set[str] = set()
-        kept = []
-        for event in ordered:
-            if event[4] not in seen:
-                seen.add(event[4])
-                kept.append(event)
-        Metrics.counter(NAMESPACE, "dropped_duplicate").inc(len(ordered) - len(kept))
-        ordered = kept
-    return ordered
+def _run(options: PipelineOptions, build: Callable[[beam.Pipeline], None]) -> None:
+    with beam.Pipeline(options=options) as p:
+        build(p)
 
 
-class ReadEvents(beam.PTransform):
-    """TSV rows -> ``(user, event)`` pairs, after the rating threshold."""
+def _read_users(p: beam.Pipeline, config: TransformConfig, source: str, first: bool) -> tuple:
+    """``(users, dropped)`` from ExampleGen's TSV (first pipeline) or a k-core round's JSON lines."""
+    if first:
+        chunks = p | "Read" >> T.ReadInteractions(source)
+        return chunks | "Group" >> T.GroupUserEvents(config.dedupe, config.min_rating)
+    users = p | "Read" >> T.ReadUserSequences(source)
+    return users, p | "NothingDropped" >> beam.Create([])
 
-    def __init__(self, pattern: str, min_rating: float | None):
-        super().__init__()
-        self.pattern, self.min_rating = pattern, min_rating
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
-            pbegin
-            | "ReadRows" >> beam.io.ReadFromText(self.pattern)
-            | "Parse" >> beam.FlatMap(parse_row, self.min_rating)
+def _kcore_round(config: TransformConfig, source: str, first: bool, prefix: str,
+                 report: str) -> Callable[[beam.Pipeline], None]:
+    def build(p: beam.Pipeline) -> None:
+        users, dropped = _read_users(p, config, source, first)
+        kept, removed, violations = users | "KCore" >> T.KCoreRound(
+            config.min_user_inter, config.min_item_inter
         )
-
-
-class GroupUserEvents(beam.PTransform):
-    """``(user, event)`` pairs -> ``(user, [events in time order])``."""
-
-    def __init__(self, dedupe: str):
-        super().__init__()
-        self.dedupe = dedupe
-
-    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
-        return (
-            pairs
-            | "GroupByUser" >> beam.GroupByKey()
-            | "Order" >> beam.Map(_order_user, self.dedupe)
-        )
-
-
-def _order_user(user_events: tuple[str, Iterable[Event]], dedupe: str) -> tuple[str, list[Event]]:
-    return user_events[0], order_events(user_events[1], dedupe)
-
-
-def _item_counts(user_events: tuple[str, list[Event]]) -> Iterator[tuple[str, int]]:
-    return iter(collections.Counter(e[4] for e in user_events[1]).items())
-
-
-class CountItems(beam.PTransform):
-    """``(user, events)`` -> ``(item, count)``, counting per user first (fewer elements to shuffle)."""
-
-    def expand(self, users: beam.PCollection) -> beam.PCollection:
-        return users | "PerUser" >> beam.FlatMap(_item_counts) | "Sum" >> beam.CombinePerKey(sum)
-
-
-def kcore_filter(
-    user_events: tuple[str, list[Event]], item_counts: dict[str, int], min_user: int, min_item: int
-) -> Iterator[tuple[str, list[Event]]]:
-    """One k-core round for one user: drop rare items, then the user if too few events remain."""
-    user, events = user_events
-    kept = [e for e in events if item_counts.get(e[4], 0) >= min_item]
-    if len(kept) < min_user:
-        kept = []
-    removed = len(events) - len(kept)
-    if removed:
-        Metrics.counter(NAMESPACE, "dropped_kcore").inc(removed)
-    if kept:
-        yield user, kept
-
-
-class KCoreRound(beam.PTransform):
-    """One round of iterative k-core filtering over grouped users."""
-
-    def __init__(self, min_user: int, min_item: int):
-        super().__init__()
-        self.min_user, self.min_item = min_user, min_item
-
-    def expand(self, users: beam.PCollection) -> beam.PCollection:
-        counts = users | "CountItems" >> CountItems()
-        return users | "Filter" >> beam.FlatMap(
-            kcore_filter, beam.pvalue.AsDict(counts), self.min_user, self.min_item
-        )
-
-
-def _event_rows(user_events: tuple[str, list[Event]]) -> Iterator[str]:
-    user, events = user_events
-    for ts, source, line, position, item in events:
-        yield f"{user}\t{item}\t{ts!r}\tnan\t{source}\t{line}\t{position}"
-
-
-# -- vocabularies and records ----------------------------------------------------------------
-def order_vocabulary(counts: Iterable[tuple[str, int]]) -> list[str]:
-    """Items by count descending, ties by raw ID: deterministic on every runner."""
-    return [item for item, _ in sorted(counts, key=lambda kv: (-kv[1], kv[0]))]
-
-
-def split_records(user: str, item_ids: list[int]) -> Iterator[tuple[str, bytes]]:
-    """Leave-one-out records of one user (see tfseq.data.schema)."""
-    if len(item_ids) < schema.MIN_EVAL_INTERACTIONS:
-        yield "train", schema.encode(user, item_ids)
-        return
-    yield "train", schema.encode(user, item_ids[:-2])
-    yield "valid", schema.encode(user, item_ids[:-2], target=item_ids[-2])
-    yield "test", schema.encode(user, item_ids[:-1], target=item_ids[-1])
-
-
-class MakeRecords(beam.DoFn):
-    """``(user, events)`` -> serialized records on the train/valid/test outputs + a summary row."""
-
-    SUMMARY_TAG = "summary"
-
-    def process(self, user_events: tuple[str, list[Event]], index: dict[str, int]) -> Iterator[Any]:
-        user, events = user_events
-        item_ids = [index[e[4]] for e in events]
-        for split, record in split_records(user, item_ids):
-            yield beam.pvalue.TaggedOutput(split, record)
-        train_ids = item_ids if len(item_ids) < schema.MIN_EVAL_INTERACTIONS else item_ids[:-2]
-        yield beam.pvalue.TaggedOutput(self.SUMMARY_TAG, (len(item_ids), tuple(train_ids)))
-
-
-class SummaryFn(beam.CombineFn):
-    """Per-user (length, train item ids) -> users, interactions, short users, max length, counts."""
-
-    def create_accumulator(self) -> dict[str, Any]:
-        return {"users": 0, "interactions": 0, "short_users": 0, "max_length": 0,
-                "train_item_counts": collections.Counter()}
-
-    def add_input(self, acc: dict[str, Any], row: tuple[int, tuple[int, ...]]) -> dict[str, Any]:
-        length, train_ids = row
-        acc["users"] += 1
-        acc["interactions"] += length
-        acc["short_users"] += length < schema.MIN_EVAL_INTERACTIONS
-        acc["max_length"] = max(acc["max_length"], length)
-        acc["train_item_counts"].update(train_ids)
-        return acc
-
-    def merge_accumulators(self, accs: Iterable[dict[str, Any]]) -> dict[str, Any]:
-        merged = self.create_accumulator()
-        for acc in accs:
-            for key in ("users", "interactions", "short_users"):
-                merged[key] += acc[key]
-            merged["max_length"] = max(merged["max_length"], acc["max_length"])
-            merged["train_item_counts"].update(acc["train_item_counts"])
-        return merged
-
-    def extract_output(self, acc: dict[str, Any]) -> str:
-        out = dict(acc)
-        out["train_item_counts"] = sorted(acc["train_item_counts"].items())
-        return json.dumps(out)
-
-
-class WriteSingleText(beam.PTransform):
-    """One string element -> one file at exactly ``path``."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    def expand(self, text: beam.PCollection) -> beam.pvalue.PDone:
-        return text | beam.io.WriteToText(self.path, shard_name_template="", num_shards=1)
-
-
-def _vocab_text(raw_ids: list[str]) -> str:
-    return vocab.vocabulary_text(raw_ids).rstrip("\n")  # WriteToText adds the last newline
-
-
-class BuildDataset(beam.PTransform):
-    """Grouped users -> vocabularies, leave-one-out TFRecords and the summary, under ``output_dir``."""
-
-    def __init__(self, output_dir: str, config: TransformConfig):
-        super().__init__()
-        self.output_dir, self.config = output_dir, config
-
-    def expand(self, users: beam.PCollection) -> beam.pvalue.PDone:
-        out = self.output_dir
-        _, compression, suffix = COMPRESSIONS[self.config.compression]
-        item_vocab = (
-            users
-            | "CountItems" >> CountItems()
-            | "CollectItems" >> beam.combiners.ToList()
-            | "OrderItems" >> beam.Map(order_vocabulary)
-        )
-        index = item_vocab | "Index" >> beam.Map(lambda items: {raw: i + 1 for i, raw in enumerate(items)})
-        records = users | "Records" >> beam.ParDo(MakeRecords(), beam.pvalue.AsSingleton(index)).with_outputs(
-            *schema.SPLITS, MakeRecords.SUMMARY_TAG
-        )
-        for split in schema.SPLITS:
-            _ = records[split] | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
-                artifacts.join(out, split, "part"),
-                file_name_suffix=suffix,
-                num_shards=self.config.num_shards,
-                compression_type=compression,
+        _ = kept | "Write" >> T.WriteUserSequences(prefix)
+        left = kept | "CountUsers" >> beam.combiners.Count.Globally()
+        drops = (dropped, removed) | "Dropped" >> T.SumDropped()
+        _ = (
+            p
+            | "One" >> beam.Create([None])
+            | "Report" >> beam.Map(
+                T.round_report, beam.pvalue.AsDict(drops), beam.pvalue.AsSingleton(violations),
+                beam.pvalue.AsSingleton(left),
             )
-        _ = (
-            item_vocab
-            | "ItemVocabText" >> beam.Map(_vocab_text)
-            | "WriteItemVocab" >> WriteSingleText(artifacts.join(out, vocab.ITEM_VOCAB))
-        )
-        _ = (
-            users
-            | "Users" >> beam.Keys()
-            | "CollectUsers" >> beam.combiners.ToList()
-            | "UserVocabText" >> beam.Map(lambda u: _vocab_text(sorted(u)))
-            | "WriteUserVocab" >> WriteSingleText(artifacts.join(out, vocab.USER_VOCAB))
-        )
-        return (
-            records[MakeRecords.SUMMARY_TAG]
-            | "Summarize" >> beam.CombineGlobally(SummaryFn())
-            | "WriteSummary" >> WriteSingleText(artifacts.join(out, SUMMARY))
+            | "WriteReport" >> T.WriteJson(report)
         )
 
-
-# -- the stage -------------------------------------------------------------------------------
-def _counter(result: beam.runners.runner.PipelineResult, name: str) -> int:
-    found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE).with_name(name))
-    return int(sum(c.committed or 0 for c in found["counters"]))
-
-
-def _run(options: PipelineOptions, build: Any) -> beam.runners.runner.PipelineResult:
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return result
+    return build
 
 
 def _kcore(config: TransformConfig, pattern: str, work: str, options: PipelineOptions,
-           dropped: collections.Counter) -> str:
-    """Runs k-core rounds until one removes nothing; returns the final rows' file pattern."""
-    rounds = 0
+           dropped: dict[str, int]) -> tuple[str, int]:
+    """Runs k-core rounds until no threshold is broken; returns (final users pattern, rounds)."""
+    source, rounds = pattern, 0
     while True:
         rounds += 1
-        out_prefix = artifacts.join(work, f"round-{rounds:03d}", "rows")
-        first = rounds == 1
+        round_dir = artifacts.join(work, f"round-{rounds:03d}")
+        prefix, report_path = artifacts.join(round_dir, "users"), artifacts.join(round_dir, "report.json")
+        _run(options, _kcore_round(config, source, rounds == 1, prefix, report_path))
+        report = json.loads(artifacts.read_text(report_path))
+        for reason, rows in report["dropped"].items():
+            dropped[reason] = dropped.get(reason, 0) + rows
+        source = f"{prefix}*.jsonl"
+        if report["users"] == 0 or report["violations"] == 0:
+            return source, rounds
 
-        def build(p: beam.Pipeline, src: str = pattern, prefix: str = out_prefix, first: bool = first) -> None:
-            users = (
-                p
-                | "Read" >> ReadEvents(src, config.min_rating if first else None)
-                | "Group" >> GroupUserEvents(config.dedupe if first else "keep-all")
-            )
-            _ = (
-                users
-                | "KCore" >> KCoreRound(config.min_user_inter, config.min_item_inter)
-                | "ToRows" >> beam.FlatMap(_event_rows)
-                | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".tsv")
-            )
 
-        result = _run(options, build)
-        for name in ("dropped_rating", "dropped_duplicate", "dropped_kcore"):
-            dropped[name.removeprefix("dropped_")] += _counter(result, name)
-        removed = _counter(result, "dropped_kcore")
-        pattern = f"{out_prefix}*.tsv"
-        if removed == 0:
-            dropped["kcore_rounds"] = rounds
-            return pattern
+def _build(config: TransformConfig, source: str, first: bool, output_dir: str,
+           summary_path: str) -> Callable[[beam.Pipeline], None]:
+    def build(p: beam.Pipeline) -> None:
+        users, dropped = _read_users(p, config, source, first)
+        drops = (dropped,) | "Dropped" >> T.SumDropped()
+        _ = (
+            (users, drops)
+            | "Build" >> T.BuildDataset(output_dir, config.num_shards, config.compression)
+            | "WriteSummary" >> T.WriteJson(summary_path)
+        )
+
+    return build
+
+
+# ----------------------------------------------------------------------------- the stage
 
 
 def run_transform(
     config: TransformConfig, example_gen_dir: str, output_dir: str, options: PipelineOptions
 ) -> dict[str, Any]:
-    """Runs the stage into ``output_dir`` (a temporary directory) and returns its stats."""
-    pattern = artifacts.join(example_gen_dir, "interactions-*.tsv")
-    dropped: collections.Counter = collections.Counter()
-    work = artifacts.join(output_dir, "_kcore")
-    filtered = config.kcore
-    if filtered:
-        pattern = _kcore(config, pattern, work, options, dropped)
+    """Runs the stage into ``output_dir`` and returns its stats (the content of stats.json).
 
-    def build(p: beam.Pipeline) -> None:
-        users = (
-            p
-            | "Read" >> ReadEvents(pattern, None if filtered else config.min_rating)
-            | "Group" >> GroupUserEvents("keep-all" if filtered else config.dedupe)
-        )
-        _ = users | "Build" >> BuildDataset(output_dir, config)
+    Args:
+      config: the stage's flags.
+      example_gen_dir: ExampleGen's output (``interactions-*.tsv``, ``stats.json``).
+      output_dir: an existing or creatable directory (the driver's temporary stage dir).
+      options: Beam options; every pipeline of the stage runs with them.
 
-    result = _run(options, build)
-    if not filtered:
-        dropped["rating"] += _counter(result, "dropped_rating")
-        dropped["duplicate"] += _counter(result, "dropped_duplicate")
-    if FileSystems.exists(work):
-        FileSystems.delete([work])
-    return _write_summary_files(config, example_gen_dir, output_dir, dropped)
-
-
-def _write_summary_files(
-    config: TransformConfig, example_gen_dir: str, output_dir: str, dropped: collections.Counter
-) -> dict[str, Any]:
-    summary_path = artifacts.join(output_dir, SUMMARY)
-    if not FileSystems.exists(summary_path):
-        raise ValueError(f"{example_gen_dir}: no interactions left after filtering ({dict(dropped)})")
-    summary = json.loads(artifacts.read_text(summary_path))
-    FileSystems.delete([summary_path])
-    items = vocab.read_vocabulary(artifacts.join(output_dir, vocab.ITEM_VOCAB))
-    num_items = len(items)
-    counts = [0] * num_items
-    for index, count in summary["train_item_counts"]:
-        counts[index] = count
-    compression, _, suffix = COMPRESSIONS[config.compression]
-    splits = {}
-    for split in schema.SPLITS:
-        splits[split] = SplitInfo(f"{split}/part-*{suffix}", _count_records(split, summary))
-    metadata = DatasetMetadata(
-        num_items=num_items,
-        num_users=summary["users"],
-        compression=compression,
-        splits=splits,
-        item_counts=tuple(counts),
-        max_length=summary["max_length"],
-    )
+    Raises:
+      DataError: no input shards, unreadable rows (file:line), or no interactions left
+        after filtering.
+    """
+    pattern = artifacts.join(example_gen_dir, INPUT_PATTERN)
+    if not FileSystems.match([pattern])[0].metadata_list:
+        raise DataError(f"{example_gen_dir}: no ExampleGen output ({INPUT_PATTERN})")
+    work = artifacts.join(output_dir, WORK_DIR)
+    dropped: dict[str, int] = {}
+    rounds = 0
+    try:
+        source, first = pattern, True
+        if config.kcore:
+            source, rounds = _kcore(config, pattern, work, options, dropped)
+            first = False
+        summary_path = artifacts.join(work, "summary.json")
+        _run(options, _build(config, source, first, output_dir, summary_path))
+        summary = json.loads(artifacts.read_text(summary_path))
+    finally:
+        if FileSystems.exists(work):
+            FileSystems.delete([work])
+    for reason, rows in summary["dropped"].items():
+        dropped[reason] = dropped.get(reason, 0) + rows
+    if summary["users"] == 0:
+        raise DataError(f"{example_gen_dir}: no interactions left after filtering (dropped: {dropped})")
+    metadata = dataset_metadata(config, summary)
     artifacts.atomic_write_text(artifacts.join(output_dir, vocab.METADATA), metadata.to_json())
-    users, inter, n_items = summary["users"], summary["interactions"], num_items - 1
-    example_gen_stats = artifacts.join(example_gen_dir, "stats.json")
-    malformed = 0
-    if FileSystems.exists(example_gen_stats):
-        malformed = int(json.loads(artifacts.read_text(example_gen_stats)).get("malformed_rows", 0))
-    stats = {
-        "users": users,
-        "items": n_items,
-        "interactions": inter,
-        "avg_actions_per_user": inter / users,
-        "avg_actions_per_item": inter / n_items,
-        "sparsity": 1.0 - inter / (users * n_items),
-        "max_length": summary["max_length"],
-        "users_short": summary["short_users"],
-        "records": {split: info.records for split, info in splits.items()},
-        "dropped": {
-            "malformed": malformed,
-            "rating": dropped["rating"],
-            "duplicate": dropped["duplicate"],
-            "kcore": dropped["kcore"],
-        },
-        "kcore_rounds": dropped["kcore_rounds"],
-        "config": dataclasses.asdict(config),
-    }
+    stats = dataset_stats(config, summary, dropped, read_malformed(example_gen_dir), rounds)
     artifacts.atomic_write_text(artifacts.join(output_dir, vocab.STATS), json.dumps(stats, indent=1))
     return stats
 
 
-def _count_records(split: str, summary: dict[str, Any]) -> int:
-    evaluated = summary["users"] - summary["short_users"]
-    return summary["users"] if split == "train" else evaluated
+def dataset_metadata(config: TransformConfig, summary: dict[str, Any]) -> DatasetMetadata:
+    """metadata.json from the build pipeline's summary; split patterns are relative to the stage dir."""
+    compression, _, suffix = T.COMPRESSIONS[config.compression]
+    return DatasetMetadata(
+        num_items=summary["num_items"],
+        num_users=summary["users"],
+        compression=compression,
+        splits={s: SplitInfo(f"{s}/part-*{suffix}", summary["records"][s]) for s in schema.SPLITS},
+        item_counts=tuple(summary["train_item_counts"]),
+        max_length=summary["max_length"],
+    )
+
+
+def dataset_stats(
+    config: TransformConfig, summary: dict[str, Any], dropped: dict[str, int],
+    malformed: dict[str, int], rounds: int,
+) -> dict[str, Any]:
+    """stats.json: RecBole's dataset figures (without padding), drops by reason, split sizes."""
+    users, items, inter = summary["users"], summary["num_items"] - 1, summary["interactions"]
+    return {
+        "users": users,
+        "items": items,
+        "interactions": inter,
+        "avg_actions_per_user": inter / users,
+        "avg_actions_per_item": inter / items,
+        "sparsity": 1.0 - inter / (users * items),
+        "max_length": summary["max_length"],
+        "users_short": summary["users_short"],
+        "records": {split: summary["records"][split] for split in schema.SPLITS},
+        "dropped": {"malformed": sum(malformed.values()), **{r: dropped.get(r, 0) for r in T.REASONS}},
+        "malformed": malformed,
+        "kcore_rounds": rounds,
+        "config": dataclasses.asdict(config),
+    }
+
+
+def read_malformed(example_gen_dir: str) -> dict[str, int]:
+    """ExampleGen's malformed rows by reason; {} when it wrote no stats.
+
+    Accepts ``malformed: {reason: {"count": n, ...}}`` or ``{reason: n}``, and
+    falls back to a bare ``malformed_rows`` total (reason ``"unknown"``).
+    """
+    path = artifacts.join(example_gen_dir, EXAMPLE_GEN_STATS)
+    if not FileSystems.exists(path):
+        return {}
+    stats = json.loads(artifacts.read_text(path))
+    by_reason = stats.get("malformed", {})
+    if isinstance(by_reason, dict) and by_reason:
+        return {
+            reason: int(value["count"] if isinstance(value, dict) else value)
+            for reason, value in sorted(by_reason.items())
+        }
+    total = int(stats.get("malformed_rows", 0) or 0)
+    return {"unknown": total} if total else {}
