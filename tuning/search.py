@@ -1,0 +1,457 @@
+"""``python -m tuning.search MODEL``: a resumable KerasTuner search over a registry model's hyperparameters.
+
+Usage::
+
+    python -m tuning.search core --data runs/beauty/Transform --epochs 30
+    python -m tuning.search gru4rec --input ../shared/datasets/ml-100k/ml-100k.inter \\
+        --input_format recbole --oracle random --max_trials 20
+    python -m tuning.search sasrec --params_file hyper.test --oracle bayesian --max_trials 30 --export
+
+MODEL is a registry key (``core`` = ``core_trm``). The data is a Transform
+output (``--data``), or is preprocessed first from the same input flags as
+``python -m pipeline.run`` into ``<output_dir>/data`` with pipeline.run's
+stages (a re-run finds it up to date). The space is the model's default
+(:mod:`tuning.spaces`) or a RecBole ``hyper.test`` (``--params_file``); every
+other hyperparameter is fixed by its flag (``--hidden_size 64``), by
+``--config FILE`` (flat JSON, e.g. a previous ``best.json``) or by its default.
+A hyperparameter cannot be both fixed by a flag and searched.
+
+Each trial trains with early stopping on the objective (``--objective``,
+default ``ndcg@10`` on the validation split, maximised; ``--epochs`` caps the
+epochs of a trial) and is evaluated on valid and test; outputs, under
+``--output_dir`` (default ``tuning_output/<model>``), are described in
+:mod:`tuning.report`; ``--export`` exports the best trial's model as
+``pipeline.run``'s Pusher does, into ``<output_dir>/serving/<model_name>/<version>``.
+
+Running the same command again resumes: finished trials are kept, an
+interrupted one is run again, and ``--max_trials`` may be raised to extend a
+search. A command whose search differs (model, space, oracle, objective, fixed
+hyperparameters, data) from the one in ``--output_dir`` is refused unless
+``--overwrite`` starts it over. Exit status: 0 with at least one completed
+trial, 1 when every trial failed or the search stopped after
+``--max_consecutive_failures`` failures in a row, 2 for bad flags, files or data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import posixpath
+import sys
+import time
+from typing import Any, Sequence
+
+import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from pipeline import artifacts, flags
+from pipeline.example_gen import ExampleGenConfig
+from pipeline.transform import TransformConfig
+from tfseq.config import ConfigError, from_dict, load_json, to_dict
+from tfseq.data.formats import DataError
+from tfseq.data.vocab import METADATA
+from tfseq.experiment import DEFAULT_LOSS, ExperimentConfig
+from tfseq.metrics.ranking import METRICS
+from tuning import report, spaces
+from tuning.hyper_file import read_params_file
+from tuning.report import TrialRecord
+
+DEFAULT_OUTPUT_ROOT = "tuning_output"
+DEFAULT_OBJECTIVE = "ndcg@10"
+SEARCH_FILE = "search.json"
+PROJECT = "keras_tuner"
+TRIALS_DIR = "trials"
+DATA_DIR = "data"
+SPEC_FILE = "_spec.json"
+DERIVED = (SEARCH_FILE, report.HYPER_RESULT, report.TRIALS, report.BEST, report.OBJECTIVE_PLOT, report.HEATMAP)
+
+
+class SearchFailed(RuntimeError):
+    """No trial completed, or too many failed in a row (exit status 1)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """A parsed command: what to search, over which data, into which directory."""
+
+    model: str
+    base: ExperimentConfig
+    space: tuple[spaces.Param, ...]
+    oracle: str
+    objective: str
+    max_trials: int | None
+    executions_per_trial: int
+    output_dir: str
+    data: str | None
+    preprocess_argv: tuple[str, ...]
+    pusher: dict[str, Any] | None
+    overwrite: bool
+    max_consecutive_failures: int
+    verbose: bool
+
+    @property
+    def trials_dir(self) -> str:
+        return posixpath.join(self.output_dir, TRIALS_DIR)
+
+    def definition(self, transform_dir: str) -> dict[str, Any]:
+        """What makes two commands the same search (``--max_trials`` may change on resume)."""
+        with open_text(posixpath.join(transform_dir, METADATA)) as f:
+            data = hashlib.sha256(f.read().encode()).hexdigest()[:16]
+        return {
+            "model": self.model,
+            "loss": self.base.loss,
+            "oracle": self.oracle,
+            "objective": self.objective,
+            "executions_per_trial": self.executions_per_trial,
+            "space": [p.to_dict() for p in self.space],
+            "config": self.base.to_flat(),
+            "data": data,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    records: list[TrialRecord]
+    best: TrialRecord | None
+    pushed: dict[str, Any] | None
+
+
+def open_text(path: str) -> Any:
+    import tensorflow as tf
+
+    return tf.io.gfile.GFile(path, "r")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfseq.models import MODELS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tuning.search",
+        description="Hyperparameter search (KerasTuner) over a tfseq model; resumable. Hyperparameter "
+        "flags (--epochs, --seed, --hidden_size ...) fix values; flags not listed go to Beam "
+        "when the data is preprocessed.",
+    )
+    parser.add_argument("model", help=f"registry model: {', '.join(MODELS.names())}, or core (= core_trm)")
+    parser.add_argument("--data", help="a Transform output directory (or a pipeline root holding "
+                        "Transform/); default: preprocess the input flags into <output_dir>/data")
+    parser.add_argument("--output_dir", help=f"default {DEFAULT_OUTPUT_ROOT}/<model>")
+    parser.add_argument("--oracle", default="grid", choices=("grid", "random", "bayesian", "hyperband"))
+    parser.add_argument("--max_trials", type=int, help="default: the whole grid; 10 for random and "
+                        "bayesian; Hyperband's schedule")
+    parser.add_argument("--executions_per_trial", type=int, default=1,
+                        help="trainings per trial (seeds seed, seed+1, ...); the objective is their mean")
+    parser.add_argument("--objective", default=DEFAULT_OBJECTIVE,
+                        help="validation metric to maximise (also the early-stopping metric)")
+    parser.add_argument("--params_file", help="RecBole hyper.test search space (default: the model's)")
+    parser.add_argument("--config", help="JSON file of fixed model/loss/hyperparameters (flat keys)")
+    parser.add_argument("--loss", help=f"loss registry key (default {DEFAULT_LOSS})")
+    parser.add_argument("--export", action="store_true", help="export the best model for TF Serving")
+    parser.add_argument("--overwrite", action="store_true", help="discard a previous search in output_dir")
+    parser.add_argument("--max_consecutive_failures", type=int, default=3,
+                        help="stop after this many failed trials in a row (0 = never)")
+    parser.add_argument("--verbose", action="store_true", help="per-epoch lines and evaluation tables")
+    return parser
+
+
+def _optional_pusher() -> type | None:
+    try:
+        from pipeline.pusher import PusherConfig
+    except ImportError:
+        return None
+    return PusherConfig
+
+
+def parse(argv: Sequence[str] | None = None) -> Search:
+    """Two passes, as pipeline.run: MODEL / --loss / --config first, then their hyperparameter flags."""
+    from tfseq.models import MODELS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first, _ = build_parser().parse_known_args(argv)
+    model = spaces.resolve_model(first.model)
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {first.model!r}; known: {', '.join(MODELS.names())}, core")
+    file_values = load_json(first.config) if first.config else {}
+    if "model" in file_values and spaces.resolve_model(str(file_values["model"])) != model:
+        raise ConfigError(f"{first.config}: model {file_values['model']!r} differs from the searched {model!r}")
+    loss = first.loss or str(file_values.get("loss", DEFAULT_LOSS))
+    try:
+        sections = ExperimentConfig.sections(model, loss)
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
+
+    parser = build_parser()
+    seen = {a.dest for a in parser._actions}
+    pusher_cls = _optional_pusher()
+    stage_classes = (ExampleGenConfig, TransformConfig)
+    for cls in (*stage_classes, *([pusher_cls] if pusher_cls else []), *sections.values()):
+        flags.add_dataclass_flags(parser, cls, seen)
+    args, beam_args = parser.parse_known_args(argv)
+    if args.model != first.model:  # a flag's value was taken for MODEL in the first pass
+        raise ConfigError(f"put MODEL first: python -m tuning.search {args.model} [flags]")
+    if beam_args:
+        flags.check_beam_args(beam_args, seen)
+    fixed: dict[str, Any] = {}
+    for cls in sections.values():
+        fixed.update(flags.values_for(cls, args))
+
+    objective = _check_objective(args.objective)
+    if "valid_metric" in fixed and fixed["valid_metric"] != objective:
+        raise ConfigError(f"--valid_metric {fixed['valid_metric']} differs from --objective {objective}: "
+                          "a trial is stopped early and scored on the same metric")
+    overrides = {**fixed, "model": model, "loss": loss, "valid_metric": objective}
+    if args.config:
+        base = ExperimentConfig.from_json_file(args.config, overrides=overrides)
+    else:
+        base = ExperimentConfig.from_flat(overrides)
+
+    space = read_params_file(args.params_file) if args.params_file else spaces.default_space(model)
+    space = spaces.check_space(space, model, loss)
+    for param in space:
+        if param.name in fixed:
+            raise ConfigError(f"{param.name} is both fixed by --{param.name} and searched ({param.source})")
+    if args.oracle == "hyperband" and any(p.name == "epochs" for p in space):
+        raise ConfigError("--oracle hyperband sets the epochs of each trial; do not search epochs")
+    if args.oracle == "grid":
+        spaces.grid(space)  # a continuous param is an error naming its source
+    for name in ("max_trials", "executions_per_trial"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+
+    stage_values: dict[str, Any] = {}
+    for cls in stage_classes:
+        stage_values.update(flags.values_for(cls, args))
+    if args.data and (stage_values or beam_args):
+        given = ", ".join([f"--{k}" for k in stage_values] + beam_args)
+        raise ConfigError(f"--data uses preprocessed data; input and Beam flags ({given}) apply only without it")
+    pusher = None
+    if args.export:
+        if pusher_cls is None:
+            raise ConfigError("--export needs the serving package (pipeline/pusher.py)")
+        pusher = flags.values_for(pusher_cls, args)
+    return Search(
+        model=model,
+        base=base,
+        space=space,
+        oracle=args.oracle,
+        objective=objective,
+        max_trials=args.max_trials,
+        executions_per_trial=args.executions_per_trial,
+        output_dir=args.output_dir or posixpath.join(DEFAULT_OUTPUT_ROOT, model),
+        data=args.data,
+        preprocess_argv=tuple([f"--{k}={v}" for k, v in stage_values.items()] + beam_args),
+        pusher=pusher,
+        overwrite=args.overwrite,
+        max_consecutive_failures=args.max_consecutive_failures,
+        verbose=args.verbose,
+    )
+
+
+def _check_objective(objective: str) -> str:
+    name, _, k = objective.partition("@")
+    if name not in METRICS or not k.isdigit() or int(k) < 1:
+        raise ConfigError(f"--objective must look like ndcg@10 with a metric in {', '.join(METRICS)}; "
+                          f"got {objective!r}")
+    return objective
+
+
+# ----------------------------------------------------------------------------- data and resume
+
+
+def transform_dir(search: Search) -> str:
+    """The Transform output to search over, preprocessing it first when no ``--data`` is given."""
+    import tensorflow as tf
+
+    if search.data:
+        for candidate in (search.data, artifacts.join(search.data, "Transform")):
+            if tf.io.gfile.exists(artifacts.join(candidate, METADATA)):
+                return candidate
+        raise DataError(f"{search.data}: not a Transform output (no {METADATA}, nor Transform/{METADATA})")
+    from pipeline import run as pipeline_run
+
+    root = posixpath.join(search.output_dir, DATA_DIR)
+    pipeline_run.run(["--output_dir", root, "--stop_after", "Transform", *search.preprocess_argv])
+    return artifacts.stage_dir(root, "Transform")
+
+
+def prepare_output(search: Search, definition: dict[str, Any]) -> None:
+    """Starts a new search in ``output_dir`` or checks that the one there is the same."""
+    import tensorflow as tf
+
+    path = posixpath.join(search.output_dir, SEARCH_FILE)
+    if search.overwrite:
+        for name in (PROJECT, TRIALS_DIR):
+            if tf.io.gfile.exists(posixpath.join(search.output_dir, name)):
+                tf.io.gfile.rmtree(posixpath.join(search.output_dir, name))
+        for name in DERIVED:
+            if tf.io.gfile.exists(posixpath.join(search.output_dir, name)):
+                tf.io.gfile.remove(posixpath.join(search.output_dir, name))
+    elif tf.io.gfile.exists(path):
+        with open_text(path) as f:
+            previous = json.load(f)
+        if previous != json.loads(json.dumps(definition)):
+            changed = sorted(k for k in set(previous) | set(definition) if previous.get(k) != definition.get(k))
+            if "config" in changed:
+                old, new = previous.get("config", {}), definition["config"]
+                keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                changed[changed.index("config")] = f"config ({', '.join(keys)})"
+            raise ConfigError(
+                f"{path}: {search.output_dir} holds a different search (changed: {', '.join(changed)}); "
+                "pass --overwrite to start over, or choose another --output_dir"
+            )
+    elif tf.io.gfile.exists(posixpath.join(search.output_dir, PROJECT)):
+        raise ConfigError(f"{search.output_dir}/{PROJECT} exists without {SEARCH_FILE}; pass --overwrite")
+    tf.io.gfile.makedirs(search.output_dir)
+    report.write_atomic(path, json.dumps(definition, indent=1, sort_keys=True))
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items()) or "no hyperparameters"
+
+
+class Session:
+    """Listens to the tuner: progress lines, reports rewritten and weights pruned after every trial."""
+
+    def __init__(self, search: Search, runner: Any, total: int, records: list[TrialRecord]) -> None:
+        self.search = search
+        self.runner = runner
+        self.total = total
+        self.records = {r.trial_id: r for r in records}
+        self.start = time.perf_counter()
+        self.failures_in_a_row = 0
+
+    def trial_started(self, trial_id: str, params: dict[str, Any]) -> None:
+        number = len(self.records) + 1
+        print(f"[{number}/{max(self.total, number)}] trial {trial_id}: {params_text(params)}", flush=True)
+
+    def trial_finished(self, record: TrialRecord) -> None:
+        self.records[record.trial_id] = record
+        records = sorted(self.records.values(), key=lambda r: r.order)
+        best = report.write_reports(self.search.output_dir, records)
+        self.runner.prune_weights(records, best)
+        done = len(records)
+        total = max(self.total, done)
+        mean_seconds = sum(r.seconds for r in records) / done
+        timing = (f"elapsed {duration(time.perf_counter() - self.start)}, "
+                  f"ETA {duration(mean_seconds * (total - done))}")
+        objective = self.search.objective
+        if record.completed:
+            self.failures_in_a_row = 0
+            assert best is not None
+            print(f"[{done}/{total}] trial {record.trial_id}: {objective} {record.objective:.4f} in "
+                  f"{record.seconds:.1f}s (best {best.objective:.4f}, trial {best.trial_id}); {timing}",
+                  flush=True)
+            return
+        self.failures_in_a_row += 1
+        print(f"[{done}/{total}] trial {record.trial_id}: FAILED after {record.seconds:.1f}s: "
+              f"{record.error}; {timing}", flush=True)
+        limit = self.search.max_consecutive_failures
+        if limit and self.failures_in_a_row >= limit:
+            raise SearchFailed(f"{limit} trials failed in a row (last: {record.error}); "
+                               "fix the cause and re-run the same command to continue")
+
+
+# ----------------------------------------------------------------------------- the search
+
+
+def run_search(search: Search) -> Outcome:
+    """Preprocesses if needed, runs (or resumes) the search, writes the reports; exports on request."""
+    from tuning.tuner import SearchTuner, TrialRunner, make_oracle, planned_trials
+
+    data = transform_dir(search)
+    prepare_output(search, search.definition(data))
+    runner = TrialRunner(
+        base=search.base, transform_dir=data, trials_dir=search.trials_dir, objective=search.objective,
+        executions=search.executions_per_trial, verbose=int(search.verbose),
+    )
+    oracle = make_oracle(search.oracle, search.space, search.objective, max_trials=search.max_trials,
+                         seed=search.base.train.seed, max_epochs=search.base.train.epochs)
+    previous = report.load_records(search.trials_dir)
+    session = Session(search, runner, planned_trials(oracle, search.space), previous)
+    tuner = SearchTuner(oracle, runner, session, directory=search.output_dir, project_name=PROJECT)
+    print(f"search: {search.model} + {search.base.loss}, {search.oracle} oracle over "
+          f"{', '.join(p.describe() for p in search.space) or 'no hyperparameters'}; "
+          f"{session.total} trial(s), maximising validation {search.objective}"
+          + (f"; resuming with {len(previous)} finished" if previous else ""), flush=True)
+    try:
+        tuner.search(verbose=0)
+    finally:
+        records = report.load_records(search.trials_dir)
+        best = report.write_reports(search.output_dir, records)
+        if records:
+            write_plots(search, records)
+    completed = sum(r.completed for r in records)
+    print(f"search finished: {len(records)} trial(s), {completed} completed, {len(records) - completed} failed; "
+          f"results in {search.output_dir}", flush=True)
+    if best is None:
+        raise SearchFailed("every trial failed; see trials.jsonl for the errors")
+    test = best.test.get(search.objective)
+    print(f"best: trial {best.trial_id} ({params_text(best.params)}): valid {search.objective} "
+          f"{best.objective:.4f}" + (f", test {test:.4f}" if test is not None else ""), flush=True)
+    pushed = export_best(search, runner, best, data) if search.pusher is not None else None
+    return Outcome(records, best, pushed)
+
+
+def write_plots(search: Search, records: list[TrialRecord]) -> None:
+    out = search.output_dir
+    report.plot_objective(records, search.objective, posixpath.join(out, report.OBJECTIVE_PLOT),
+                          title=f"{search.model}: {search.oracle} search, validation {search.objective}")
+    if len(search.space) == 2 and all(p.discrete for p in search.space):
+        rows, columns = ((p.name, p.grid()) for p in search.space)
+        report.plot_heatmap(records, rows, columns, search.objective, posixpath.join(out, report.HEATMAP))
+
+
+def export_best(search: Search, runner: Any, best: TrialRecord, data: str) -> dict[str, Any]:
+    """Exports ``best``'s model as the Pusher stage does; skipped when that export is already there."""
+    from pipeline.pusher import PUSHED, PusherConfig, run_pusher
+
+    config = from_dict(PusherConfig, search.pusher or {})
+    trainer_dir = runner.trainer_dir(best)
+    spec = {"trial_id": best.trial_id, "trainer_dir": trainer_dir, "pusher": to_dict(config)}
+    final = artifacts.stage_dir(search.output_dir, "Pusher")
+    if artifacts.is_complete(search.output_dir, "Pusher"):
+        spec_path = artifacts.join(final, SPEC_FILE)
+        if json.loads(artifacts.read_text(spec_path)) == spec:
+            print(f"[Pusher] trial {best.trial_id} already exported, skipped ({final})", flush=True)
+            return json.loads(artifacts.read_text(artifacts.join(final, PUSHED)))
+    with artifacts.staged_output(search.output_dir, "Pusher", force=True) as tmp:
+        pushed = run_pusher(config, trainer_dir, data, tmp)
+        artifacts.atomic_write_text(artifacts.join(tmp, SPEC_FILE), json.dumps(spec, indent=1))
+    return pushed
+
+
+def run(argv: Sequence[str] | None = None) -> Outcome:
+    return run_search(parse(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import tensorflow as tf
+
+    if "--verbose" not in (sys.argv[1:] if argv is None else argv):
+        tf.get_logger().setLevel("ERROR")  # retracing / slow-callback warnings between progress lines
+    try:
+        run(argv)
+    except (ConfigError, DataError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SearchFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
