@@ -50,7 +50,7 @@ def encode(user: str, item_ids: Sequence[int], target: int = PAD_ID) -> bytes:
     steps = example.feature_lists.feature_list[ITEM_IDS].feature
     for item in item_ids:
         steps.add().int64_list.value.append(int(item))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # map order fixed: byte-identical on every runner
 
 
 def decode(serialized: bytes) -> tuple[str, list[int], int]:
