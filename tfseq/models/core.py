@@ -6,8 +6,9 @@ session representation is a weighted sum of the session's own item
 embeddings (after session dropout), so it lies in the items' space:
   * ``core_ave``: equal weights over the session's items;
   * ``core_trm``: weights = softmax over the items of a ``Dense(1)`` on a
-    bidirectional transformer (learned positions, padding masked) run on the
-    same embeddings.
+    left-to-right transformer (learned positions, padding masked) run on the
+    same embeddings. RecBole's ``TransNet.get_attention_mask`` defaults to
+    ``bidirectional=False``, so position s sees only items <= s.
 Robust distance measuring: the session vector and the candidate table are
 L2-normalised and a score is cosine / ``temperature``; ``encode`` returns
 ``normalised_session / temperature``, so ``query @ candidates.T`` is CORE's
@@ -16,10 +17,13 @@ dropout before normalisation. Every weight, LayerNorm's included, starts at
 U(+-1/sqrt(embedding_size)) (RecBole's ``_reset_parameters``).
 
 Deviations from RecBole:
-  * ``core_ave`` is causal: the query after position t is the mean of the
-    first t embeddings (a running mean, exactly RecBole's query of that
-    prefix), so one pass over a sequence trains all its prefixes, with one
-    session-dropout draw per sequence instead of one per prefix;
+  * both variants are causal, so one pass over a sequence trains all its
+    prefixes, with one session-dropout draw per sequence instead of one per
+    prefix. ``core_ave``: the query after position t is the running mean of
+    the first t embeddings. ``core_trm``: with a left-to-right transformer,
+    item s's weight logit does not depend on later items, so the query of
+    prefix t is a softmax over the logits at positions <= t (a causal
+    ``[L, L]`` weighting), exactly RecBole's query of that prefix;
   * ``core_trm``'s ``encode`` keeps a history's last ``max_seq_len`` items when
     it is longer, as the reader does.
 """
@@ -154,7 +158,9 @@ class COREAve(CORE):
 
 @MODELS.register("core_trm", CORETrmConfig)
 class CORETrm(CORE):
-    """Weights from a bidirectional transformer: a query per history (not causal)."""
+    """Weights from a left-to-right transformer (RecBole's TransNet); causal."""
+
+    causal = True
 
     def __init__(self, config: CORETrmConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
@@ -167,17 +173,31 @@ class CORETrm(CORE):
             attn_dropout_prob=config.attn_dropout_prob,
             layer_norm_eps=config.layer_norm_eps,
             max_seq_len=config.max_seq_len,
-            causal=False,
+            causal=True,
             init=self.init,
             name="encoder",
         )
         self.weight_head = self.init.dense(1, name="weight_head")
 
+    def item_logits(self, item_ids: tf.Tensor, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Weight logits ``[B, L]``; position s's depends only on items <= s."""
+        hidden = self.encoder(x, item_ids, training=training)  # [B, L, E]
+        return tf.squeeze(self.weight_head(hidden), axis=-1)  # [B, L]
+
     def item_weights(self, item_ids: tf.Tensor, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Softmax weights ``[B, L]`` of the session's items (0 at padding)."""
-        hidden = self.encoder(x, item_ids, training=training)  # [B, L, E]
-        logits = tf.squeeze(self.weight_head(hidden), axis=-1)  # [B, L]
-        return masked_softmax(logits, padding_mask(item_ids))
+        return masked_softmax(self.item_logits(item_ids, x, training=training), padding_mask(item_ids))
+
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, E]``."""
+        x = self.embedded_session(item_ids, training)  # [B, L, E]
+        logits = self.item_logits(item_ids, x, training=training)  # [B, L]
+        length = tf.shape(item_ids)[1]
+        earlier = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)  # [T, S]: s <= t
+        keys = tf.logical_and(earlier[tf.newaxis], padding_mask(item_ids)[:, tf.newaxis, :])  # [B, T, S]
+        scores = tf.where(keys, logits[:, tf.newaxis, :], logits.dtype.min)  # [B, T, S]
+        alpha = tf.nn.softmax(scores, axis=-1) * tf.cast(keys, logits.dtype)  # [B, T, S]
+        return self.to_query(tf.einsum("bts,bse->bte", alpha, x))
 
     def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (any ``L``) -> the query of each history ``[B, E]``."""
