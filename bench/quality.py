@@ -30,6 +30,21 @@ MODEL_PARAMS: dict[str, dict] = {
 }
 
 
+def masked_test_metrics(trainer_dir: str, transform_dir: str, config) -> dict:
+    """The same trained model on the test split with history items masked (--exclude_seen)."""
+    from tfseq.data.reader import evaluation_dataset
+    from tfseq.data.vocab import DatasetMetadata
+    from tfseq.evaluation import evaluate
+    from tfseq.experiment import load_trained_model
+
+    model, _ = load_trained_model(trainer_dir, transform_dir)
+    data = evaluation_dataset(
+        transform_dir, DatasetMetadata.load(transform_dir), "test",
+        max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
+    )
+    return evaluate(model, data, exclude_seen=True)
+
+
 def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen: bool, extra: dict) -> dict:
     from pipeline.evaluator import run_evaluator
     from pipeline.trainer import run_trainer
@@ -44,6 +59,7 @@ def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen
         run_trainer(config, transform_dir, f"{work}/trainer", verbose=0)
         metrics = run_evaluator(f"{work}/trainer", transform_dir, f"{work}/evaluator")
         metrics["wall_seconds"] = time.perf_counter() - start
+        metrics["test_exclude_seen"] = masked_test_metrics(f"{work}/trainer", transform_dir, config)
     metrics["config"] = config.to_flat()
     return metrics
 
@@ -56,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100, help="upper bound; early stopping decides")
     parser.add_argument("--exclude_seen", action="store_true")
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value hyperparameters")
+    parser.add_argument("--tag", help="suffix of the result keys (runs with non-default --set values)")
     args = parser.parse_args(argv)
     extra = dict(kv.split("=", 1) for kv in args.set)
     results = read_results("quality")
@@ -66,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             for loss in args.losses if model != "pop" else ["softmax"]:
                 key = f"{dataset}/{model}/{loss}" + ("/exclude_seen" if args.exclude_seen else "")
+                key += f"/{args.tag}" if args.tag else ""
                 print(f"== {key}", flush=True)
                 metrics = run_one(transform_dir, model, loss, args.epochs, args.exclude_seen, extra)
                 runs[key] = metrics
