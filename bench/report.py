@@ -1,0 +1,106 @@
+"""Markdown tables of the benchmark results in bench/results/*.json (pasted into the README).
+
+    python bench/report.py            # every table whose JSON exists
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = ("pop", "gru4rec", "sasrec", "core_ave", "core_trm")
+LOSSES = ("softmax", "sampled_softmax", "bpr")
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def f4(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def quality_table(results: dict, dataset: str) -> str:
+    rows = []
+    runs = results["runs"]
+    for key in sorted(k for k in runs if k.startswith(f"{dataset}/")):
+        _, model, loss, *tag = key.split("/")
+        run = runs[key]
+        params = "" if not tag else " (" + ", ".join(tag) + ")"
+        rows.append((
+            MODELS.index(model) if model in MODELS else 99, LOSSES.index(loss) if loss in LOSSES else 9, [
+                f"`{model}`{params}", loss, f4(run["valid"]["ndcg@10"]), f4(run["test"]["ndcg@10"]),
+                f4(run["test"]["recall@10"]), f4(run["test"]["mrr@10"]),
+                f4(run.get("test_exclude_seen", {}).get("ndcg@10")), str(run.get("best_epoch", "–")),
+                f"{run.get('train_seconds', 0):.0f}",
+            ]))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    header = ["model", "loss", "valid NDCG@10", "test NDCG@10", "test Recall@10", "test MRR@10",
+              "test NDCG@10, history masked", "best epoch", "train s"]
+    return table(header, [r[2] for r in rows])
+
+
+def speed_table(results: dict) -> str:
+    rows = []
+    for key, run in sorted(results["runs"].items()):
+        dataset, model = key.split("/")
+        epoch = run.get("seconds_per_epoch")
+        rows.append([dataset, f"`{model}`", "–" if epoch is None else f"{epoch:.1f}",
+                     "–" if epoch is None else f"{run['train_targets_per_second']:,.0f}",
+                     f"{run['eval_seconds']:.2f}", f"{run['eval_users_per_second']:,.0f}",
+                     f"{run['peak_rss_mib']:,.0f}"])
+    return table(["dataset", "model", "s/epoch", "train targets/s", "eval s (valid)", "eval users/s",
+                  "peak RSS MiB"], rows)
+
+
+def preprocess_table(results: dict) -> str:
+    rows = []
+    for key, case in results["cases"].items():
+        if not isinstance(case, dict):
+            continue
+        rows.append([key.rsplit("/", 1)[0] if case["kcore"] == 0 else key.split("/")[0] + " + 5-core",
+                     case["runner"].replace("_", "-"), f"{case['rows_in']:,}", f"{case['seconds']:.1f}",
+                     f"{case['rows_per_second']:,}", f"{case['peak_rss_mib']:,}"])
+    return table(["data", "DirectRunner", "rows", "Transform s", "rows/s", "peak RSS MiB (process tree)"], rows)
+
+
+def tuning_table(results: dict) -> str:
+    rows = []
+    for name in ("default", "best"):
+        trial = results.get(name)
+        if trial:
+            params = ", ".join(f"{k}={v}" for k, v in trial["params"].items())
+            rows.append([name, params, f4(trial["valid_ndcg@10"]), f4(trial["test_ndcg@10"]),
+                         f4(trial["test_recall@10"]), f"{trial['seconds']:.0f}"])
+    return table(["trial", "params", "valid NDCG@10", "test NDCG@10", "test Recall@10", "seconds"], rows)
+
+
+def main() -> int:
+    quality = load("quality")
+    if quality:
+        for dataset in ("beauty", "ml-100k"):
+            print(f"### quality: {dataset}\n\n{quality_table(quality, dataset)}\n")
+    speed = load("train_speed")
+    if speed:
+        print(f"### training speed\n\n{speed_table(speed)}\n")
+    preprocess = load("preprocess")
+    if preprocess:
+        print(f"### preprocessing\n\n{preprocess_table(preprocess)}\n")
+    tuning = load("tuning")
+    if tuning:
+        print(f"### tuning ({tuning['model']}, {tuning['trials']} trials, "
+              f"{tuning['seconds_per_trial']} s/trial)\n\n{tuning_table(tuning)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
