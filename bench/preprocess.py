@@ -55,9 +55,9 @@ def example_gen(dataset: str) -> str:
 
 def child(example_gen_dir: str, output_dir: str, runner: str, kcore: int) -> None:
     """Runs one Transform and prints its timing as the last line (JSON)."""
-    import tfseq  # noqa: F401
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    import tfseq  # noqa: F401
     from pipeline.transform import TransformConfig, run_transform
 
     config = TransformConfig(min_user_inter=kcore, min_item_inter=kcore)

@@ -62,6 +62,7 @@ def values_for(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
 
 
 def _all_subclasses(cls: type) -> Iterable[type]:
+    sub: type
     for sub in cls.__subclasses__():
         yield sub
         yield from _all_subclasses(sub)

@@ -90,7 +90,8 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, dict[str, Any
     probe_config = ExperimentConfig.from_flat(probe)
     parser = build_parser()
     seen = {a.dest for a in parser._actions}
-    for cls in (ExampleGenConfig, TransformConfig, PusherConfig):
+    stage_classes: tuple[type, ...] = (ExampleGenConfig, TransformConfig, PusherConfig)
+    for cls in stage_classes:
         flags.add_dataclass_flags(parser, cls, seen)
     for cls in ExperimentConfig.sections(probe_config.model, probe_config.loss).values():
         flags.add_dataclass_flags(parser, cls, seen)

@@ -24,7 +24,7 @@ import collections
 import itertools
 import json
 import math
-from typing import Any, Iterable, Iterator
+from typing import Any, Final, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -36,8 +36,8 @@ from tfseq.data.formats import DataError, Interaction
 
 # Event = (timestamp, source, line, position, item, rating); positions of the fields read by name.
 Event = tuple[float, int, int, int, str, float]
-ITEM = 4
-RATING = 5
+ITEM: Final = 4
+RATING: Final = 5
 UserEvents = tuple[str, list[Event]]
 
 DROPPED = "dropped"  # tag of the (reason, rows) outputs
@@ -128,7 +128,7 @@ def user_line(user_events: UserEvents) -> str:
 
 def parse_user_line(text: str) -> UserEvents:
     user, events = json.loads(text)
-    return user, [tuple(e) for e in events]  # type: ignore[misc]
+    return user, [tuple(e) for e in events]
 
 
 def _keyed(value: Any, key: str) -> tuple[str, Any]:

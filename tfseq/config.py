@@ -63,7 +63,7 @@ def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
         raise ConfigError(
             f"unknown {cls.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})  # type: ignore[call-arg]
+    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
 
 
 def to_dict(config: Any) -> dict[str, Any]:

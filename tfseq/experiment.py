@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tfseq.config import ConfigError, TrainConfig, field_names, from_dict, load_json, to_dict
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
+
+if TYPE_CHECKING:
+    from tfseq.data.vocab import DatasetMetadata
 
 DEFAULT_MODEL = "sasrec"
 DEFAULT_LOSS = "softmax"
@@ -67,7 +70,7 @@ class ExperimentConfig:
                 f"unknown hyperparameter(s) for model {model!r} with loss {loss!r}: "
                 f"{', '.join(unknown)}; known: {', '.join(sorted(cls.known_keys(model, loss)))}"
             )
-        built = {
+        built: dict[str, Any] = {
             name: from_dict(section, {k: v for k, v in params.items() if k in field_names(section)})
             for name, section in sections.items()
         }
@@ -97,7 +100,7 @@ class ExperimentConfig:
         return ExperimentConfig.from_flat(values)
 
 
-def build_model(config: ExperimentConfig, metadata: "DatasetMetadata"):  # noqa: F821
+def build_model(config: ExperimentConfig, metadata: DatasetMetadata):
     """The registry model of ``config`` with its registry loss, sized and adapted to ``metadata``."""
     loss = LOSSES.build(config.loss, config.loss_config, item_counts=metadata.item_counts)
     model = MODELS.build(config.model, config.model_config, num_items=metadata.num_items, loss=loss)

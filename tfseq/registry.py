@@ -65,7 +65,8 @@ class Registry(Generic[T]):
                 f"{self.kind} {name!r} takes a {entry.config_cls.__name__}, "
                 f"got {type(config).__name__}"
             )
-        return entry.cls(config, **kwargs)
+        factory: Callable[..., T] = entry.cls  # every registered class takes (config, ...)
+        return factory(config, **kwargs)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

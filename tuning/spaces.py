@@ -112,7 +112,7 @@ class Param:
             return math.exp(self.low), math.exp(self.high)
         if self.discrete:
             grid = self.grid()
-            return min(grid), max(grid)  # type: ignore[type-var, return-value]
+            return min(grid), max(grid)  # type: ignore[return-value]
         return self.low, self.high
 
     def declare(self, hp: Any) -> None:
