@@ -70,9 +70,14 @@ def staged_output(root: str, stage: str, force: bool = False) -> Iterator[str]:
 
 def atomic_write_text(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` through a temporary file and a rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file and a rename."""
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     with FileSystems.create(tmp) as f:
-        f.write(text.encode("utf-8"))
+        f.write(data)
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])

@@ -323,10 +323,6 @@ def _short_user(user_events: UserEvents, min_user: int) -> int:
     return int(len(user_events[1]) < min_user)
 
 
-def _one(_: Any) -> int:
-    return 1
-
-
 # ----------------------------------------------------------------------------- PTransforms
 
 

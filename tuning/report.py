@@ -27,12 +27,13 @@ import io
 import json
 import math
 import posixpath
-import uuid
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from pipeline import artifacts
 
 COMPLETED = "completed"
 FAILED = "failed"
@@ -101,17 +102,9 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes ``data`` to ``path`` (any TF filesystem) through a temporary file and a rename."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 def write_record(trial_dir: str, record: TrialRecord) -> None:
     tf.io.gfile.makedirs(trial_dir)
-    write_atomic(posixpath.join(trial_dir, RESULT), json.dumps(record.to_dict(), indent=1))
+    artifacts.atomic_write_text(posixpath.join(trial_dir, RESULT), json.dumps(record.to_dict(), indent=1))
 
 
 def load_records(trials_dir: str) -> list[TrialRecord]:
@@ -161,11 +154,12 @@ def trials_jsonl_text(records: Sequence[TrialRecord]) -> str:
 
 def write_reports(output_dir: str, records: Sequence[TrialRecord]) -> TrialRecord | None:
     """Rewrites ``hyper.result``, ``trials.jsonl`` and ``best.json``; returns the best record."""
-    write_atomic(posixpath.join(output_dir, HYPER_RESULT), hyper_result_text(records))
-    write_atomic(posixpath.join(output_dir, TRIALS), trials_jsonl_text(records))
+    artifacts.atomic_write_text(posixpath.join(output_dir, HYPER_RESULT), hyper_result_text(records))
+    artifacts.atomic_write_text(posixpath.join(output_dir, TRIALS), trials_jsonl_text(records))
     best = best_record(records)
     if best is not None:
-        write_atomic(posixpath.join(output_dir, BEST), json.dumps(best.config, indent=1, sort_keys=True) + "\n")
+        best_json = json.dumps(best.config, indent=1, sort_keys=True) + "\n"
+        artifacts.atomic_write_text(posixpath.join(output_dir, BEST), best_json)
     return best
 
 
@@ -191,7 +185,7 @@ def _save(figure: Any, path: str) -> None:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    write_atomic(path, buffer.getvalue())
+    artifacts.atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_objective(records: Sequence[TrialRecord], objective: str, path: str, title: str = "") -> None:

@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts, flags
 from pipeline.example_gen import ExampleGenConfig
+from pipeline.pusher import PusherConfig
 from pipeline.transform import TransformConfig
 from tfseq.config import ConfigError, from_dict, load_json, to_dict
 from tfseq.data.formats import DataError
@@ -95,8 +96,8 @@ class Search:
 
     def definition(self, transform_dir: str) -> dict[str, Any]:
         """What makes two commands the same search (``--max_trials`` may change on resume)."""
-        with open_text(posixpath.join(transform_dir, METADATA)) as f:
-            data = hashlib.sha256(f.read().encode()).hexdigest()[:16]
+        metadata = artifacts.read_text(posixpath.join(transform_dir, METADATA))
+        data = hashlib.sha256(metadata.encode()).hexdigest()[:16]
         return {
             "model": self.model,
             "loss": self.base.loss,
@@ -114,12 +115,6 @@ class Outcome:
     records: list[TrialRecord]
     best: TrialRecord | None
     pushed: dict[str, Any] | None
-
-
-def open_text(path: str) -> Any:
-    import tensorflow as tf
-
-    return tf.io.gfile.GFile(path, "r")
 
 
 # ----------------------------------------------------------------------------- command line
@@ -156,14 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _optional_pusher() -> type | None:
-    try:
-        from pipeline.pusher import PusherConfig
-    except ImportError:
-        return None
-    return PusherConfig
-
-
 def parse(argv: Sequence[str] | None = None) -> Search:
     """Two passes, as pipeline.run: MODEL / --loss / --config first, then their hyperparameter flags."""
     from tfseq.models import MODELS
@@ -184,9 +171,8 @@ def parse(argv: Sequence[str] | None = None) -> Search:
 
     parser = build_parser()
     seen = {a.dest for a in parser._actions}
-    pusher_cls = _optional_pusher()
     stage_classes = (ExampleGenConfig, TransformConfig)
-    for cls in (*stage_classes, *([pusher_cls] if pusher_cls else []), *sections.values()):
+    for cls in (*stage_classes, PusherConfig, *sections.values()):
         flags.add_dataclass_flags(parser, cls, seen)
     args, beam_args = parser.parse_known_args(argv)
     if args.model != first.model:  # a flag's value was taken for MODEL in the first pass
@@ -227,11 +213,7 @@ def parse(argv: Sequence[str] | None = None) -> Search:
     if args.data and (stage_values or beam_args):
         given = ", ".join([f"--{k}" for k in stage_values] + beam_args)
         raise ConfigError(f"--data uses preprocessed data; input and Beam flags ({given}) apply only without it")
-    pusher = None
-    if args.export:
-        if pusher_cls is None:
-            raise ConfigError("--export needs the serving package (pipeline/pusher.py)")
-        pusher = flags.values_for(pusher_cls, args)
+    pusher = flags.values_for(PusherConfig, args) if args.export else None
     return Search(
         model=model,
         base=base,
@@ -290,8 +272,7 @@ def prepare_output(search: Search, definition: dict[str, Any]) -> None:
             if tf.io.gfile.exists(posixpath.join(search.output_dir, name)):
                 tf.io.gfile.remove(posixpath.join(search.output_dir, name))
     elif tf.io.gfile.exists(path):
-        with open_text(path) as f:
-            previous = json.load(f)
+        previous = json.loads(artifacts.read_text(path))
         if previous != json.loads(json.dumps(definition)):
             changed = sorted(k for k in set(previous) | set(definition) if previous.get(k) != definition.get(k))
             if "config" in changed:
@@ -305,7 +286,7 @@ def prepare_output(search: Search, definition: dict[str, Any]) -> None:
     elif tf.io.gfile.exists(posixpath.join(search.output_dir, PROJECT)):
         raise ConfigError(f"{search.output_dir}/{PROJECT} exists without {SEARCH_FILE}; pass --overwrite")
     tf.io.gfile.makedirs(search.output_dir)
-    report.write_atomic(path, json.dumps(definition, indent=1, sort_keys=True))
+    artifacts.atomic_write_text(path, json.dumps(definition, indent=1, sort_keys=True))
 
 
 # ----------------------------------------------------------------------------- progress
@@ -416,7 +397,7 @@ def write_plots(search: Search, records: list[TrialRecord]) -> None:
 
 def export_best(search: Search, runner: Any, best: TrialRecord, data: str) -> dict[str, Any]:
     """Exports ``best``'s model as the Pusher stage does; skipped when that export is already there."""
-    from pipeline.pusher import PUSHED, PusherConfig, run_pusher
+    from pipeline.pusher import PUSHED, run_pusher
 
     config = from_dict(PusherConfig, search.pusher or {})
     trainer_dir = runner.trainer_dir(best)

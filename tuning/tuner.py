@@ -37,6 +37,7 @@ import keras_tuner
 import tensorflow as tf
 from keras_tuner.engine.base_tuner import BaseTuner
 
+from pipeline import artifacts
 from tfseq.config import ConfigError
 from tfseq.experiment import ExperimentConfig
 from tuning import report
@@ -176,7 +177,7 @@ class TrialRunner:
             config = self.base.replace(**params)
             runs = [self._execute(config, trial_dir, n) for n in range(self.executions)]
         except Exception as e:  # noqa: BLE001  (any failure fails the trial, recorded with its error)
-            report.write_atomic(posixpath.join(trial_dir, ERROR_FILE), traceback.format_exc())
+            artifacts.atomic_write_text(posixpath.join(trial_dir, ERROR_FILE), traceback.format_exc())
             record = TrialRecord(
                 trial_id=trial_id, params=params, status=report.FAILED,
                 seconds=time.perf_counter() - start, error=f"{type(e).__name__}: {e}",

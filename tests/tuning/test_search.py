@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
 import pipeline.trainer
 from pipeline import run as pipeline_run
 from tests.data.test_reader import write_transform_dir
+from tests.test_training import NUM_ITEMS, cycles
 from tfseq.experiment import ExperimentConfig
 from tuning import report, search
 
-NUM_ITEMS = 21  # padding + items 1..20
 TINY_GRU = ["--embedding_size", "16", "--hidden_size", "16", "--batch_size", "32", "--max_seq_len", "10",
             "--epochs", "2"]
 LEARNING_RATES = "learning_rate choice [0.05, 0.01, 0.0001]\n"
-
-
-def cycles(num_users: int = 120, seed: int = 0) -> dict[str, list[int]]:
-    """Item i is always followed by i + 1 around a cycle of 20 items: easy to learn at a good learning rate."""
-    rng = random.Random(seed)
-    out = {}
-    for u in range(num_users):
-        start, n = rng.randrange(20), rng.randint(4, 10)
-        out[f"u{u:03d}"] = [(start + t) % 20 + 1 for t in range(n)]
-    return out
 
 
 @pytest.fixture(scope="module")
