@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfseq.config import TrainConfig, field_names
 from tfseq.losses import LOSSES
-from tfseq.losses.base import RetrievalLoss
+from tfseq.losses.base import RetrievalLoss, sum_over_row_chunks
 
 COUNTS = np.array([0, 5, 3, 0, 8, 1, 1, 2, 9, 4])  # padding + items 1..9
 
@@ -71,3 +71,25 @@ def test_padding_row_changes_nothing(loss_name):
         gradient = tf.convert_to_tensor(tape.gradient(value, candidates))
         np.testing.assert_array_equal(gradient[0], 0.0)
     assert values[0] == pytest.approx(values[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("num_rows, max_chunk_size, sizes", [
+    (0, 3, []), (1, 3, [1]), (7, 3, [3, 3, 3]), (7, 7, [7]), (7, 100, [7]), (8, 3, [3, 3, 3]), (9, 3, [3, 3, 3]),
+])
+def test_sum_over_row_chunks_covers_every_row_once_in_equal_padded_chunks(num_rows, max_chunk_size, sizes):
+    rows = tf.reshape(tf.range(1, num_rows * 2 + 1, dtype=tf.float32), [num_rows, 2])
+    seen = []
+
+    def fn(chunk, valid):
+        seen.append((chunk.numpy(), valid.numpy()))
+        return tf.reduce_sum(chunk[:, 0] * tf.cast(valid, tf.float32))  # padding rows are zeros
+
+    total = sum_over_row_chunks(fn, (rows,), max_chunk_size)
+    assert float(total) == float(tf.reduce_sum(rows[:, 0]))
+    assert [len(chunk) for chunk, _ in seen] == sizes
+    flat_valid = np.concatenate([valid for _, valid in seen]) if seen else np.zeros(0, bool)
+    assert flat_valid.sum() == num_rows and not flat_valid[num_rows:].any()  # padding only at the end
+    kept = np.concatenate([chunk[valid] for chunk, valid in seen]) if seen else np.zeros((0, 2))
+    np.testing.assert_array_equal(kept, rows.numpy())
+    with pytest.raises(ValueError, match="max_chunk_size must be >= 1"):
+        sum_over_row_chunks(fn, (rows,), 0)

@@ -192,8 +192,33 @@ def test_gradients_are_finite_with_hits_and_zero_on_the_padding_row():
     np.testing.assert_array_equal(grads[1][0], 0.0)
 
 
+@pytest.mark.parametrize("chunk_size, chunks", [(4, [4, 4, 3]), (5, [4, 4, 3]), (6, [6, 5]), (11, [11])])
+def test_chunks_share_in_batch_negatives_within_each_chunk_only(chunk_size, chunks):
+    # 11 queries in equal chunks of at most chunk_size: [4, 4, 3], [4, 4, 3], [6, 5], [11]. Each
+    # chunk is the oracle on its own rows with the batch's sampled negatives; the loss is the mean
+    # over all 11 queries, so the chunk's mean weighs by its size.
+    rng = np.random.default_rng(7)
+    counts = np.concatenate([[0], rng.integers(0, 30, 8)])
+    query = rng.normal(size=(11, 4))
+    candidates = rng.normal(size=(9, 4))
+    positives = rng.integers(1, 9, 11)
+    negatives = rng.integers(1, 9, 5)
+    p = (counts + 1.0) * (np.arange(9) > 0)
+    p /= p.sum()
+    q = np.full(9, 1 / 8) * (np.arange(9) > 0)
+    ends = np.cumsum(chunks)
+    expected = sum(
+        len(rows) * oracle(query[rows], positives[rows], candidates, negatives, p=p, q=q, logq=True, hits=True)
+        for rows in np.split(np.arange(11), ends[:-1])
+    ) / 11
+    loss = build(counts, chunk_size=chunk_size)
+    assert given(loss, query, positives, candidates, negatives) == pytest.approx(expected, rel=1e-5)
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="num_negatives must be >= 0"):
         SampledSoftmaxConfig(num_negatives=-1)
+    with pytest.raises(ConfigError, match="chunk_size must be >= 1"):
+        SampledSoftmaxConfig(chunk_size=0)
     with pytest.raises(ConfigError, match="sampler must be one of uniform, popularity"):
         SampledSoftmaxConfig(sampler="zipf")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -44,3 +44,44 @@ class RetrievalLoss(tf.keras.layers.Layer):
         padding and is never a valid answer.
         """
         raise NotImplementedError
+
+
+def sum_over_row_chunks(
+    fn: Callable[..., tf.Tensor], rows: Sequence[tf.Tensor], max_chunk_size: int
+) -> tf.Tensor:
+    """``sum_g fn(*chunk_g, valid_g)`` over consecutive, equal chunks of at most ``max_chunk_size`` rows.
+
+    Losses whose ``tfrs.tasks.Retrieval`` call scores a matrix that grows with
+    the square of the number of queries ``T`` (in-batch negatives, per-row
+    negative blocks) call Retrieval once per chunk instead, so the work is
+    about ``T * max_chunk_size`` scores rather than ``T * T``; causal batches
+    hold thousands of targets. ``T`` rows make ``G = ceil(T / max_chunk_size)``
+    chunks of ``ceil(T / G)`` rows, so the last chunk pads fewer than ``G`` rows.
+
+    Args:
+      fn: ``fn(*chunk_rows, valid) -> scalar float32``; each ``chunk_rows[i]``
+        is ``[c, ...]`` and ``valid [c]`` is False on the rows that pad the
+        last chunk (zeros in every tensor of ``rows``).
+      rows: tensors sharing their first dimension ``T``.
+      max_chunk_size: the most rows in a chunk, >= 1.
+
+    Returns:
+      The scalar sum of ``fn`` over the chunks (0 when ``T = 0``).
+    """
+    if max_chunk_size < 1:
+        raise ValueError(f"max_chunk_size must be >= 1, got {max_chunk_size}")
+    num_rows = tf.shape(rows[0])[0]
+    num_chunks = (num_rows + max_chunk_size - 1) // max_chunk_size
+    chunk_size = (num_rows + num_chunks - 1) // tf.maximum(num_chunks, 1)
+    padding = num_chunks * chunk_size - num_rows
+    valid = tf.ones([num_rows], tf.bool)  # padded with False below
+
+    def chunked(x: tf.Tensor) -> tf.Tensor:
+        x = tf.pad(x, [[0, padding]] + [[0, 0]] * (len(x.shape) - 1))
+        return tf.reshape(x, tf.concat([[num_chunks, chunk_size], tf.shape(x)[1:]], axis=0))
+
+    elems = tuple(chunked(x) for x in (*rows, valid))
+    per_chunk = tf.map_fn(
+        lambda chunk: fn(*chunk), elems, fn_output_signature=tf.TensorSpec([], tf.float32)
+    )
+    return tf.reduce_sum(per_chunk)

@@ -14,10 +14,13 @@ re-draws negatives the user has interacted with; here a negative equal to the
 row's positive (an accidental hit, which ``Retrieval`` masks to about -3.4e36
 given ``candidate_ids``) is left out of the mean, other history items are not.
 
-Cost: ``Retrieval`` scores the full ``[T, T + T*M]`` matrix, of which BPR uses
-``T * (M + 1)`` entries; fine for prefix batches (``T = batch_size``), but with
-causal models ``T`` is every target of the batch (up to ``batch_size *
-max_seq_len``).
+Cost: one ``Retrieval`` call would score a ``[T, T + T*M]`` matrix, of which
+BPR uses ``T * (M + 1)`` entries; with causal models ``T`` is every target of
+the batch (up to ``batch_size * max_seq_len``). The queries are therefore
+scored in equal chunks of at most ``chunk_size`` rows, one Retrieval call each
+(:func:`~tfseq.losses.base.sum_over_row_chunks`), at most ``T * chunk_size * (M + 1)``
+scores in all. Every row's negatives are its own, so the loss does not depend
+on ``chunk_size``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import tensorflow_recommenders as tfrs
 
 from tfseq.config import ConfigError
 from tfseq.losses import LOSSES
-from tfseq.losses.base import RetrievalLoss
+from tfseq.losses.base import RetrievalLoss, sum_over_row_chunks
 from tfseq.losses.samplers import SAMPLERS, ItemSampler
 
 # Retrieval adds tfrs.layers.loss.MIN_FLOAT (float32 min / 100) to masked scores; a score below
@@ -44,15 +47,19 @@ class BPRConfig:
     num_negatives: negatives drawn for each positive (RecBole: 1).
     sampler: "uniform" or "popularity" (smoothed training counts).
     remove_accidental_hits: leave out sampled negatives equal to the row's positive.
+    chunk_size: queries per Retrieval call (memory and speed only; the loss is the same).
     """
 
     num_negatives: int = 1
     sampler: str = "uniform"
     remove_accidental_hits: bool = True
+    chunk_size: int = 512
 
     def __post_init__(self) -> None:
         if self.num_negatives < 1:
             raise ConfigError(f"bpr needs num_negatives >= 1, got {self.num_negatives}")
+        if self.chunk_size < 1:
+            raise ConfigError(f"bpr needs chunk_size >= 1, got {self.chunk_size}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
 
@@ -129,16 +136,34 @@ class BPRLoss(RetrievalLoss):
           query: ``[T, D]`` queries.
           positive_ids: ``[T]`` their true next items.
           candidates: ``[N, D]`` the candidate table.
-          negative_ids: ``[T * M]`` negatives, row ``t``'s at ``t*M .. t*M + M - 1``.
+          negative_ids: ``[T * M]`` negatives, row ``t``'s at ``t*M .. t*M + M - 1``
+            (``M = num_negatives``).
 
         Returns:
           The scalar mean of ``-log σ(s_pos - s_neg)`` over the valid pairs.
         """
-        ids = tf.concat([tf.cast(positive_ids, tf.int64), tf.cast(negative_ids, tf.int64)], 0)
-        return self.task(
-            query,
-            tf.gather(candidates, ids),  # [T + T*M, D]
-            candidate_ids=ids if self.config.remove_accidental_hits else None,
-            compute_metrics=False,
-            compute_batch_metrics=False,
+        hits = self.config.remove_accidental_hits
+        positive_ids = tf.cast(positive_ids, tf.int64)
+        negatives = tf.reshape(tf.cast(negative_ids, tf.int64), [-1, self.config.num_negatives])  # [T, M]
+        tf.debugging.assert_equal(
+            tf.shape(negatives)[0], tf.shape(positive_ids)[0],
+            message=f"bpr expects num_negatives={self.config.num_negatives} negatives per positive",
         )
+        kept = tf.not_equal(negatives, positive_ids[:, tf.newaxis]) if hits else tf.ones_like(negatives, tf.bool)
+
+        def chunk_sum(query: tf.Tensor, positives: tf.Tensor, negatives: tf.Tensor, kept: tf.Tensor,
+                      valid: tf.Tensor) -> tf.Tensor:
+            """Sum of the chunk's pair losses: Retrieval's mean over its valid pairs x their count."""
+            ids = tf.concat([positives, tf.reshape(negatives, [-1])], axis=0)  # [c + c*M]
+            mean = self.task(
+                query,
+                tf.gather(candidates, ids),  # [c + c*M, D]
+                candidate_ids=ids if hits else None,
+                score_mask=tf.broadcast_to(valid[:, tf.newaxis], [tf.shape(valid)[0], tf.shape(ids)[0]]),
+                compute_metrics=False,
+                compute_batch_metrics=False,
+            )
+            return mean * tf.reduce_sum(tf.cast(kept & valid[:, tf.newaxis], mean.dtype))
+
+        total = sum_over_row_chunks(chunk_sum, (query, positive_ids, negatives, kept), self.config.chunk_size)
+        return tf.math.divide_no_nan(total, tf.reduce_sum(tf.cast(kept, total.dtype)))

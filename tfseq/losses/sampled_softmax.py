@@ -25,6 +25,14 @@ TFRS's ``Retrieval`` task:
   ``CategoricalCrossentropy`` with ``SUM_OVER_BATCH_SIZE``, the mean over the
   ``T`` queries, as RecBole's losses are, so learning rates carry over.
 
+* **chunks**: a causal batch holds thousands of targets, and a ``[T, T + M]``
+  score matrix grows with their square. The queries are taken in consecutive
+  equal chunks of at most ``chunk_size`` (one Retrieval call each,
+  :func:`~tfseq.losses.base.sum_over_row_chunks`): a query's in-batch
+  negatives are the positives of the other queries of its chunk, the sampled
+  negatives are the batch's. A batch of at most ``chunk_size`` targets (every
+  prefix batch, and Beauty's causal batches) is one chunk, the plain setup above.
+
 With ``logq_correction=False``, ``remove_accidental_hits=True`` and one query
 whose sampled set is the whole catalogue, this is exactly full softmax.
 """
@@ -39,7 +47,7 @@ import tensorflow_recommenders as tfrs
 
 from tfseq.config import ConfigError
 from tfseq.losses import LOSSES
-from tfseq.losses.base import RetrievalLoss
+from tfseq.losses.base import RetrievalLoss, sum_over_row_chunks
 from tfseq.losses.samplers import SAMPLERS, ItemSampler, smoothed_popularity
 
 
@@ -50,16 +58,20 @@ class SampledSoftmaxConfig:
     sampler: "uniform" or "popularity" (smoothed training counts).
     logq_correction: subtract log(proposal probability) from each column's logit.
     remove_accidental_hits: mask columns holding the row's own positive item.
+    chunk_size: the most queries sharing their positives as in-batch negatives (consecutive targets).
     """
 
     num_negatives: int = 256
     sampler: str = "uniform"
     logq_correction: bool = True
     remove_accidental_hits: bool = True
+    chunk_size: int = 2048
 
     def __post_init__(self) -> None:
         if self.num_negatives < 0:
             raise ConfigError(f"num_negatives must be >= 0, got {self.num_negatives}")
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
 
@@ -121,21 +133,34 @@ class SampledSoftmaxLoss(RetrievalLoss):
         Returns:
           The scalar mean over the ``T`` queries.
         """
-        positive_ids = tf.cast(positive_ids, tf.int64)
         negative_ids = tf.cast(negative_ids, tf.int64)
-        ids = tf.concat([positive_ids, negative_ids], axis=0)  # [T + M]
-        probabilities = tf.concat(
-            [
-                tf.gather(self.batch_probabilities, positive_ids),
-                tf.gather(self.sampler.probabilities, negative_ids),
-            ],
-            axis=0,
-        )  # [T + M]
-        return self.task(
-            query,
-            tf.gather(candidates, ids),  # [T + M, D]
-            candidate_sampling_probability=probabilities if self.config.logq_correction else None,
-            candidate_ids=ids if self.config.remove_accidental_hits else None,
-            compute_metrics=False,
-            compute_batch_metrics=False,
-        )
+        negative_probabilities = tf.gather(self.sampler.probabilities, negative_ids)  # [M]
+        extra_columns = tf.ones([1, tf.shape(negative_ids)[0]], tf.bool)  # [1, M]
+
+        def chunk_sum(query: tf.Tensor, positives: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+            """The chunk's summed cross-entropy; padding rows weigh 0 and are no one's negative."""
+            size = tf.shape(positives)[0]
+            ids = tf.concat([positives, negative_ids], axis=0)  # [c + M]
+            probabilities = tf.concat(
+                [tf.gather(self.batch_probabilities, positives), negative_probabilities], axis=0
+            )  # [c + M]
+            score_mask = tf.concat(
+                [tf.broadcast_to(valid[tf.newaxis, :], [size, size]),
+                 tf.broadcast_to(extra_columns, [size, tf.shape(negative_ids)[0]])],
+                axis=1,
+            )  # [c, c + M]
+            mean = self.task(
+                query,
+                tf.gather(candidates, ids),  # [c + M, D]
+                sample_weight=tf.cast(valid, query.dtype),
+                candidate_sampling_probability=probabilities if self.config.logq_correction else None,
+                candidate_ids=ids if self.config.remove_accidental_hits else None,
+                score_mask=score_mask,
+                compute_metrics=False,
+                compute_batch_metrics=False,
+            )
+            return mean * tf.cast(size, mean.dtype)  # the reduction divided by c, padding included
+
+        positive_ids = tf.cast(positive_ids, tf.int64)
+        total = sum_over_row_chunks(chunk_sum, (query, positive_ids), self.config.chunk_size)
+        return tf.math.divide_no_nan(total, tf.cast(tf.shape(positive_ids)[0], total.dtype))
