@@ -32,6 +32,7 @@ def f4(value: float | None) -> str:
 def quality_table(results: dict, dataset: str) -> str:
     rows = []
     runs = results["runs"]
+    pop = runs.get(f"{dataset}/pop/softmax", {}).get("test", {}).get("ndcg@10")
     for key in sorted(k for k in runs if k.startswith(f"{dataset}/")):
         _, model, loss, *tag = key.split("/")
         run = runs[key]
@@ -39,12 +40,13 @@ def quality_table(results: dict, dataset: str) -> str:
         rows.append((
             MODELS.index(model) if model in MODELS else 99, LOSSES.index(loss) if loss in LOSSES else 9, [
                 f"`{model}`{params}", loss, f4(run["valid"]["ndcg@10"]), f4(run["test"]["ndcg@10"]),
+                f"{run['test']['ndcg@10'] / pop:.2f}×" if pop else "–",
                 f4(run["test"]["recall@10"]), f4(run["test"]["mrr@10"]),
                 f4(run.get("test_exclude_seen", {}).get("ndcg@10")), str(run.get("best_epoch", "–")),
                 f"{run.get('train_seconds', 0):.0f}",
             ]))
     rows.sort(key=lambda r: (r[0], r[1]))
-    header = ["model", "loss", "valid NDCG@10", "test NDCG@10", "test Recall@10", "test MRR@10",
+    header = ["model", "loss", "valid NDCG@10", "test NDCG@10", "× pop", "test Recall@10", "test MRR@10",
               "test NDCG@10, history masked", "best epoch", "train s"]
     return table(header, [r[2] for r in rows])
 

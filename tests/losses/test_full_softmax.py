@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfseq.losses import LOSSES
+from tfseq.losses.full_softmax import chunk_rows, softmax_cross_entropy
 
 # padding + items 1..3, D = 2; the padding row would win every softmax if it were scored.
 CANDIDATES = np.array([[9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
@@ -65,3 +66,57 @@ def test_is_a_mean_over_targets_not_a_sum():
     thrice = loss(tf.constant(np.tile(QUERY, (3, 1))), tf.constant(np.tile(POSITIVES, 3)),
                   tf.constant(CANDIDATES))
     assert float(thrice) == pytest.approx(float(once), rel=1e-6)
+
+
+def reference_value_and_gradients(query, candidates, labels):
+    """TensorFlow's own op, differentiated by autodiff: what the chunked loss must reproduce."""
+    query, candidates = tf.constant(query), tf.constant(candidates)
+    with tf.GradientTape() as tape:
+        tape.watch([query, candidates])
+        logits = tf.linalg.matmul(query, candidates, transpose_b=True)
+        value = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return float(value), [g.numpy() for g in tape.gradient(value, [query, candidates])]
+
+
+@pytest.mark.parametrize("chunk_logits", [1, 40, 7 * 40, 10**9])  # 1 row, 1 row, 7 rows (ragged end), all
+def test_chunked_cross_entropy_equals_tensorflows_op_in_value_and_gradient(chunk_logits):
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=(23, 6)).astype(np.float32)
+    candidates = rng.normal(size=(40, 6)).astype(np.float32)
+    labels = rng.integers(0, 40, 23).astype(np.int32)
+    expected, expected_grads = reference_value_and_gradients(query, candidates, labels)
+    query_t, candidates_t = tf.constant(query), tf.constant(candidates)
+    with tf.GradientTape() as tape:
+        tape.watch([query_t, candidates_t])
+        value = softmax_cross_entropy(query_t, candidates_t, labels, chunk_logits=chunk_logits)
+    grads = tape.gradient(value, [query_t, candidates_t])
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-6)
+
+
+def test_chunk_rows_hold_about_the_budget_and_at_least_one_row():
+    assert int(chunk_rows(tf.constant(40), 7 * 40)) == 7
+    assert int(chunk_rows(tf.constant(12_100))) == (1 << 21) // 12_100
+    assert int(chunk_rows(tf.constant(10**8))) == 1
+
+
+def test_chunked_loss_in_tf_function_with_varying_targets_and_none():
+    rng = np.random.default_rng(2)
+    candidates = tf.Variable(rng.normal(size=(30, 4)).astype(np.float32))
+    queries = rng.normal(size=(17, 4)).astype(np.float32)
+    labels = rng.integers(0, 30, 17).astype(np.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.int32)])
+    def step(query, labels):
+        with tf.GradientTape() as tape:
+            value = softmax_cross_entropy(query, candidates, labels, chunk_logits=5 * 30)
+        return value, tape.gradient(value, candidates)
+
+    for size in (17, 4):
+        value, grad = step(queries[:size], labels[:size])
+        expected, expected_grads = reference_value_and_gradients(queries[:size], candidates.numpy(), labels[:size])
+        assert float(value) == pytest.approx(expected, rel=1e-5)
+        np.testing.assert_allclose(grad.numpy(), expected_grads[1], rtol=1e-4, atol=1e-6)
+    value, grad = step(np.zeros((0, 4), np.float32), np.zeros(0, np.int32))
+    assert float(value) == 0.0 and not np.any(grad.numpy())
