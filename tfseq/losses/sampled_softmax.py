@@ -135,7 +135,6 @@ class SampledSoftmaxLoss(RetrievalLoss):
         """
         negative_ids = tf.cast(negative_ids, tf.int64)
         negative_probabilities = tf.gather(self.sampler.probabilities, negative_ids)  # [M]
-        extra_columns = tf.ones([1, tf.shape(negative_ids)[0]], tf.bool)  # [1, M]
 
         def chunk_sum(query: tf.Tensor, positives: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
             """The chunk's summed cross-entropy; padding rows weigh 0 and are no one's negative."""
@@ -146,9 +145,9 @@ class SampledSoftmaxLoss(RetrievalLoss):
             )  # [c + M]
             score_mask = tf.concat(
                 [tf.broadcast_to(valid[tf.newaxis, :], [size, size]),
-                 tf.broadcast_to(extra_columns, [size, tf.shape(negative_ids)[0]])],
+                 tf.ones([size, tf.shape(negative_ids)[0]], tf.bool)],
                 axis=1,
-            )  # [c, c + M]
+            )  # [c, c + M]: padding columns masked, sampled columns kept
             mean = self.task(
                 query,
                 tf.gather(candidates, ids),  # [c + M, D]
