@@ -1,15 +1,18 @@
-"""Markdown tables of the benchmark results in bench/results/*.json (pasted into the README).
+"""Markdown tables of the benchmark results in bench/results/*.json, and the README's copies of them.
 
     python bench/report.py            # every table whose JSON exists
+    python bench/report.py --readme   # rewrites the README's <!-- name --> ... <!-- /name --> blocks
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
 MODELS = ("pop", "gru4rec", "sasrec", "core_ave", "core_trm")
 LOSSES = ("softmax", "sampled_softmax", "bpr")
 
@@ -86,7 +89,45 @@ def tuning_table(results: dict) -> str:
     return table(["trial", "params", "valid NDCG@10", "test NDCG@10", "test Recall@10", "seconds"], rows)
 
 
+def readme_blocks() -> dict[str, str]:
+    """The README's generated blocks by marker name, for the results whose JSON exists."""
+    blocks = {}
+    quality = load("quality")
+    if quality:
+        blocks["quality"] = (
+            "Amazon Beauty (22,363 users, 12,101 items):\n\n" + quality_table(quality, "beauty")
+            + "\n\nml-100k (943 users, 1,682 items):\n\n" + quality_table(quality, "ml-100k")
+        )
+    speed = load("train_speed")
+    if speed:
+        blocks["speed"] = speed_table(speed)
+    preprocess = load("preprocess")
+    if preprocess:
+        blocks["preprocess"] = preprocess_table(preprocess)
+    tuning = load("tuning")
+    if tuning:
+        blocks["tuning"] = (f"{tuning['completed']} of {tuning['trials']} trials completed, "
+                            f"{tuning['seconds_per_trial']} s per trial.\n\n" + tuning_table(tuning))
+    return blocks
+
+
+def update_readme(path: Path = README) -> None:
+    """Replaces each ``<!-- name -->`` ... ``<!-- /name -->`` block of ``path`` with its table."""
+    text = path.read_text()
+    for name, block in readme_blocks().items():
+        pattern = re.compile(rf"<!-- {name} -->\n.*?<!-- /{name} -->\n", flags=re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"{path}: no <!-- {name} --> ... <!-- /{name} --> block")
+        text = pattern.sub(lambda _: f"<!-- {name} -->\n{block}\n<!-- /{name} -->\n", text)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--readme"]:
+        update_readme()
+        return 0
     quality = load("quality")
     if quality:
         for dataset in ("beauty", "ml-100k"):
