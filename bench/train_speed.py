@@ -79,7 +79,7 @@ def measure(
         model = build_model(config, metadata)
         start = time.perf_counter()
         data = reader.training_data(
-            transform_dir, metadata, causal=model.causal, max_seq_len=train.max_seq_len,
+            transform_dir, metadata, causal=train.causal_batches(model.causal), max_seq_len=train.max_seq_len,
             batch_size=train.batch_size, seed=train.seed,
         )
         valid = reader.evaluation_dataset(

@@ -35,7 +35,7 @@ def run_trainer(
     training.seed_everything(train.seed)  # before building: identical initial weights per seed
     model = build_model(config, metadata)
     train_data = reader.training_data(
-        transform_dir, metadata, causal=model.causal, max_seq_len=train.max_seq_len,
+        transform_dir, metadata, causal=train.causal_batches(model.causal), max_seq_len=train.max_seq_len,
         batch_size=train.batch_size, seed=train.seed,
     )
     valid_data = reader.evaluation_dataset(

@@ -56,14 +56,14 @@ def experiment(model: str, **train) -> ExperimentConfig:
     return ExperimentConfig.from_flat(values)
 
 
-def train_model(config: ExperimentConfig, transform: tuple, causal: bool | None = None):
-    """Seeds, builds and fits ``config``'s model; ``causal=False`` gives a causal model prefixes."""
+def train_model(config: ExperimentConfig, transform: tuple):
+    """Seeds, builds and fits ``config``'s model (prefix batches when ``all_positions`` is off)."""
     root, metadata = transform
     training.seed_everything(config.train.seed)
     model = build_model(config, metadata)
     train = config.train
     data = reader.training_data(
-        root, metadata, causal=model.causal if causal is None else causal,
+        root, metadata, causal=train.causal_batches(model.causal),
         max_seq_len=train.max_seq_len, batch_size=train.batch_size, seed=train.seed,
     )
     valid = reader.evaluation_dataset(
@@ -72,11 +72,11 @@ def train_model(config: ExperimentConfig, transform: tuple, causal: bool | None 
     return model, valid, training.fit(model, data.dataset(), valid, train, verbose=0)
 
 
-@pytest.mark.parametrize("name, causal", [("gru4rec", True), ("sasrec", False)])  # both layouts
-def test_fit_learns_the_cycle_far_better_than_popularity(cycle_dir, name, causal):
+@pytest.mark.parametrize("name, all_positions", [("gru4rec", True), ("sasrec", False)])  # both layouts
+def test_fit_learns_the_cycle_far_better_than_popularity(cycle_dir, name, all_positions):
     _, _, pop = train_model(experiment("pop"), cycle_dir)
-    config = experiment(name, epochs=8, patience=8)
-    model, valid, result = train_model(config, cycle_dir, causal=causal)
+    config = experiment(name, epochs=8, patience=8, all_positions=all_positions)
+    model, valid, result = train_model(config, cycle_dir)
     losses = [row["loss"] for row in result.history]
     assert losses[-1] < 0.5 * losses[0]
     assert pop.history[0]["loss"] is None and pop.epochs_run == 1
@@ -150,6 +150,20 @@ def test_run_trainer_writes_artifacts_and_the_reloaded_model_scores_the_same(cyc
     again, _ = load_trained_model(str(out), root)
     batch = next(iter(valid))[reader.schema.ITEM_IDS]
     np.testing.assert_array_equal(model.score(batch).numpy(), again.score(batch).numpy())
+
+
+def test_all_positions_off_trains_a_causal_model_on_recbole_prefixes(cycle_dir, tmp_path):
+    root, _ = cycle_dir
+    prefixes = sum(len(s[:-2]) - 1 for s in cycles().values())
+    batches = {}
+    for all_positions in (True, False):
+        config = experiment("sasrec", epochs=1, batch_size=16, all_positions=all_positions)
+        run_trainer(config, root, str(tmp_path / str(all_positions)), verbose=0)
+        history = json.loads((tmp_path / str(all_positions) / HISTORY).read_text())
+        assert history["train_targets"] == prefixes
+        batches[all_positions] = history["train_batches"]
+    assert batches[True] == -(-len(cycles()) // 16)  # one window per user (all <= 10 items)
+    assert batches[False] == -(-prefixes // 16)  # one example per target
 
 
 def test_pop_takes_no_gradient_step_and_reloads(cycle_dir, tmp_path):

@@ -91,6 +91,9 @@ class TrainConfig:
     Attributes:
       epochs: maximum number of passes over the training targets.
       batch_size: sequences (causal models) or prefixes (others) per step.
+      all_positions: causal models (every registry model) score every position of a
+        sequence in one pass; False trains them on RecBole's separate (prefix, next
+        item) examples instead, one dropout draw per prefix (slower; RecBole's setup).
       learning_rate: Adam learning rate.
       weight_decay: L2 penalty on all trainable weights (RecBole's ``weight_decay``).
       max_seq_len: histories are truncated to their last ``max_seq_len`` items.
@@ -103,6 +106,7 @@ class TrainConfig:
 
     epochs: int = 50
     batch_size: int = 256
+    all_positions: bool = True
     learning_rate: float = 0.001
     weight_decay: float = 0.0
     max_seq_len: int = 50
@@ -122,3 +126,7 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
         if "@" not in self.valid_metric:
             raise ConfigError(f"TrainConfig.valid_metric must look like 'ndcg@10', got {self.valid_metric!r}")
+
+    def causal_batches(self, causal_model: bool) -> bool:
+        """Whether training batches hold whole sequences (a target after every position)."""
+        return causal_model and self.all_positions
