@@ -10,7 +10,8 @@ longest window (never wider than ``max_seq_len``).
 Training examples (:func:`training_windows`) follow RecBole's definition: every
 prefix ``i_1 .. i_t`` of a training sequence predicts ``i_{t+1}``.
 
-* **prefix mode** (non-causal models): one example per target, the history
+* **prefix mode** (non-causal models, and causal ones when
+  ``TrainConfig.all_positions`` is off): one example per target, the history
   truncated to its last ``max_seq_len`` items ->
   ``{"item_ids": [B, L], "target": [B]}``.
 * **causal mode** (a query after every position, e.g. SASRec): one example per

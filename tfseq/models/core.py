@@ -19,7 +19,8 @@ U(+-1/sqrt(embedding_size)) (RecBole's ``_reset_parameters``).
 Deviations from RecBole:
   * both variants are causal, so one pass over a sequence trains all its
     prefixes, with one session-dropout draw per sequence instead of one per
-    prefix. ``core_ave``: the query after position t is the running mean of
+    prefix (``TrainConfig.all_positions=False`` trains RecBole's separate
+    prefixes). ``core_ave``: the query after position t is the running mean of
     the first t embeddings. ``core_trm``: with a left-to-right transformer,
     item s's weight logit does not depend on later items, so the query of
     prefix t is a softmax over the logits at positions <= t (a causal

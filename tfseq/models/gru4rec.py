@@ -14,7 +14,8 @@ Deviations from RecBole:
     causal: right padding and later items never reach an earlier output),
     which trains the same (prefix, next item) pairs as RecBole's one example
     per prefix, with one embedding-dropout draw per sequence instead of one
-    per prefix;
+    per prefix (``TrainConfig.all_positions=False`` trains RecBole's separate
+    prefixes, each with its own draw);
   * GRU layers after the first are Glorot-initialised too (PyTorch leaves
     them at U(+-1/sqrt(hidden_size))).
 A GRU without biases cannot use cuDNN's kernel on a GPU; Keras falls back to

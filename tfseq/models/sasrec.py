@@ -12,7 +12,8 @@ zero biases.
 Deviations from RecBole:
   * training scores every position of a sequence in one pass (the paper's
     setup), which trains RecBole's (prefix, next item) pairs with one dropout
-    draw per sequence instead of one per prefix;
+    draw per sequence instead of one per prefix (``TrainConfig.all_positions=False``
+    trains RecBole's separate prefixes, each with its own draw);
   * ``encode`` runs the last block for the last position only (the same
     numbers, less work), and keeps a history's last ``max_seq_len`` items
     when it is longer, as the reader does.
