@@ -57,9 +57,10 @@ def quality_table(results: dict, dataset: str) -> str:
 def speed_table(results: dict) -> str:
     rows = []
     for key, run in sorted(results["runs"].items()):
-        dataset, model = key.split("/")
+        dataset, model, *tag = key.split("/")
         epoch = run.get("seconds_per_epoch")
-        rows.append([dataset, f"`{model}`", "–" if epoch is None else f"{epoch:.1f}",
+        label = f"`{model}`" + (" (" + ", ".join(tag) + ")" if tag else "")
+        rows.append([dataset, label, "–" if epoch is None else f"{epoch:.1f}",
                      "–" if epoch is None else f"{run['train_targets_per_second']:,.0f}",
                      f"{run['eval_seconds']:.2f}", f"{run['eval_users_per_second']:,.0f}",
                      f"{run['peak_rss_mib']:,.0f}"])

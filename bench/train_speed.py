@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--epochs", type=int, default=2, help="the first one includes tracing")
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value hyperparameters")
+    parser.add_argument("--tag", help="suffix of the result keys (runs with non-default --set values)")
     args = parser.parse_args(argv)
     extra = dict(kv.split("=", 1) for kv in args.set)
     results = read_results("train_speed")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:
         transform_dir = preprocess(dataset)
         for model in args.models:
-            key = f"{dataset}/{model}"
+            key = f"{dataset}/{model}" + (f"/{args.tag}" if args.tag else "")
             print(f"== {key}", flush=True)
             run = measure(transform_dir, model, args.epochs, extra)
             target = TARGETS.get(dataset, {})
