@@ -90,7 +90,7 @@ class TrainConfig:
 
     Attributes:
       epochs: maximum number of passes over the training targets.
-      batch_size: sequences (causal models) or prefixes (others) per step.
+      batch_size: sequences (causal models with ``all_positions``) or prefixes per step.
       all_positions: causal models (every registry model) score every position of a
         sequence in one pass; False trains them on RecBole's separate (prefix, next
         item) examples instead, one dropout draw per prefix (slower; RecBole's setup).
