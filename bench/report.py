@@ -129,20 +129,8 @@ def main() -> int:
     if sys.argv[1:] == ["--readme"]:
         update_readme()
         return 0
-    quality = load("quality")
-    if quality:
-        for dataset in ("beauty", "ml-100k"):
-            print(f"### quality: {dataset}\n\n{quality_table(quality, dataset)}\n")
-    speed = load("train_speed")
-    if speed:
-        print(f"### training speed\n\n{speed_table(speed)}\n")
-    preprocess = load("preprocess")
-    if preprocess:
-        print(f"### preprocessing\n\n{preprocess_table(preprocess)}\n")
-    tuning = load("tuning")
-    if tuning:
-        print(f"### tuning ({tuning['model']}, {tuning['trials']} trials, "
-              f"{tuning['seconds_per_trial']} s/trial)\n\n{tuning_table(tuning)}\n")
+    for name, block in readme_blocks().items():
+        print(f"### {name}\n\n{block}\n")
     return 0
 
 
