@@ -78,10 +78,7 @@ def measure(
         training.seed_everything(train.seed)
         model = build_model(config, metadata)
         start = time.perf_counter()
-        data = reader.training_data(
-            transform_dir, metadata, causal=train.causal_batches(model.causal), max_seq_len=train.max_seq_len,
-            batch_size=train.batch_size, seed=train.seed,
-        )
+        data = training.training_data(model, transform_dir, metadata, train)
         valid = reader.evaluation_dataset(
             transform_dir, metadata, "valid",
             max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size,

@@ -34,10 +34,7 @@ def run_trainer(
     train = config.train
     training.seed_everything(train.seed)  # before building: identical initial weights per seed
     model = build_model(config, metadata)
-    train_data = reader.training_data(
-        transform_dir, metadata, causal=train.causal_batches(model.causal), max_seq_len=train.max_seq_len,
-        batch_size=train.batch_size, seed=train.seed,
-    )
+    train_data = training.training_data(model, transform_dir, metadata, train)
     valid_data = reader.evaluation_dataset(
         transform_dir, metadata, "valid",
         max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size,

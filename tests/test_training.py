@@ -62,10 +62,7 @@ def train_model(config: ExperimentConfig, transform: tuple):
     training.seed_everything(config.train.seed)
     model = build_model(config, metadata)
     train = config.train
-    data = reader.training_data(
-        root, metadata, causal=train.causal_batches(model.causal),
-        max_seq_len=train.max_seq_len, batch_size=train.batch_size, seed=train.seed,
-    )
+    data = training.training_data(model, root, metadata, train)
     valid = reader.evaluation_dataset(
         root, metadata, "valid", max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size
     )

@@ -126,7 +126,3 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
         if "@" not in self.valid_metric:
             raise ConfigError(f"TrainConfig.valid_metric must look like 'ndcg@10', got {self.valid_metric!r}")
-
-    def causal_batches(self, causal_model: bool) -> bool:
-        """Whether training batches hold whole sequences (a target after every position)."""
-        return causal_model and self.all_positions

@@ -33,6 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfseq.config import ConfigError, TrainConfig
+from tfseq.data import reader
+from tfseq.data.vocab import DatasetMetadata
 from tfseq.evaluation import Evaluator
 from tfseq.experiment import build_variables
 from tfseq.metrics.ranking import DEFAULT_KS
@@ -216,6 +218,17 @@ class _BestWeights(tf.keras.callbacks.Callback):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._weights is not None:
             self.model.set_weights(self._weights)
+
+
+def training_data(
+    model: SequentialRecommender, transform_dir: str, metadata: DatasetMetadata, train: TrainConfig
+) -> reader.TrainingData:
+    """The train split in the layout ``model`` trains on: whole sequences when it is causal and
+    ``train.all_positions`` is on, RecBole's separate prefixes otherwise."""
+    return reader.training_data(
+        transform_dir, metadata, causal=model.causal and train.all_positions,
+        max_seq_len=train.max_seq_len, batch_size=train.batch_size, seed=train.seed,
+    )
 
 
 def seed_everything(seed: int) -> None:
