@@ -64,8 +64,17 @@ def speed_table(results: dict) -> str:
                      "–" if epoch is None else f"{run['train_targets_per_second']:,.0f}",
                      f"{run['eval_seconds']:.2f}", f"{run['eval_users_per_second']:,.0f}",
                      f"{run['peak_rss_mib']:,.0f}"])
-    return table(["dataset", "model", "s/epoch", "train targets/s", "eval s (valid)", "eval users/s",
-                  "peak RSS MiB"], rows)
+    speed = table(["dataset", "model", "s/epoch", "train targets/s", "eval s (valid)", "eval users/s",
+                   "peak RSS MiB"], rows)
+    floors = results.get("softmax_floor", {})
+    if not floors:
+        return speed
+    floor_rows = [[dataset, f"{f['batches']} × {f['targets_per_batch']:,} × {f['items']:,}",
+                   f"{f['loss_seconds_per_epoch']:.1f}", f"{f['matmul_seconds_per_epoch']:.1f}",
+                   f"{f['matmul_gflops_per_second']:.0f}"] for dataset, f in sorted(floors.items())]
+    return speed + "\n\nThe full softmax alone, per epoch (random queries of the epoch's shape, 64 wide):\n\n" + table(
+        ["dataset", "batches × targets × items", "loss + gradients s", "its 3 float32 matmuls s",
+         "matmul GFLOP/s"], floor_rows)
 
 
 def preprocess_table(results: dict) -> str:

@@ -4,6 +4,10 @@ Per dataset and model: training targets per second and seconds per epoch
 (steady state: the epoch after the first, which also traces the graphs),
 full-ranking evaluation users per second on the validation split (after a
 warm-up pass), and the process's peak resident memory while the model ran.
+Per dataset, the cost of the full softmax alone (``softmax_floor``): its
+forward and backward pass on random queries of the epoch's shape, and the
+three float32 matmuls inside it, with their rate in GFLOP/s: every model
+trained with ``softmax`` pays that much per epoch whatever its encoder.
 Results accumulate in bench/results/train_speed.json.
 
     python bench/train_speed.py --datasets beauty ml-100k \
@@ -119,6 +123,61 @@ def measure(
     return result
 
 
+def softmax_floor(
+    num_targets: int, num_batches: int, num_items: int, dim: int = 64, repeats: int = 5
+) -> dict[str, Any]:
+    """Seconds per epoch of the full softmax alone: ``num_batches`` batches of the mean target count.
+
+    Times ``softmax_cross_entropy`` forward + backward (what training calls)
+    and, as the floor under it, the three plain matmuls it cannot avoid:
+    logits ``[T, D] x [D, N]`` and the two gradients ``[T, N] x [N, D]`` and
+    ``[N, T] x [T, D]``.
+    """
+    import tensorflow as tf
+
+    from tfseq.losses.full_softmax import softmax_cross_entropy
+
+    rows = max(num_targets // max(num_batches, 1), 1)
+    generator = tf.random.Generator.from_seed(0)
+    query = tf.Variable(generator.normal([rows, dim]) * 0.1)
+    table = tf.Variable(generator.normal([num_items, dim]) * 0.1)
+    labels = generator.uniform([rows], 0, num_items, tf.int32)
+
+    @tf.function
+    def loss_step() -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = softmax_cross_entropy(query, table, labels)
+        d_query, d_table = tape.gradient(loss, [query, table])
+        return loss + d_query[0, 0] + d_table[0, 0]
+
+    @tf.function
+    def matmuls() -> tf.Tensor:
+        logits = tf.linalg.matmul(query, table, transpose_b=True)  # [T, N]
+        d_query = tf.linalg.matmul(logits, table)  # [T, D]
+        d_table = tf.linalg.matmul(logits, query, transpose_a=True)  # [N, D]
+        return d_query[0, 0] + d_table[0, 0]
+
+    def seconds_per_epoch(step: Any) -> float:
+        step()  # traces
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step().numpy()
+            best = min(best, time.perf_counter() - start)
+        return best * num_batches
+
+    matmul_seconds = seconds_per_epoch(matmuls)
+    flops = 3 * 2 * rows * num_items * dim * num_batches
+    return {
+        "targets_per_batch": rows,
+        "batches": num_batches,
+        "items": num_items,
+        "loss_seconds_per_epoch": seconds_per_epoch(loss_step),
+        "matmul_seconds_per_epoch": matmul_seconds,
+        "matmul_gflops_per_second": flops / matmul_seconds / 1e9,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "beauty"])
@@ -133,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     results = read_results("train_speed")
     results["machine"] = machine()
     runs = results.setdefault("runs", {})
+    floors = results.setdefault("softmax_floor", {})
     for dataset in args.datasets:
         transform_dir = preprocess(dataset)
+        run: dict[str, Any] = {}
         for model in args.models:
             key = f"{dataset}/{model}" + (f"/{args.tag}" if args.tag else "")
             print(f"== {key}", flush=True)
@@ -145,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
             write_results("train_speed", results)
             shown = ("seconds_per_epoch", "train_targets_per_second", "eval_seconds")
             print(json.dumps({k: run[k] for k in (*shown, "peak_rss_mib")}), flush=True)
+        if run and not args.tag:
+            from tfseq.data.vocab import DatasetMetadata
+
+            items = DatasetMetadata.load(transform_dir).num_items - 1  # the padding row is not scored
+            floors[dataset] = softmax_floor(run["train_targets"], run["train_batches"], items)
+            write_results("train_speed", results)
+            print(json.dumps({"softmax_floor": floors[dataset]}), flush=True)
     return 0
 
 
