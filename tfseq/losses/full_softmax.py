@@ -62,13 +62,15 @@ def softmax_cross_entropy(
             start = index * rows
             q, y = query[start : start + rows], labels[start : start + rows]  # [c, D], [c]
             logits = tf.linalg.matmul(q, candidates, transpose_b=True)  # [c, N]
-            log_norm = tf.reduce_logsumexp(logits, axis=1)  # [c]
+            # one exp per score serves both the normaliser and the softmax
+            peak = tf.reduce_max(logits, axis=1, keepdims=True)  # [c, 1]
+            shifted_exp = tf.exp(logits - peak)  # [c, N], each <= 1
+            norm = tf.reduce_sum(shifted_exp, axis=1, keepdims=True)  # [c, 1], >= 1
+            log_norm = tf.squeeze(peak + tf.math.log(norm), axis=1)  # [c] logsumexp
             own = tf.stack([tf.range(tf.shape(y)[0]), y], axis=1)  # [c, 2]
             total += tf.reduce_sum(log_norm - tf.gather_nd(logits, own))
             # d loss_t / d logits_t = softmax_t - onehot(y_t)
-            d_logits = tf.tensor_scatter_nd_sub(
-                tf.exp(logits - log_norm[:, tf.newaxis]), own, tf.ones_like(log_norm)
-            )
+            d_logits = tf.tensor_scatter_nd_sub(shifted_exp * (1.0 / norm), own, tf.ones_like(log_norm))
             d_query = d_query.write(index, tf.linalg.matmul(d_logits, candidates))  # [c, D]
             d_candidates += tf.linalg.matmul(d_logits, q, transpose_a=True)  # [N, D]
             return index + 1, total, d_candidates, d_query
