@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     floors = results.setdefault("softmax_floor", {})
     for dataset in args.datasets:
         transform_dir = preprocess(dataset)
-        run: dict[str, Any] = {}
+        epoch_shape: tuple[int, int] | None = None  # (targets, batches) of this dataset's layout
         for model in args.models:
             key = f"{dataset}/{model}" + (f"/{args.tag}" if args.tag else "")
             print(f"== {key}", flush=True)
@@ -206,13 +206,15 @@ def main(argv: list[str] | None = None) -> int:
             write_results("train_speed", results)
             shown = ("seconds_per_epoch", "train_targets_per_second", "eval_seconds")
             print(json.dumps({k: run[k] for k in (*shown, "peak_rss_mib")}), flush=True)
-        if run and not args.tag:
+            epoch_shape = (run["train_targets"], run["train_batches"])
+        if epoch_shape is not None:
             from tfseq.data.vocab import DatasetMetadata
 
             items = DatasetMetadata.load(transform_dir).num_items - 1  # the padding row is not scored
-            floors[dataset] = softmax_floor(run["train_targets"], run["train_batches"], items)
+            floor_key = dataset + (f"/{args.tag}" if args.tag else "")
+            floors[floor_key] = softmax_floor(*epoch_shape, items)
             write_results("train_speed", results)
-            print(json.dumps({"softmax_floor": floors[dataset]}), flush=True)
+            print(json.dumps({"softmax_floor": floors[floor_key]}), flush=True)
     return 0
 
 
