@@ -74,8 +74,9 @@ class ExampleGenConfig:
       user_col, item_col, time_col, rating_col: csv/parquet column names
         (``time_col`` empty: line order is time order; ``rating_col`` empty: no rating).
       strict: any malformed row is an error (otherwise counted and skipped).
-      num_shards: output TSV shards.
-      synthetic_*: the SyntheticConfig knobs; ``seed`` seeds the synthetic log.
+      example_gen_shards: output TSV shards.
+      synthetic_*: the SyntheticConfig knobs; ``synthetic_seed`` seeds the synthetic log
+        (the training seed is ``TrainConfig.seed``: no flag sets both).
     """
 
     input: str = ""
@@ -85,17 +86,17 @@ class ExampleGenConfig:
     time_col: str = "timestamp"
     rating_col: str = ""
     strict: bool = False
-    num_shards: int = 4
+    example_gen_shards: int = 4
     synthetic_users: int = 3000
     synthetic_items: int = 1000
     synthetic_interactions: int = 60000
     synthetic_concentration: float = 0.3
     synthetic_order: int = 1
-    seed: int = 42
+    synthetic_seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.num_shards < 1:
-            raise ConfigError(f"num_shards must be >= 1, got {self.num_shards}")
+        if self.example_gen_shards < 1:
+            raise ConfigError(f"--example_gen_shards must be >= 1, got {self.example_gen_shards}")
 
     def synthetic(self) -> SyntheticConfig:
         return SyntheticConfig(
@@ -104,7 +105,7 @@ class ExampleGenConfig:
             num_interactions=self.synthetic_interactions,
             concentration=self.synthetic_concentration,
             order=self.synthetic_order,
-            seed=self.seed,
+            seed=self.synthetic_seed,
         )
 
     def text_format(self) -> formats.Format:
@@ -423,7 +424,7 @@ def run_example_gen(
             | "ToTsv" >> beam.Map(Interaction.to_tsv)
             | "Write" >> beam.io.WriteToText(
                 artifacts.join(output_dir, OUTPUT_PREFIX), file_name_suffix=OUTPUT_SUFFIX,
-                num_shards=config.num_shards,
+                num_shards=config.example_gen_shards,
             )
         )
         _ = (
