@@ -250,7 +250,7 @@ def two_logs(tmp_path) -> Path:
 
 def test_stage_counts_every_malformed_reason_with_file_and_line(two_logs, tmp_path):
     out = tmp_path / "out"
-    config = ExampleGenConfig(input=str(two_logs), input_format="recbole", num_shards=2)
+    config = ExampleGenConfig(input=str(two_logs), input_format="recbole", example_gen_shards=2)
     stats = run_example_gen(config, str(out), options())
     a, b = str(two_logs / "a.inter"), str(two_logs / "b.inter")
     assert stats["malformed"] == {
@@ -407,8 +407,8 @@ def test_bad_synthetic_knobs_and_shards_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="below 3 per user"):
         run_example_gen(ExampleGenConfig(synthetic_users=100, synthetic_interactions=10),
                         str(tmp_path), options())
-    with pytest.raises(ConfigError, match="num_shards must be >= 1"):
-        ExampleGenConfig(num_shards=0)
+    with pytest.raises(ConfigError, match="example_gen_shards must be >= 1"):
+        ExampleGenConfig(example_gen_shards=0)
 
 
 # ----------------------------------------------------------------------------- real datasets
