@@ -107,17 +107,13 @@ def test_parquet_with_list_string_and_integer_cells(tmp_path):
     ("a_item2attributes.json", '{"1": [1],\n "2": [2,\n}', {}, r"a_item2attributes.json:3: malformed JSON"),
     ("a_item2attributes.json", '{"1": [1],\n "1": [2]}', {}, r"a_item2attributes.json:2: item '1' is listed twice "
                                                              r"\(first on line 1\)"),
-    ("a_item2attributes.json", '{"1": [1],\n "2": 5}', {}, r"a_item2attributes.json:2: item '2': attributes must be "
-                                                          r"a list"),
+    ("a_item2attributes.json", '{"1": [1],\n "2": 5}', {}, r"a_item2attributes.json:2: item '2': attributes must"),
     ("a_item2attributes.json", '{"1": [1],\n "2": [[1]]}', {}, r"a_item2attributes.json:2: item '2': an attribute"),
     ("a_item2attributes.json", '[1, 2]', {}, r"a_item2attributes.json:1: malformed JSON: an S3-Rec"),
     ("a_item2attributes.json", '{"1": [1]} x', {}, r"a_item2attributes.json:1: malformed JSON: extra data"),
-    ("a_item2attributes.json", '{"1": [1]}', {"fields": ["brand"]}, r"a_item2attributes.json: item feature field "
-                                                                    r"'brand': no such field"),
-    ("t.item", "item_id:token\tclass:token_seq\n1\tA\n2\tB\textra\n", {}, r"t.item:3: 3 tab-separated fields, the "
-                                                                         r"header has 2"),
-    ("t.item", "item_id:token\tclass:token_seq\n1\tA\n\n1\tB\n", {}, r"t.item:4: item '1' is listed twice \(first "
-                                                                     r"on line 2\)"),
+    ("a_item2attributes.json", '{"1": [1]}', {"fields": ["brand"]}, r"json: item feature field 'brand': no such"),
+    ("t.item", "item_id:token\tclass:token_seq\n1\tA\n2\tB\textra\n", {}, r"t.item:3: 3 tab-separated fields"),
+    ("t.item", "item_id:token\tclass:token_seq\n1\tA\n\n1\tB\n", {}, r"t.item:4: item '1' is listed twice \(first on"),
     ("t.item", "item_id\tclass:token_seq\n1\tA\n", {}, r"t.item:1: header column 'item_id' is not name:type"),
     ("t.item", "item_id:token\tclass:tokens\n1\tA\n", {}, r"t.item:1: header column 'class:tokens'"),
     ("t.item", "item:token\tclass:token_seq\n1\tA\n", {}, r"t.item:1: no item ID column 'item_id'"),
