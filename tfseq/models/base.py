@@ -10,7 +10,7 @@ trains with any loss.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +18,9 @@ import tensorflow_recommenders as tfrs
 
 from tfseq.data import schema
 from tfseq.losses.base import RetrievalLoss
+
+if TYPE_CHECKING:
+    from tfseq.data.item_features import ItemFeatures
 
 # Feature names of training batches produced by tfseq.data.reader.
 ITEM_IDS = schema.ITEM_IDS  # [B, L] int: right-padded histories
@@ -33,14 +36,19 @@ class SequentialRecommender(tfrs.Model):
         one pass over a sequence yields a query for every prefix and training
         uses ``encode_all`` on causal batches (``targets [B, L]``). Otherwise
         training uses prefix batches (``target [B]``), one per prefix.
+      uses_item_features: the model looks up item side features and must be built
+        with ``item_features``; other models accept and ignore them.
 
     Args:
       config: the model's frozen config dataclass.
       num_items: vocabulary size including padding.
       loss: the training loss; ``None`` means full softmax (RecBole's CE).
+      item_features: the item side-feature table aligned with the item vocabulary
+        (``tfseq.data.item_features``), for models that use it.
     """
 
     causal: ClassVar[bool] = False
+    uses_item_features: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -48,14 +56,23 @@ class SequentialRecommender(tfrs.Model):
         num_items: int,
         *,
         loss: RetrievalLoss | None = None,
+        item_features: ItemFeatures | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
         if num_items < 2:
             raise ValueError(f"num_items counts padding and must be >= 2, got {num_items}")
+        if self.uses_item_features:
+            if item_features is None:
+                raise ValueError(f"{type(self).__name__} uses item side features: build it with item_features= "
+                                 f"(--item_features PATH)")
+            if item_features.num_items != num_items:
+                raise ValueError(f"{type(self).__name__}: the item feature table has {item_features.num_items} "
+                                 f"rows, expected num_items={num_items} (one per item vocabulary index)")
         self.config = config
         self.num_items = int(num_items)
         self.loss_fn = loss
+        self.item_features = item_features if self.uses_item_features else None
 
     # -- what subclasses implement -------------------------------------------------
     def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -78,6 +95,16 @@ class SequentialRecommender(tfrs.Model):
 
     def adapt(self, item_counts: Sequence[int] | np.ndarray) -> None:
         """Receives training-split item counts before training (``pop`` uses them)."""
+
+    def auxiliary_loss(self, query: tf.Tensor, positive_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """A model's own scalar loss term, added to the retrieval loss (default 0).
+
+        Args:
+          query: the queries the retrieval loss scores ``[T, D]``.
+          positive_ids: their next items ``[T]``.
+          training: as in ``compute_loss``.
+        """
+        return tf.constant(0.0)
 
     # -- shared behaviour ---------------------------------------------------------
     def call(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -102,7 +129,8 @@ class SequentialRecommender(tfrs.Model):
             positive_ids = features[TARGET]  # [B]
         candidates = self.candidate_embeddings(training=training)
         # Layer regularisers (self.losses) are added by tfrs.Model.train_step, not here.
-        return self.loss_fn(query, positive_ids, candidates, training=training)
+        loss = self.loss_fn(query, positive_ids, candidates, training=training)
+        return loss + tf.cast(self.auxiliary_loss(query, positive_ids, training=training), loss.dtype)
 
 
 def sequence_lengths(item_ids: tf.Tensor) -> tf.Tensor:
