@@ -1,13 +1,12 @@
 """The Evaluator stage: full-ranking metrics of the trained model on valid and test.
 
 Writes ``metrics.json`` =
-``{"model", "loss", "valid": {...}, "test": {...}, "best_epoch", "train_seconds"}``,
+``{"model", "loss", "valid": {...}, "test": {...}, "best_epoch", "train_seconds", "exclude_history"}``,
 copies the Trainer's training curve beside it, and prints a RecBole-style table.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
@@ -17,8 +16,6 @@ from tfseq.data.vocab import DatasetMetadata
 from tfseq.evaluation import evaluate
 from tfseq.experiment import load_trained_model
 
-METRICS = "metrics.json"
-CURVE = "training_curve.png"
 METRIC_NAMES = ("recall", "mrr", "ndcg", "hit", "precision", "map")
 
 
@@ -41,7 +38,8 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_evaluator(trainer_dir: str, transform_dir: str, output_dir: str) -> dict[str, Any]:
+def run_evaluator(trainer_dir: str, transform_dir: str, output_dir: str, verbose: bool = False) -> dict[str, Any]:
+    """Evaluates the Trainer's best weights on valid and test; writes and returns ``metrics.json``."""
     metadata = DatasetMetadata.load(transform_dir)
     model, config = load_trained_model(trainer_dir, transform_dir)
     results: dict[str, Any] = {"model": config.model, "loss": config.loss}
@@ -53,16 +51,17 @@ def run_evaluator(trainer_dir: str, transform_dir: str, output_dir: str) -> dict
             max_seq_len=config.train.max_seq_len,
             batch_size=config.train.eval_batch_size,
         )
-        results[split] = evaluate(model, data, exclude_seen=config.train.exclude_seen)
-    history = json.loads(artifacts.read_text(artifacts.join(trainer_dir, "history.json")))
+        results[split] = evaluate(model, data, exclude_history=config.train.exclude_history)
+    history = artifacts.read_json(artifacts.join(trainer_dir, artifacts.HISTORY))
     results["best_epoch"] = history.get("best_epoch")
     results["train_seconds"] = history.get("train_seconds")
-    results["exclude_seen"] = config.train.exclude_seen
-    artifacts.atomic_write_text(artifacts.join(output_dir, METRICS), json.dumps(results, indent=1))
-    curve = artifacts.join(trainer_dir, CURVE)
+    results["exclude_history"] = config.train.exclude_history
+    artifacts.atomic_write_json(artifacts.join(output_dir, artifacts.METRICS), results)
+    curve = artifacts.join(trainer_dir, artifacts.CURVE)
     from apache_beam.io.filesystems import FileSystems
 
     if FileSystems.exists(curve):
-        FileSystems.copy([curve], [artifacts.join(output_dir, CURVE)])
-    print(format_table(results), flush=True)
+        FileSystems.copy([curve], [artifacts.join(output_dir, artifacts.CURVE)])
+    if verbose:
+        print(format_table(results), flush=True)
     return results

@@ -1,9 +1,10 @@
 """The Trainer stage: registry model + registry loss, trained with early stopping on validation.
 
-Writes into ``output_dir`` (a temporary directory the driver renames into place):
+Writes into ``output_dir`` (a temporary directory the driver renames into place),
+with the names of :mod:`pipeline.artifacts`:
 
 * ``config.json``: the flat experiment config (loadable with ``--config``);
-* ``weights/``: the best epoch's TF checkpoint (``tfseq.experiment.WEIGHTS``);
+* ``weights/``: the best epoch's TF checkpoint;
 * ``history.json``: ``TrainResult.to_dict()`` + ``model``, ``loss``,
   ``train_targets`` (RecBole's training examples) and ``train_batches``;
 * ``training_curve.png``: loss and the validation metric per epoch;
@@ -12,24 +13,22 @@ Writes into ``output_dir`` (a temporary directory the driver renames into place)
 
 from __future__ import annotations
 
-import json
-
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts
 from tfseq import training
 from tfseq.data import reader
 from tfseq.data.vocab import DatasetMetadata
-from tfseq.experiment import CONFIG_FILE, WEIGHTS, ExperimentConfig, build_model
-
-HISTORY = "history.json"
-CURVE = "training_curve.png"
-LOGS = "logs"
+from tfseq.experiment import ExperimentConfig, build_model
 
 
 def run_trainer(
     config: ExperimentConfig, transform_dir: str, output_dir: str, verbose: int = 1
 ) -> training.TrainResult:
-    """Trains ``config``'s model on the Transform output ``transform_dir``; fills ``output_dir``."""
+    """Trains ``config``'s model on the Transform output ``transform_dir``; fills ``output_dir``.
+
+    Args:
+      verbose: 0 silent, 1 a progress bar per epoch (terminals), 2 one line per epoch (logs).
+    """
     metadata = DatasetMetadata.load(transform_dir)
     train = config.train
     training.seed_everything(train.seed)  # before building: identical initial weights per seed
@@ -49,10 +48,10 @@ def run_trainer(
         )
     result = training.fit(
         model, train_data.dataset(), valid_data, train,
-        log_dir=artifacts.join(output_dir, LOGS), verbose=verbose,
+        log_dir=artifacts.join(output_dir, artifacts.LOGS), verbose=verbose,
     )
-    model.save_weights(artifacts.join(output_dir, WEIGHTS))
-    artifacts.atomic_write_text(artifacts.join(output_dir, CONFIG_FILE), config.to_json())
+    model.save_weights(artifacts.join(output_dir, artifacts.WEIGHTS))
+    artifacts.atomic_write_text(artifacts.join(output_dir, artifacts.CONFIG), config.to_json())
     history = {
         "model": config.model,
         "loss": config.loss,
@@ -60,7 +59,7 @@ def run_trainer(
         "train_targets": train_data.num_targets,
         "train_batches": train_data.num_batches,
     }
-    artifacts.atomic_write_text(artifacts.join(output_dir, HISTORY), json.dumps(history, indent=1))
-    curve = artifacts.join(output_dir, CURVE)
-    training.plot_training_curve(result.history, curve, train.valid_metric)
+    artifacts.atomic_write_json(artifacts.join(output_dir, artifacts.HISTORY), history)
+    png = training.training_curve_png(result.history, train.valid_metric)
+    artifacts.atomic_write_bytes(artifacts.join(output_dir, artifacts.CURVE), png)
     return result

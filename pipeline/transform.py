@@ -44,7 +44,7 @@ from tfseq.data.formats import DataError
 from tfseq.data.vocab import DatasetMetadata, SplitInfo
 
 INPUT_PATTERN = "interactions-*.tsv"
-EXAMPLE_GEN_STATS = "stats.json"
+EXAMPLE_GEN_STATS = artifacts.STATS
 WORK_DIR = "_work"
 DEDUPE_MODES = ("keep-all", "keep-first")
 
@@ -204,7 +204,7 @@ def run_transform(
     metadata = dataset_metadata(config, summary)
     artifacts.atomic_write_text(artifacts.join(output_dir, vocab.METADATA), metadata.to_json())
     stats = dataset_stats(config, summary, dropped, read_malformed(example_gen_dir), rounds)
-    artifacts.atomic_write_text(artifacts.join(output_dir, vocab.STATS), json.dumps(stats, indent=1))
+    artifacts.atomic_write_text(artifacts.join(output_dir, artifacts.STATS), json.dumps(stats, indent=1))
     return stats
 
 

@@ -27,8 +27,8 @@ the default is one more than the highest present.
 
 Command line::
 
-    python -m serving.export --trainer_dir ROOT/Trainer --transform_dir ROOT/Transform \\
-        --serving_dir DIR --model_name NAME [--top_k 10] [--version N] [--exclude_history]
+    python -m serving.export --trainer_dir ROOT/runs/RUN/Trainer --transform_dir ROOT/Transform \\
+        --serving_dir DIR --model_name NAME [--top_k 10] [--version N] [--exclude_history true|false]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from serving.signature import (
 )
 from tfseq.data import schema
 from tfseq.data.vocab import ITEM_VOCAB, read_vocabulary
-from tfseq.evaluation import mask_history
+from tfseq.scoring import score_items
 
 ASSET_VOCAB = "item_vocab.txt"  # asset line n = raw ID of index n + 1
 
@@ -76,7 +76,7 @@ class RecommenderModule(tf.Module):
       vocab_asset: a file with the raw IDs of indices ``1 .. num_items-1``, one a line.
       popularity: ``[num_items]`` scores for histories with no known item.
       top_k: K, the number of items returned per history.
-      exclude_history: never return an item of the (known part of the) history.
+      exclude_history: never return an item of the history the model sees (its last ``max_seq_len`` known items).
       max_seq_len: only the last ``max_seq_len`` known items are encoded.
     """
 
@@ -132,16 +132,10 @@ class RecommenderModule(tf.Module):
 
     @tf.function(input_signature=[_HISTORY_SPEC])
     def recommend(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
-        known = self._known_items(history)
-        empty = tf.equal(known.row_lengths(), 0)  # [B]
-        scores = tf.cast(
-            self._model.score(self._model_input(known), training=False), tf.float32
-        )  # [B, N]
-        scores = tf.where(empty[:, tf.newaxis], self.popularity[tf.newaxis, :], scores)
-        padding = tf.one_hot(schema.PAD_ID, tf.shape(scores)[1], on_value=-np.inf, off_value=0.0)
-        scores = scores + padding[tf.newaxis, :]
-        if self.exclude_history:
-            scores = mask_history(scores, known.to_tensor(default_value=schema.PAD_ID))
+        item_ids = self._model_input(self._known_items(history))  # [B, L']
+        scores = score_items(
+            self._model, item_ids, exclude_history=self.exclude_history, fallback=self.popularity
+        )  # [B, N], the evaluation's scores; a history with no known item gets popularity
         top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)  # [B, K]
         raw = self.line_to_raw.lookup(tf.cast(top_ids, tf.int64) - 1)
         eligible = tf.math.is_finite(top_scores)
@@ -290,9 +284,13 @@ def export_from_trainer(
     *,
     version: int | None = None,
     top_k: int = 10,
-    exclude_history: bool = False,
+    exclude_history: bool | None = None,
 ) -> str:
-    """Exports the Trainer stage's best weights; histories are truncated as in training."""
+    """Exports the Trainer stage's best weights; histories are truncated as in training.
+
+    ``exclude_history`` None takes the run's own (``TrainConfig.exclude_history``),
+    so the model is served as it was evaluated.
+    """
     from tfseq.data.vocab import DatasetMetadata
     from tfseq.experiment import load_trained_model
 
@@ -306,7 +304,7 @@ def export_from_trainer(
         model_name=model_name,
         version=version,
         top_k=top_k,
-        exclude_history=exclude_history,
+        exclude_history=config.train.exclude_history if exclude_history is None else exclude_history,
         max_seq_len=config.train.max_seq_len,
         info={"model": config.model, "loss": config.loss, "trainer_dir": trainer_dir},
     )
@@ -314,9 +312,9 @@ def export_from_trainer(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m serving.export", description=__doc__.split("\n")[0]
+        prog="python -m serving.export", description=__doc__.split("\n")[0], allow_abbrev=False
     )
-    parser.add_argument("--trainer_dir", required=True, help="<pipeline root>/Trainer")
+    parser.add_argument("--trainer_dir", required=True, help="<pipeline root>/runs/<run>/Trainer")
     parser.add_argument("--transform_dir", required=True, help="<pipeline root>/Transform")
     parser.add_argument(
         "--serving_dir", required=True, help="versions go to <serving_dir>/<model_name>/"
@@ -324,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_name", default="tfseq")
     parser.add_argument("--top_k", "--k", type=int, default=10, help="K, fixed in the signature")
     parser.add_argument("--version", type=int, default=None, help="default: highest present + 1")
-    parser.add_argument("--exclude_history", action="store_true", help="never return history items")
+    parser.add_argument(
+        "--exclude_history", choices=("true", "false"), default=None,
+        help="never return history items (default: as the run was trained and evaluated)",
+    )
     return parser
 
 
@@ -338,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.model_name,
             version=args.version,
             top_k=args.top_k,
-            exclude_history=args.exclude_history,
+            exclude_history=None if args.exclude_history is None else args.exclude_history == "true",
         )
     except (FileExistsError, FileNotFoundError, ValueError) as e:  # ConfigError, DataError too
         print(f"error: {e}", file=sys.stderr)

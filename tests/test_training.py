@@ -173,12 +173,12 @@ def test_pop_takes_no_gradient_step_and_reloads(cycle_dir, tmp_path):
                                np.log1p(np.asarray(metadata.item_counts[1:], np.float64)), rtol=1e-6)
 
 
-def test_training_curve_is_a_png_written_without_leftovers(tmp_path):
+def test_training_curve_is_a_png_of_both_panels():
     history = [
         {"epoch": 1, "loss": 2.0, "val_ndcg@10": 0.1},
         {"epoch": 2, "loss": 1.5, "val_ndcg@10": 0.2},
     ]
-    path = tmp_path / "curve.png"
-    training.plot_training_curve(history, str(path))
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+    png = training.training_curve_png(history)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1000, 400)  # figsize (10, 4) at 100 dpi

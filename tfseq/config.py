@@ -9,6 +9,10 @@ from typing import Any, Mapping, TypeVar
 
 C = TypeVar("C")
 
+# A trained model's files, inside the Trainer's folder (pipeline.artifacts names the rest of the layout).
+CONFIG_FILE = "config.json"  # ExperimentConfig.to_json(): flat keys, loadable with --config
+WEIGHTS = "weights/model"  # TF checkpoint prefix of the best epoch's weights
+
 
 class ConfigError(ValueError):
     """A configuration key or value that tfseq does not accept."""
@@ -100,7 +104,8 @@ class TrainConfig:
       patience: epochs without a better validation metric before stopping.
       valid_metric: the early-stopping metric, e.g. ``ndcg@10`` (maximised).
       eval_batch_size: users per full-ranking evaluation batch.
-      exclude_seen: rank only items not in the user's history (off = RecBole's protocol).
+      exclude_history: rank only items not in the user's history (off = RecBole's protocol), in
+        validation, evaluation and, carried into the export, serving.
       seed: seeds Python, NumPy and TensorFlow; the same seed gives the same metrics on CPU.
     """
 
@@ -113,7 +118,7 @@ class TrainConfig:
     patience: int = 10  # RecBole stopping_step
     valid_metric: str = "ndcg@10"
     eval_batch_size: int = 1024
-    exclude_seen: bool = False
+    exclude_history: bool = False
     seed: int = 2020
 
     def __post_init__(self) -> None:
@@ -124,5 +129,11 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
         if self.patience < 0:
             raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
-        if "@" not in self.valid_metric:
-            raise ConfigError(f"TrainConfig.valid_metric must look like 'ndcg@10', got {self.valid_metric!r}")
+        from tfseq.metrics.ranking import METRICS
+
+        name, _, k = self.valid_metric.partition("@")
+        if name not in METRICS or not k.isdigit() or int(k) < 1:
+            raise ConfigError(
+                f"--valid_metric must look like ndcg@10, with a metric in {', '.join(METRICS)}; "
+                f"got {self.valid_metric!r}"
+            )

@@ -1,7 +1,7 @@
 """Full-ranking evaluation: every item scored for every user, all metrics at all K from one pass.
 
 RecBole's protocol for sequential models: no sampled negatives, the padding
-item at -inf, history items *not* masked. ``exclude_seen=True`` sets every item
+item at -inf, history items *not* masked. ``exclude_history=True`` sets every item
 of the history shown to the model to -inf, the target included when it is in
 the history (a repeat purchase then ranks below every unseen item: with
 ``N`` items and ``s`` distinct seen ones, its rank is at least ``N - s``, i.e.
@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfseq.data import schema
 from tfseq.metrics.ranking import DEFAULT_KS, metric_sums, validated_ks
+from tfseq.scoring import mask_history, score_items  # noqa: F401  (mask_history: re-exported)
 
 NUM_USERS = "num_users"
 
@@ -50,28 +51,18 @@ def rank_targets(scores: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(above, tf.int32), axis=1)
 
 
-def mask_history(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
-    """``scores [B, N]`` with every (non-padding) item of ``item_ids [B, L]`` set to -inf."""
-    item_ids = tf.cast(item_ids, tf.int32)
-    rows = tf.broadcast_to(tf.range(tf.shape(item_ids)[0])[:, tf.newaxis], tf.shape(item_ids))
-    valid = tf.not_equal(item_ids, schema.PAD_ID)
-    indices = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(item_ids, valid)], axis=1)
-    updates = tf.fill([tf.shape(indices)[0]], tf.constant(-np.inf, scores.dtype))
-    return tf.tensor_scatter_nd_update(scores, indices, updates)
-
-
 class Evaluator:
     """Ranks the targets of a model's histories; build once per model, call every epoch.
 
     Args:
       model: a ``SequentialRecommender`` (anything with ``encode(item_ids [B, L],
         training) -> [B, D]`` and ``candidate_embeddings(training) -> [N, D]``).
-      exclude_seen: set history items to -inf before ranking.
+      exclude_history: set history items to -inf before ranking.
     """
 
-    def __init__(self, model: Any, exclude_seen: bool = False) -> None:
+    def __init__(self, model: Any, exclude_history: bool = False) -> None:
         self.model = model
-        self.exclude_seen = bool(exclude_seen)
+        self.exclude_history = bool(exclude_history)
         spec = (
             tf.TensorSpec([None, None], tf.int64),  # item_ids
             tf.TensorSpec([None], tf.int64),  # targets
@@ -82,14 +73,11 @@ class Evaluator:
     def _batch_ranks(
         self, item_ids: tf.Tensor, targets: tf.Tensor, candidates: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """``[B]`` ranks, and whether every query was finite (a NaN would rank first)."""
-        query = tf.cast(self.model.encode(item_ids, training=False), tf.float32)  # [B, D]
-        scores = tf.linalg.matmul(query, candidates, transpose_b=True)  # [B, N]
-        padding = tf.one_hot(schema.PAD_ID, tf.shape(scores)[1], on_value=-np.inf, off_value=0.0)
-        scores = scores + padding[tf.newaxis, :]
-        if self.exclude_seen:
-            scores = mask_history(scores, item_ids)
-        return rank_targets(scores, targets), tf.reduce_all(tf.math.is_finite(query))
+        """``[B]`` ranks, and whether every score was finite or -inf (a NaN would rank first)."""
+        scores = score_items(
+            self.model, item_ids, exclude_history=self.exclude_history, candidates=candidates
+        )  # [B, N]
+        return rank_targets(scores, targets), tf.reduce_all(scores < np.inf)
 
     def _candidates(self) -> tf.Tensor:
         candidates = tf.cast(self.model.candidate_embeddings(training=False), tf.float32)  # [N, D]
@@ -144,7 +132,7 @@ def evaluate(
     model: Any,
     dataset: Iterable[Batch],
     ks: Sequence[int] = DEFAULT_KS,
-    exclude_seen: bool = False,
+    exclude_history: bool = False,
 ) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on ``dataset``.
 
@@ -153,9 +141,9 @@ def evaluate(
       dataset: a ``tf.data.Dataset`` or any iterable of batches
         ``{"item_ids": [B, L] right-padded histories, "target": [B]}``.
       ks: cut-offs; every metric of :mod:`tfseq.metrics.ranking` at each.
-      exclude_seen: set history items to -inf (see the module docstring).
+      exclude_history: set history items to -inf (see the module docstring).
 
     Returns:
       ``{"recall@5": ..., "ndcg@10": ..., ..., "num_users": U}`` (means over users).
     """
-    return Evaluator(model, exclude_seen)(dataset, ks)
+    return Evaluator(model, exclude_history)(dataset, ks)

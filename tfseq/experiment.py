@@ -13,13 +13,16 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any, Mapping
 
-from tfseq.config import ConfigError, TrainConfig, field_names, from_dict, load_json, to_dict
+from tfseq.config import CONFIG_FILE, WEIGHTS, ConfigError, TrainConfig, field_names, from_dict, load_json, to_dict
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
 
 if TYPE_CHECKING:
     from tfseq.data.vocab import DatasetMetadata
 
+# Keys declared by TrainConfig and by some model configs: one value that sizes both the reader's
+# windows and the model's positional table (ExperimentConfig keeps them equal).
+ROUTED_KEYS = ("max_seq_len",)
 DEFAULT_MODEL = "sasrec"
 DEFAULT_LOSS = "softmax"
 
@@ -38,6 +41,14 @@ class ExperimentConfig:
             object.__setattr__(self, "model_config", model_entry.config_cls())
         if self.loss_config is None:
             object.__setattr__(self, "loss_config", loss_entry.config_cls())
+        for section in (self.model_config, self.loss_config):
+            for name in ROUTED_KEYS:
+                value = getattr(section, name, getattr(self.train, name))
+                if value != getattr(self.train, name):
+                    raise ConfigError(
+                        f"{name} is one setting: {type(section).__name__}.{name}={value} differs from "
+                        f"TrainConfig.{name}={getattr(self.train, name)}"
+                    )
 
     @classmethod
     def sections(cls, model: str, loss: str) -> dict[str, type]:
@@ -129,5 +140,4 @@ def load_trained_model(trainer_dir: str, transform_dir: str):
     return model, config
 
 
-CONFIG_FILE = "config.json"
-WEIGHTS = "weights/model"
+__all__ = ["CONFIG_FILE", "WEIGHTS", "ExperimentConfig", "build_model", "build_variables", "load_trained_model"]

@@ -26,7 +26,6 @@ import dataclasses
 import io
 import math
 import time
-import uuid
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -140,20 +139,20 @@ class _Validation(tf.keras.callbacks.Callback):
     _supports_tf_logs = True
 
     def __init__(
-        self, valid_data: tf.data.Dataset, ks: Sequence[int], log_k: int, exclude_seen: bool
+        self, valid_data: tf.data.Dataset, ks: Sequence[int], log_k: int, exclude_history: bool
     ) -> None:
         super().__init__()
         self.valid_data = valid_data
         self.ks = tuple(ks)
         self.log_suffix = f"@{log_k}"
-        self.exclude_seen = exclude_seen
+        self.exclude_history = exclude_history
         self.rows: list[dict[str, Any]] = []
         self._evaluator: Evaluator | None = None
 
     def validate(self) -> dict[str, float]:
         """``{"val_ndcg@10": ..., ...}`` for every metric and K on the validation batches."""
         if self._evaluator is None:  # one traced ranking function for the whole fit
-            self._evaluator = Evaluator(self.model, exclude_seen=self.exclude_seen)
+            self._evaluator = Evaluator(self.model, exclude_history=self.exclude_history)
         metrics = self._evaluator(self.valid_data, self.ks)
         metrics.pop(NUM_USERS, None)
         return {f"val_{name}": float(value) for name, value in metrics.items()}
@@ -184,6 +183,30 @@ class _Validation(tf.keras.callbacks.Callback):
         logs.update({k: v for k, v in metrics.items() if k.endswith(self.log_suffix)})
         seconds = time.perf_counter() - self._start
         self.rows.append({"epoch": epoch + 1, "loss": loss, **metrics, "seconds": seconds})
+
+
+class _EpochLine(tf.keras.callbacks.Callback):
+    """One plain line per epoch (logs, pipes): no progress bar, no backspaces."""
+
+    def __init__(self, epochs: int, monitor: str, best: "_BestWeights") -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.monitor = monitor
+        self.best = best
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        shown = f"{self.monitor[len('val_'):]} {float(value):.4f}" if value is not None else ""
+        marker = " (best)" if self.best.best_epoch == epoch + 1 else ""
+        loss = logs.get("loss")
+        loss_text = f"loss {float(loss):.4f}" if loss is not None else "loss -"
+        print(f"epoch {epoch + 1}/{self.epochs}: {loss_text}, valid {shown}{marker}, "
+              f"{time.perf_counter() - self._start:.1f}s", flush=True)
 
 
 class _BestWeights(tf.keras.callbacks.Callback):
@@ -266,7 +289,7 @@ def fit(
     start = time.perf_counter()
     ks = validation_ks(config.valid_metric)
     cutoff = metric_cutoff(config.valid_metric)
-    validation = _Validation(valid_data, ks, cutoff, config.exclude_seen)
+    validation = _Validation(valid_data, ks, cutoff, config.exclude_history)
     monitor = f"val_{config.valid_metric}"
     build_variables(model)
     if not model.trainable_variables:  # pop: nothing to learn, the counts came from adapt()
@@ -287,10 +310,12 @@ def fit(
         callbacks.append(
             tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)
         )
-    if verbose:  # after the validation, so the epoch line shows val_ metrics
+    if verbose == 1:  # after the validation, so the epoch line shows val_ metrics
         callbacks.append(tf.keras.callbacks.ProgbarLogger(count_mode="steps"))
+    elif verbose:
+        callbacks.append(_EpochLine(config.epochs, monitor, best))
     model.compile(optimizer=make_optimizer(config))
-    model.fit(train_data, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
+    model.fit(train_data, epochs=config.epochs, verbose=1 if verbose == 1 else 0, callbacks=callbacks)
     history = tuple(validation.rows)
     best_row = history[best.best_epoch - 1] if best.best_epoch else history[-1]
     return TrainResult(
@@ -307,10 +332,8 @@ def _strip(metrics: dict[str, float]) -> dict[str, float]:
     return {k[len("val_"):]: v for k, v in metrics.items()}
 
 
-def plot_training_curve(
-    history: Sequence[dict[str, Any]], path: str, metric: str = "ndcg@10"
-) -> None:
-    """PNG of the training loss and the validation ``metric`` per epoch (temp file + rename)."""
+def training_curve_png(history: Sequence[dict[str, Any]], metric: str = "ndcg@10") -> bytes:
+    """PNG of the training loss and the validation ``metric`` per epoch."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -330,7 +353,4 @@ def plot_training_curve(
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return buffer.getvalue()

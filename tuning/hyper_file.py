@@ -25,16 +25,10 @@ from __future__ import annotations
 import ast
 import re
 
+from tfseq.aliases import KEY_ALIASES
 from tfseq.config import ConfigError
 from tuning.spaces import KINDS, Param
 
-RECBOLE_NAMES = {
-    "n_layers": "num_layers",
-    "n_heads": "num_heads",
-    "MAX_ITEM_LIST_LENGTH": "max_seq_len",
-    "train_batch_size": "batch_size",
-    "stopping_step": "patience",
-}
 _NUMBERS = {"uniform": 2, "loguniform": 2, "quniform": 3}
 
 
@@ -48,7 +42,7 @@ def parse_line(line: str, source: str) -> Param | None:
         raise ConfigError(f"{source}: expected 'name kind values' (e.g. 'learning_rate choice [0.001, 0.01]'), "
                           f"got {line.strip()!r}")
     name, kind, rest = parts
-    name = RECBOLE_NAMES.get(name, name)
+    name = KEY_ALIASES.get(name, name)
     if kind not in KINDS:
         raise ConfigError(f"{source}: unknown kind {kind!r} for {name}; kinds: {', '.join(KINDS)}")
     if kind == "choice":

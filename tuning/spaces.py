@@ -43,7 +43,6 @@ from tfseq.config import ConfigError
 
 KINDS = ("choice", "uniform", "loguniform", "quniform")
 DISCRETE = ("choice", "quniform")
-MODEL_ALIASES = {"core": "core_trm"}  # the default CORE variant (the paper's transformer weighting)
 _DIGITS = 12  # grid values are rounded to this many significant digits (0.1 * 3 -> 0.3)
 
 Scalar = bool | int | float | str
@@ -191,8 +190,10 @@ DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
 
 
 def resolve_model(name: str) -> str:
-    """The registry key of a CLI model word (``core`` -> ``core_trm``)."""
-    return MODEL_ALIASES.get(name, name)
+    """The registry key of a CLI model word (``core`` -> ``core_trm``, ``SASRec`` -> ``sasrec``)."""
+    from tfseq.aliases import model_name
+
+    return model_name(name)
 
 
 def default_space(model: str) -> tuple[Param, ...]:

@@ -19,7 +19,6 @@ from tfseq.data import schema
 ITEM_VOCAB = "item_vocab.txt"
 USER_VOCAB = "user_vocab.txt"
 METADATA = "metadata.json"
-STATS = "stats.json"
 
 
 def read_vocabulary(path: str) -> list[str]:

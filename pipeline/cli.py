@@ -1,0 +1,367 @@
+"""The one flag layer: every entry point's command line (and config file) -> typed stage configs.
+
+Each stage owns a frozen config dataclass whose field names are its flags
+(``ExampleGenConfig``, ``TransformConfig``, ``TrainConfig``, ``PusherConfig``);
+every registered model and loss config adds its hyperparameters. No name
+belongs to two stage configs (a test enforces it), so a flag sets exactly one
+thing. Help lists every flag with its default and its docstring; model and loss
+hyperparameters list the models/losses that take them and each one's default.
+
+Values come, in increasing precedence, from the defaults, a YAML or JSON
+config file (``--config``; flat keys, any flag name) and the flags. RecBole's
+spellings are accepted (:mod:`tfseq.aliases`). argparse abbreviations are off:
+``--learning_rat`` is an error with a suggestion, not ``--learning_rate``.
+Everything is validated here, before the first stage runs. Flags no config
+knows are handed to Beam's ``PipelineOptions`` only if Beam knows them.
+
+Entry points (``pipeline.run``, ``tuning.search``, ``bench/``) call
+:func:`add_config_flags` + :func:`parse` or :func:`build_configs`, then the
+functions of :mod:`pipeline.pipeline`; nothing turns configs back into argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import re
+import typing
+from typing import Any, Iterable, Mapping, Sequence
+
+from pipeline.example_gen import ExampleGenConfig
+from pipeline.pusher import PusherConfig
+from pipeline.transform import TransformConfig
+from tfseq import aliases
+from tfseq.config import ConfigError, TrainConfig, field_names, from_dict
+from tfseq.data.formats import ALL_FORMATS
+from tfseq.experiment import DEFAULT_LOSS, DEFAULT_MODEL, ExperimentConfig
+
+STAGE_SECTIONS: dict[str, type] = {
+    "ExampleGen": ExampleGenConfig,
+    "Transform": TransformConfig,
+    "Trainer": TrainConfig,
+    "Pusher": PusherConfig,
+}
+EXPERIMENT_KEYS = ("model", "loss")
+CONFIG_FLAG = "config"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfigs:
+    """Everything one pipeline run is built from (``pipeline.pipeline.create_pipeline``'s inputs)."""
+
+    example_gen: ExampleGenConfig = ExampleGenConfig()
+    transform: TransformConfig = TransformConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
+    pusher: PusherConfig = PusherConfig()
+
+
+# ----------------------------------------------------------------------------- values -> configs
+
+
+def _section_of(key: str) -> str | None:
+    for name, cls in STAGE_SECTIONS.items():
+        if key in field_names(cls):
+            return name
+    return None
+
+
+def hyperparameter_owners() -> dict[str, list[tuple[str, str, Any]]]:
+    """``{name: [("model" | "loss", registry key, default), ...]}`` over every registered config."""
+    from tfseq.losses import LOSSES
+    from tfseq.models import MODELS
+
+    owners: dict[str, list[tuple[str, str, Any]]] = {}
+    for kind, registry in (("model", MODELS), ("loss", LOSSES)):
+        for key in registry.names():
+            for field in dataclasses.fields(registry.get(key).config_cls):
+                if field.name in field_names(TrainConfig):
+                    continue  # routed to TrainConfig too (max_seq_len): one value, one flag
+                owners.setdefault(field.name, []).append((kind, key, _default(field)))
+    return owners
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _unknown(key: str, known: Iterable[str], source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    where = f"{source}: " if source else ""
+    return ConfigError(f"{where}unknown setting {key!r}{hint}")
+
+
+def build_configs(
+    values: Mapping[str, Any],
+    *,
+    sections: Sequence[str] = tuple(STAGE_SECTIONS),
+    source: str = "",
+) -> PipelineConfigs:
+    """Validated configs from flat ``values`` (tfseq's or RecBole's names); unknown keys are errors.
+
+    Args:
+      values: ``{"input": ..., "model": "SASRec", "n_layers": 2, ...}``: any field of the
+        stage configs, ``model``, ``loss``, and the chosen model's and loss's hyperparameters.
+      sections: the stage configs this entry point takes; a key of another is an error.
+      source: where the values come from (a file name), for error messages.
+    """
+    values = aliases.canonical_values(values, source)
+    owners = hyperparameter_owners()
+    by_section: dict[str, dict[str, Any]] = {name: {} for name in STAGE_SECTIONS}
+    experiment: dict[str, Any] = {}
+    for key, value in values.items():
+        section = _section_of(key)
+        if key in EXPERIMENT_KEYS:
+            experiment[key] = value
+        elif section == "Trainer" or (section is None and key in owners):
+            experiment[key] = value
+        elif section is not None and section in sections:
+            by_section[section][key] = value
+        elif section is not None:
+            raise ConfigError(f"{source + ': ' if source else ''}--{key} ({section}) does not apply here")
+        else:
+            known = [*EXPERIMENT_KEYS, *owners, *(f for s in sections for f in field_names(STAGE_SECTIONS[s]))]
+            raise _unknown(key, known, source)
+    model = str(experiment.get("model", DEFAULT_MODEL))
+    loss = str(experiment.get("loss", DEFAULT_LOSS))
+    _check_registered(model, loss, source)
+    for key in experiment:
+        if key in EXPERIMENT_KEYS or key in field_names(TrainConfig):
+            continue
+        takers = {f"{kind} {name}" for kind, name, _ in owners.get(key, ())}
+        if f"model {model}" not in takers and f"loss {loss}" not in takers:
+            where = f"{source}: " if source else ""
+            raise ConfigError(
+                f"{where}--{key} is not a setting of model {model} or loss {loss}; "
+                f"it belongs to {', '.join(sorted(takers))}"
+            )
+    try:
+        return PipelineConfigs(
+            example_gen=from_dict(ExampleGenConfig, by_section["ExampleGen"]),
+            transform=from_dict(TransformConfig, by_section["Transform"]),
+            experiment=ExperimentConfig.from_flat(experiment),
+            pusher=from_dict(PusherConfig, by_section["Pusher"]),
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}" if source else str(e)) from None
+
+
+def _check_registered(model: str, loss: str, source: str) -> None:
+    from tfseq.losses import LOSSES
+    from tfseq.models import MODELS
+
+    where = f"{source}: " if source else ""
+    if model not in MODELS:
+        raise ConfigError(f"{where}unknown model {model!r}; models: {', '.join(MODELS.names())}")
+    if loss not in LOSSES:
+        raise ConfigError(f"{where}unknown loss {loss!r}; losses: {', '.join(LOSSES.names())}")
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A flat YAML (``.yaml``/``.yml``) or JSON config file; errors name the file and line."""
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"{path}: no such config file")
+    with tf.io.gfile.GFile(path, "r") as f:
+        text = f.read()
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        data = {} if data is None else data
+    else:
+        import json
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting -> value, got {type(data).__name__}")
+    if CONFIG_FLAG in data:
+        raise ConfigError(f"{path}: a config file cannot name another config file")
+    return data
+
+
+# ----------------------------------------------------------------------------- argparse
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _flag_type(kind: Any) -> Any:
+    if typing.get_origin(kind) in (typing.Union, __import__("types").UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = args[0] if args else str
+    return kind if kind in (int, float, str) else str
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Per-field text of a Google-style ``Attributes:`` docstring section (``a, b: text`` too)."""
+    doc = cls.__doc__ or ""
+    if "Attributes:" not in doc:
+        return {}
+    body = doc.split("Attributes:", 1)[1]
+    docs: dict[str, str] = {}
+    current: list[str] = []
+    for line in body.splitlines():
+        match = re.match(r"^\s{4,8}([a-z_0-9, *]+):\s*(.*)$", line)
+        if match and not line.startswith(" " * 9):
+            current = [n.strip() for n in match.group(1).split(",") if n.strip()]
+            for name in current:
+                docs[name] = match.group(2).strip()
+        elif line.strip() and current:
+            for name in current:
+                docs[name] += " " + line.strip()
+        elif not line.strip() and docs:
+            current = []
+    return {k: v.replace("%", "%%") for k, v in docs.items()}
+
+
+def _add(group: Any, name: str, kind: Any, help_text: str, aliases_of: dict[str, list[str]], **extra: Any) -> None:
+    names = [f"--{name}", *(f"--{a}" for a in aliases_of.get(name, ()))]
+    if kind is bool:
+        group.add_argument(*names, dest=name, nargs="?", const=True, type=_bool, metavar="BOOL",
+                           default=argparse.SUPPRESS, help=help_text, **extra)
+    else:
+        group.add_argument(*names, dest=name, type=extra.pop("type", _flag_type(kind)),
+                           default=argparse.SUPPRESS, help=help_text, **extra)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] = tuple(STAGE_SECTIONS)) -> None:
+    """Adds ``--config``, ``--model``, ``--loss`` and every flag of ``sections`` and of every model and loss."""
+    from tfseq.losses import LOSSES
+    from tfseq.metrics.ranking import METRICS
+    from tfseq.models import MODELS
+
+    reverse: dict[str, list[str]] = {}
+    for alias, name in aliases.KEY_ALIASES.items():
+        reverse.setdefault(name, []).append(alias)
+    parser.add_argument(f"--{CONFIG_FLAG}", metavar="FILE", default=argparse.SUPPRESS,
+                        help="YAML or JSON file of settings (flat keys: any flag name, RecBole's names too); "
+                        "flags override it")
+    experiment = parser.add_argument_group("model and loss")
+    experiment.add_argument("--model", type=aliases.model_name, choices=MODELS.names(), default=argparse.SUPPRESS,
+                            help=f"model registry key (default {DEFAULT_MODEL}; RecBole's class names "
+                            "and core = core_trm accepted)")
+    _add(experiment, "loss", str, f"loss registry key (default {DEFAULT_LOSS}; RecBole's CE, BPR accepted)",
+         reverse, type=aliases.loss_name, choices=LOSSES.names())
+    for section in sections:
+        cls = STAGE_SECTIONS[section]
+        hints = typing.get_type_hints(cls)
+        docs = field_docs(cls)
+        group = parser.add_argument_group(f"{section} ({cls.__name__})")
+        for field in dataclasses.fields(cls):
+            default = _default(field)
+            help_text = f"{docs.get(field.name, '')} (default: {default!r})".strip()
+            extra: dict[str, Any] = {}
+            if field.name == "input_format":
+                extra["choices"] = ALL_FORMATS
+            if field.name == "valid_metric":
+                extra["type"] = aliases.metric_name
+                help_text += f"; metrics: {', '.join(METRICS)}"
+            _add(group, field.name, hints[field.name], help_text, reverse, **extra)
+    owners = hyperparameter_owners()
+    groups = {kind: parser.add_argument_group(f"{kind} hyperparameters (each applies to the {kind}s listed)")
+              for kind in ("model", "loss")}
+    for name in sorted(owners):
+        kinds = {kind for kind, _, _ in owners[name]}
+        takers = ", ".join(f"{key}: {default!r}" for _, key, default in owners[name])
+        hint_types = set()
+        for kind, key, _ in owners[name]:
+            registry = MODELS if kind == "model" else LOSSES
+            hint_types.add(typing.get_type_hints(registry.get(key).config_cls)[name])
+        flag_kind = hint_types.pop() if len(hint_types) == 1 else str
+        group = groups["model" if "model" in kinds else "loss"]
+        _add(group, name, flag_kind, f"defaults by {'/'.join(sorted(kinds))}: {takers}", reverse)
+
+
+def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=prog, description=description, allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Flags not listed here go to Apache Beam (e.g. --runner=DirectRunner, --direct_num_workers=2, "
+        "--direct_running_mode=multi_processing) and must be Beam's.",
+    )
+
+
+def parse(
+    parser: argparse.ArgumentParser, argv: Sequence[str], sections: Sequence[str] = tuple(STAGE_SECTIONS)
+) -> tuple[argparse.Namespace, PipelineConfigs, list[str]]:
+    """Parses ``argv``: (the entry point's own options, the validated configs, Beam's flags)."""
+    args, beam_args = parser.parse_known_args(list(argv))
+    config_keys = {"model", "loss", *hyperparameter_owners(),
+                   *(f for s in sections for f in field_names(STAGE_SECTIONS[s]))}
+    values = {k: v for k, v in vars(args).items() if k in config_keys}
+    check_beam_args(beam_args, [a.dest for a in parser._actions])
+    config_file = getattr(args, CONFIG_FLAG, None)
+    if config_file:
+        file_values = aliases.canonical_values(load_config_file(config_file), config_file)
+        file_values.update(values)
+        configs = build_configs(file_values, sections=sections, source=config_file)
+    else:
+        configs = build_configs(values, sections=sections)
+    own = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in config_keys})
+    return own, configs, beam_args
+
+
+def beam_flag_names() -> set[str]:
+    """Every flag some registered Beam PipelineOptions class declares."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    def subclasses(cls: type) -> Iterable[type]:
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    names: set[str] = set()
+    for options_cls in subclasses(PipelineOptions):
+        sub = argparse.ArgumentParser(add_help=False, conflict_handler="resolve")
+        try:
+            options_cls._add_argparse_args(sub)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001  (a third-party options class that cannot register)
+            continue
+        for action in sub._actions:
+            names.update(s.lstrip("-") for s in action.option_strings)
+    return names
+
+
+def check_beam_args(beam_args: Sequence[str], our_flags: Iterable[str]) -> None:
+    """Raises ConfigError naming a leftover argument that is not a flag Beam knows."""
+    if not beam_args:
+        return
+    known = beam_flag_names()
+    takes_value = False
+    for arg in beam_args:
+        if not arg.startswith("--"):
+            if takes_value:  # the value of "--runner DirectRunner"
+                takes_value = False
+                continue
+            raise ConfigError(f"unexpected argument {arg!r}")
+        name = arg[2:].split("=", 1)[0]
+        if name in known:
+            takes_value = "=" not in arg
+            continue
+        close = difflib.get_close_matches(name, [*our_flags, *sorted(known)], n=1)
+        hint = f"; did you mean --{close[0]}?" if close else ""
+        raise ConfigError(f"unknown flag --{name}{hint}")

@@ -1,0 +1,55 @@
+"""Process start-up for the command-line entry points: quiet imports and the errors users see as one line."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def quiet_startup(verbose: bool = False) -> None:
+    """Imports TensorFlow and Beam with their start-up logs silenced (unless ``verbose``).
+
+    TensorFlow's C++ runtime writes oneDNN/CUDA notices ("failed call to
+    cuInit" on every machine without a GPU) straight to file descriptor 2,
+    before Python logging exists, and Beam warns about optional GCP clients.
+    None of it is actionable, so stderr is pointed at /dev/null while they load
+    and initialise their devices, then restored: later errors still show.
+    """
+    import tfseq  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # the CUDA probe, now rather than mid-training
+        tf.get_logger().setLevel("ERROR")  # retracing notices between progress lines
+        import apache_beam  # noqa: F401
+        import tf_keras  # noqa: F401
+    finally:
+        root.setLevel(level)
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions an entry point reports as one ``error:`` line with exit status 2.
+
+    Bad configuration or data (named file, line or field), and the file system
+    refusing a path (an unwritable ``--output_dir``, a missing file); anything
+    else is a bug and keeps its traceback.
+    """
+    import tensorflow as tf
+
+    from tfseq.config import ConfigError
+    from tfseq.data.formats import DataError
+
+    return (ConfigError, DataError, OSError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError)
