@@ -16,20 +16,26 @@ DATASETS = Path(os.environ.get("TFSEQ_DATASETS", REPO.parent / "shared" / "datas
 RESULTS = REPO / "bench" / "results"
 WORK = Path(os.environ.get("TFSEQ_BENCH_WORK", "/tmp/tfseq-bench"))
 
-# name -> pipeline.run input flags
-SOURCES: dict[str, list[str]] = {
-    "beauty": ["--input", str(DATASETS / "amazon-beauty" / "Beauty.txt"), "--input_format", "sequence"],
-    "ml-100k": ["--input", str(DATASETS / "ml-100k" / "ml-100k.inter"), "--input_format", "recbole"],
+# name -> ExampleGen settings (pipeline.cli names)
+SOURCES: dict[str, dict[str, Any]] = {
+    "beauty": {"input": str(DATASETS / "amazon-beauty" / "Beauty.txt"), "input_format": "sequence"},
+    "ml-100k": {"input": str(DATASETS / "ml-100k" / "ml-100k.inter"), "input_format": "recbole"},
 }
+
+
+def data_pipeline(settings: dict[str, Any], root: Path, beam_options: Any = None):
+    """The pipeline of ``settings`` (any pipeline.cli names) under ``root``, built as pipeline.run builds it."""
+    from pipeline import cli
+    from pipeline.pipeline import create_pipeline
+
+    configs = cli.build_configs(settings)
+    return create_pipeline(configs.example_gen, configs.transform, configs.experiment, configs.pusher,
+                           root=str(root), beam_options=beam_options)
 
 
 def preprocess(dataset: str) -> str:
     """Runs ExampleGen + Transform once per dataset (later calls reuse it); returns the Transform dir."""
-    from pipeline import run as pipeline_run
-
-    root = WORK / dataset
-    pipeline_run.run([*SOURCES[dataset], "--output_dir", str(root), "--stop_after", "Transform"])
-    return str(root / "Transform")
+    return data_pipeline(SOURCES[dataset], WORK / dataset).run(stop_after="Transform").transform_dir
 
 
 def machine() -> dict[str, Any]:

@@ -38,18 +38,17 @@ RUNNERS = {
 }
 DATASETS = {
     "beauty": SOURCES["beauty"],
-    "synthetic-1m": ["--synthetic_users", "60000", "--synthetic_items", "20000",
-                     "--synthetic_interactions", "1000000"],
+    "synthetic-1m": {"synthetic_users": 60000, "synthetic_items": 20000, "synthetic_interactions": 1000000},
 }
 TARGET_SECONDS_1M = 60.0
 
 
 def example_gen(dataset: str) -> str:
     """ExampleGen output of ``dataset`` (run once, reused)."""
-    from pipeline import run as pipeline_run
+    from bench.common import data_pipeline
 
     root = WORK / "preprocess" / dataset
-    pipeline_run.run([*DATASETS[dataset], "--output_dir", str(root), "--stop_after", "ExampleGen"])
+    data_pipeline(DATASETS[dataset], root).run(stop_after="ExampleGen")
     return str(root / "ExampleGen")
 
 

@@ -31,7 +31,7 @@ MODEL_PARAMS: dict[str, dict] = {
 
 
 def masked_test_metrics(trainer_dir: str, transform_dir: str, config) -> dict:
-    """The same trained model on the test split with history items masked (--exclude_seen)."""
+    """The same trained model on the test split with history items masked (--exclude_history)."""
     from tfseq.data.reader import evaluation_dataset
     from tfseq.data.vocab import DatasetMetadata
     from tfseq.evaluation import evaluate
@@ -42,7 +42,7 @@ def masked_test_metrics(trainer_dir: str, transform_dir: str, config) -> dict:
         transform_dir, DatasetMetadata.load(transform_dir), "test",
         max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
     )
-    return evaluate(model, data, exclude_seen=True)
+    return evaluate(model, data, exclude_history=True)
 
 
 def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen: bool, extra: dict) -> dict:
@@ -50,7 +50,7 @@ def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen
     from pipeline.trainer import run_trainer
     from tfseq.experiment import ExperimentConfig
 
-    values = {"model": model, "loss": loss, "epochs": epochs, "exclude_seen": exclude_seen}
+    values = {"model": model, "loss": loss, "epochs": epochs, "exclude_history": exclude_seen}
     values.update(MODEL_PARAMS.get(model, {}))
     values.update(extra)
     config = ExperimentConfig.from_flat(values)

@@ -69,36 +69,28 @@ def measure(
 ) -> dict[str, Any]:
     import tensorflow as tf  # after bench.common, which imports tfseq first
 
+    from pipeline.trainer import prepare_training
     from tfseq import training
-    from tfseq.data import reader
-    from tfseq.data.vocab import DatasetMetadata
     from tfseq.evaluation import Evaluator
-    from tfseq.experiment import ExperimentConfig, build_model
+    from tfseq.experiment import ExperimentConfig
 
-    config = ExperimentConfig.from_flat({"model": model_name, **extra})
+    config = ExperimentConfig.from_flat({"model": model_name, "epochs": epochs, "patience": epochs, **extra})
     train = config.train
-    metadata = DatasetMetadata.load(transform_dir)
     with PeakMemory() as memory:
-        training.seed_everything(train.seed)
-        model = build_model(config, metadata)
         start = time.perf_counter()
-        data = training.training_data(model, transform_dir, metadata, train)
-        valid = reader.evaluation_dataset(
-            transform_dir, metadata, "valid",
-            max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size,
-        )
+        setup = prepare_training(config, transform_dir)  # the Trainer stage's own model and data
+        model, data, valid = setup.model, setup.train_data, setup.valid_data
         read_seconds = time.perf_counter() - start
         epoch_seconds: list[float] = []
         if model.trainable_variables:
-            model.compile(optimizer=training.make_optimizer(train))
-            timer = tf.keras.callbacks.LambdaCallback(
+            timer = tf.keras.callbacks.LambdaCallback(  # runs before the epoch's validation
                 on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
                 on_epoch_end=lambda epoch, logs: epoch_seconds.append(
                     epoch_seconds.pop() + time.perf_counter()
                 ),
             )
-            model.fit(data.dataset(), epochs=epochs, verbose=0, callbacks=[timer])
-        evaluator = Evaluator(model, exclude_seen=train.exclude_seen)
+            training.fit(model, data.dataset(), valid, train, verbose=0, callbacks=[timer])
+        evaluator = Evaluator(model, exclude_history=train.exclude_history)
         evaluator(valid)  # warm-up: traces the ranking function
         start = time.perf_counter()
         metrics = evaluator(valid)

@@ -130,6 +130,9 @@ def build_configs(
         else:
             known = [*EXPERIMENT_KEYS, *owners, *(f for s in sections for f in field_names(STAGE_SECTIONS[s]))]
             raise _unknown(key, known, source)
+    example_gen = by_section["ExampleGen"]
+    if example_gen.get("input") and "input_format" not in example_gen:
+        example_gen["input_format"] = guess_format(str(example_gen["input"]), source)
     model = str(experiment.get("model", DEFAULT_MODEL))
     loss = str(experiment.get("loss", DEFAULT_LOSS))
     _check_registered(model, loss, source)
@@ -152,6 +155,27 @@ def build_configs(
         )
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}" if source else str(e)) from None
+
+
+# File names whose format is certain; any other input names its --input_format.
+_FORMAT_BY_SUFFIX = {".inter": "recbole", ".csv": "csv", ".parquet": "parquet"}
+_FORMAT_BY_NAME = {"u.data": "movielens", "ratings.dat": "movielens"}
+
+
+def guess_format(path: str, source: str = "") -> str:
+    """The ``input_format`` of ``path`` when its name says it (``.inter``, ``.csv``, ``u.data`` ...)."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".gz", ".bz2", ".zst", ".xz", ".deflate"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name in _FORMAT_BY_NAME:
+        return _FORMAT_BY_NAME[name]
+    for suffix, fmt in _FORMAT_BY_SUFFIX.items():
+        if name.endswith(suffix):
+            return fmt
+    where = f"{source}: " if source else ""
+    raise ConfigError(f"{where}--input {path}: name its format with --input_format "
+                      f"({', '.join(f for f in ALL_FORMATS if f != 'synthetic')})")
 
 
 def _check_registered(model: str, loss: str, source: str) -> None:
@@ -248,8 +272,13 @@ def _add(group: Any, name: str, kind: Any, help_text: str, aliases_of: dict[str,
                            default=argparse.SUPPRESS, help=help_text, **extra)
 
 
-def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] = tuple(STAGE_SECTIONS)) -> None:
-    """Adds ``--config``, ``--model``, ``--loss`` and every flag of ``sections`` and of every model and loss."""
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    sections: Sequence[str] = tuple(STAGE_SECTIONS),
+    model_flag: bool = True,
+) -> None:
+    """Adds ``--config``, ``--model`` (unless ``model_flag`` is off: the entry point names the model),
+    ``--loss`` and every flag of ``sections`` and of every model and loss."""
     from tfseq.losses import LOSSES
     from tfseq.metrics.ranking import METRICS
     from tfseq.models import MODELS
@@ -261,9 +290,10 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] = 
                         help="YAML or JSON file of settings (flat keys: any flag name, RecBole's names too); "
                         "flags override it")
     experiment = parser.add_argument_group("model and loss")
-    experiment.add_argument("--model", type=aliases.model_name, choices=MODELS.names(), default=argparse.SUPPRESS,
-                            help=f"model registry key (default {DEFAULT_MODEL}; RecBole's class names "
-                            "and core = core_trm accepted)")
+    if model_flag:
+        experiment.add_argument("--model", type=aliases.model_name, choices=MODELS.names(), default=argparse.SUPPRESS,
+                                help=f"model registry key (default {DEFAULT_MODEL}; RecBole's class names "
+                                "and core = core_trm accepted)")
     _add(experiment, "loss", str, f"loss registry key (default {DEFAULT_LOSS}; RecBole's CE, BPR accepted)",
          reverse, type=aliases.loss_name, choices=LOSSES.names())
     for section in sections:
@@ -305,24 +335,48 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ParsedValues:
+    """A command line before it becomes configs (entry points that add values of their own).
+
+    Attributes:
+      own: the entry point's own options (not config fields).
+      flags: config values set by flags, in tfseq's spelling.
+      values: the config file's values overridden by ``flags``.
+      source: the config file ("" without one), for error messages.
+      beam_args: flags for Beam's ``PipelineOptions``.
+    """
+
+    own: argparse.Namespace
+    flags: dict[str, Any]
+    values: dict[str, Any]
+    source: str
+    beam_args: list[str]
+
+
+def parse_values(
+    parser: argparse.ArgumentParser, argv: Sequence[str], sections: Sequence[str] = tuple(STAGE_SECTIONS)
+) -> ParsedValues:
+    """Parses ``argv`` into the entry point's options and the flat config values (file < flags)."""
+    args, beam_args = parser.parse_known_args(list(argv))
+    config_keys = {"model", "loss", *hyperparameter_owners(),
+                   *(f for s in sections for f in field_names(STAGE_SECTIONS[s]))}
+    flags = {k: v for k, v in vars(args).items() if k in config_keys}
+    check_beam_args(beam_args, [a.dest for a in parser._actions])
+    source = getattr(args, CONFIG_FLAG, None) or ""
+    values = aliases.canonical_values(load_config_file(source), source) if source else {}
+    values.update(flags)
+    own = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in config_keys and k != CONFIG_FLAG})
+    return ParsedValues(own, flags, values, source, beam_args)
+
+
 def parse(
     parser: argparse.ArgumentParser, argv: Sequence[str], sections: Sequence[str] = tuple(STAGE_SECTIONS)
 ) -> tuple[argparse.Namespace, PipelineConfigs, list[str]]:
     """Parses ``argv``: (the entry point's own options, the validated configs, Beam's flags)."""
-    args, beam_args = parser.parse_known_args(list(argv))
-    config_keys = {"model", "loss", *hyperparameter_owners(),
-                   *(f for s in sections for f in field_names(STAGE_SECTIONS[s]))}
-    values = {k: v for k, v in vars(args).items() if k in config_keys}
-    check_beam_args(beam_args, [a.dest for a in parser._actions])
-    config_file = getattr(args, CONFIG_FLAG, None)
-    if config_file:
-        file_values = aliases.canonical_values(load_config_file(config_file), config_file)
-        file_values.update(values)
-        configs = build_configs(file_values, sections=sections, source=config_file)
-    else:
-        configs = build_configs(values, sections=sections)
-    own = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in config_keys})
-    return own, configs, beam_args
+    parsed = parse_values(parser, argv, sections)
+    configs = build_configs(parsed.values, sections=sections, source=parsed.source)
+    return parsed.own, configs, parsed.beam_args
 
 
 def beam_flag_names() -> set[str]:

@@ -135,29 +135,37 @@ class Pipeline:
         upstream = ""
         rebuild = force
         for stage in self.stages:
-            spec = {"stage": stage.name, "config": stage.spec, "upstream": upstream}
-            upstream = artifacts.fingerprint(spec)
-            final = stage.directory
-            if artifacts.is_complete(final) and not rebuild:
-                previous = _read_spec(final)
-                if previous == _jsonable(spec):
-                    print(f"[{stage.name}] up to date, skipped ({final})", file=out, flush=True)
-                    outcome[stage.name] = "skipped"
-                    if stage.name == stop_after:
-                        break
-                    continue
-                print(f"[{stage.name}] {_what_changed(previous, spec)} changed, rebuilding", file=out, flush=True)
-            rebuild = True  # everything downstream of a rebuilt stage is rebuilt
-            print(f"[{stage.name}] running ...", file=out, flush=True)
-            start = time.perf_counter()
-            with artifacts.staged_output(final) as tmp:
-                stage.work(tmp)
-                artifacts.atomic_write_json(artifacts.join(tmp, artifacts.SPEC), spec)
-            print(f"[{stage.name}] done in {time.perf_counter() - start:.1f}s -> {final}", file=out, flush=True)
-            outcome[stage.name] = "ran"
+            status, upstream = run_stage(stage, upstream, force=rebuild, log=out)
+            rebuild = rebuild or status == "ran"  # everything downstream of a rebuilt stage is rebuilt
+            outcome[stage.name] = status
             if stage.name == stop_after:
                 break
         return load_result(self.root, self.run_name, outcome)
+
+
+def run_stage(stage: Stage, upstream: str = "", force: bool = False, log: Any = None) -> tuple[str, str]:
+    """Builds ``stage`` unless its folder holds the same spec; returns ("ran" | "skipped", its fingerprint).
+
+    The spec is the stage's config plus ``upstream``, the fingerprint of the
+    stage it reads; the output appears only complete (``artifacts.staged_output``).
+    """
+    out = log or sys.stdout
+    spec = {"stage": stage.name, "config": stage.spec, "upstream": upstream}
+    fingerprint = artifacts.fingerprint(spec)
+    final = stage.directory
+    if artifacts.is_complete(final) and not force:
+        previous = _read_spec(final)
+        if previous == _jsonable(spec):
+            print(f"[{stage.name}] up to date, skipped ({final})", file=out, flush=True)
+            return "skipped", fingerprint
+        print(f"[{stage.name}] {_what_changed(previous, spec)} changed, rebuilding", file=out, flush=True)
+    print(f"[{stage.name}] running ...", file=out, flush=True)
+    start = time.perf_counter()
+    with artifacts.staged_output(final) as tmp:
+        stage.work(tmp)
+        artifacts.atomic_write_json(artifacts.join(tmp, artifacts.SPEC), spec)
+    print(f"[{stage.name}] done in {time.perf_counter() - start:.1f}s -> {final}", file=out, flush=True)
+    return "ran", fingerprint
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,12 +13,40 @@ with the names of :mod:`pipeline.artifacts`:
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts
 from tfseq import training
 from tfseq.data import reader
 from tfseq.data.vocab import DatasetMetadata
 from tfseq.experiment import ExperimentConfig, build_model
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSetup:
+    """What the Trainer trains: the built model, its batches and the validation split."""
+
+    config: ExperimentConfig
+    metadata: DatasetMetadata
+    model: Any
+    train_data: reader.TrainingData
+    valid_data: Any  # tf.data.Dataset of {"item_ids", "target"}
+
+
+def prepare_training(config: ExperimentConfig, transform_dir: str) -> TrainingSetup:
+    """Seeds, builds ``config``'s model for the Transform output and reads its training/validation data."""
+    metadata = DatasetMetadata.load(transform_dir)
+    train = config.train
+    training.seed_everything(train.seed)  # before building: identical initial weights per seed
+    model = build_model(config, metadata)
+    train_data = training.training_data(model, transform_dir, metadata, train)
+    valid_data = reader.evaluation_dataset(
+        transform_dir, metadata, "valid",
+        max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size,
+    )
+    return TrainingSetup(config, metadata, model, train_data, valid_data)
 
 
 def run_trainer(
@@ -29,15 +57,9 @@ def run_trainer(
     Args:
       verbose: 0 silent, 1 a progress bar per epoch (terminals), 2 one line per epoch (logs).
     """
-    metadata = DatasetMetadata.load(transform_dir)
+    setup = prepare_training(config, transform_dir)
+    metadata, model, train_data, valid_data = setup.metadata, setup.model, setup.train_data, setup.valid_data
     train = config.train
-    training.seed_everything(train.seed)  # before building: identical initial weights per seed
-    model = build_model(config, metadata)
-    train_data = training.training_data(model, transform_dir, metadata, train)
-    valid_data = reader.evaluation_dataset(
-        transform_dir, metadata, "valid",
-        max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size,
-    )
     if verbose:
         layout = "causal windows" if train_data.causal else "prefixes"
         print(

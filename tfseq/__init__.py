@@ -12,4 +12,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+
+def run(input: str = "", **settings):  # noqa: A002  (the flag's name)
+    """Runs the pipeline from Python; see :func:`tfseq.api.run`."""
+    from tfseq.api import run as _run
+
+    return _run(input, **settings)
+
+
+def load(run_dir: str):
+    """A trained run as an in-process recommender; see :func:`tfseq.api.load`."""
+    from tfseq.api import load as _load
+
+    return _load(run_dir)
+
+
+__all__ = ["__version__", "load", "run"]

@@ -267,6 +267,7 @@ def fit(
     *,
     log_dir: str | None = None,
     verbose: int = 1,
+    callbacks: Sequence[tf.keras.callbacks.Callback] = (),
 ) -> TrainResult:
     """Trains ``model`` with early stopping and leaves it holding its best validation weights.
 
@@ -281,6 +282,8 @@ def fit(
       config: epochs, learning rate, weight decay, patience, ``valid_metric`` ...
       log_dir: TensorBoard directory (none when ``None``).
       verbose: 0 silent, 1 progress bar per epoch, 2 one line per epoch.
+      callbacks: extra Keras callbacks, called before the validation each epoch
+        (a timer placed here measures training alone).
 
     Returns:
       The :class:`TrainResult`; ``model`` holds the weights of ``best_epoch``.
@@ -305,7 +308,7 @@ def fit(
         return TrainResult((row,), 1, _strip(metrics), seconds, 1, False)
 
     best = _BestWeights(monitor, config.patience)
-    callbacks: list[tf.keras.callbacks.Callback] = [validation, best]
+    callbacks = [*callbacks, validation, best]
     if log_dir:
         callbacks.append(
             tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)

@@ -44,14 +44,15 @@ import time
 from typing import Any, Sequence
 
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from pipeline import artifacts, flags
+from pipeline import artifacts, cli
 from pipeline.example_gen import ExampleGenConfig
 from pipeline.pusher import PusherConfig
 from pipeline.transform import TransformConfig
-from tfseq.config import ConfigError, from_dict, load_json, to_dict
+from tfseq import aliases
+from tfseq.config import ConfigError, field_names, to_dict
 from tfseq.data.formats import DataError
 from tfseq.data.vocab import METADATA
-from tfseq.experiment import DEFAULT_LOSS, ExperimentConfig
+from tfseq.experiment import ExperimentConfig
 from tfseq.metrics.ranking import METRICS
 from tuning import report, spaces
 from tuning.hyper_file import read_params_file
@@ -63,7 +64,7 @@ SEARCH_FILE = "search.json"
 PROJECT = "keras_tuner"
 TRIALS_DIR = "trials"
 DATA_DIR = "data"
-SPEC_FILE = "_spec.json"
+EXPORT_DIR = "Pusher"
 DERIVED = (SEARCH_FILE, report.HYPER_RESULT, report.TRIALS, report.BEST, report.OBJECTIVE_PLOT, report.HEATMAP)
 
 
@@ -84,8 +85,10 @@ class Search:
     executions_per_trial: int
     output_dir: str
     data: str | None
-    preprocess_argv: tuple[str, ...]
-    pusher: dict[str, Any] | None
+    example_gen: ExampleGenConfig
+    transform: TransformConfig
+    beam_args: tuple[str, ...]
+    pusher: PusherConfig | None
     overwrite: bool
     max_consecutive_failures: int
     verbose: bool
@@ -120,81 +123,61 @@ class Outcome:
 # ----------------------------------------------------------------------------- command line
 
 
+SECTIONS = ("ExampleGen", "Transform", "Trainer", "Pusher")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfseq.models import MODELS
 
-    parser = argparse.ArgumentParser(
-        prog="python -m tuning.search",
-        description="Hyperparameter search (KerasTuner) over a tfseq model; resumable. Hyperparameter "
-        "flags (--epochs, --seed, --hidden_size ...) fix values; flags not listed go to Beam "
-        "when the data is preprocessed.",
+    parser = cli.make_parser(
+        "python -m tuning.search",
+        "Hyperparameter search (KerasTuner) over a tfseq model; resumable. Hyperparameter flags "
+        "(--epochs, --seed, --hidden_size ...) fix values; input flags preprocess the data as pipeline.run does.",
     )
-    parser.add_argument("model", help=f"registry model: {', '.join(MODELS.names())}, or core (= core_trm)")
-    parser.add_argument("--data", help="a Transform output directory (or a pipeline root holding "
+    parser.add_argument("searched_model", metavar="MODEL",
+                        help=f"registry model: {', '.join(MODELS.names())}, or core (= core_trm); RecBole's names too")
+    search = parser.add_argument_group("search")
+    search.add_argument("--data", help="a Transform output directory (or a pipeline root holding "
                         "Transform/); default: preprocess the input flags into <output_dir>/data")
-    parser.add_argument("--output_dir", help=f"default {DEFAULT_OUTPUT_ROOT}/<model>")
-    parser.add_argument("--oracle", default="grid", choices=("grid", "random", "bayesian", "hyperband"))
-    parser.add_argument("--max_trials", type=int, help="default: the whole grid; 10 for random and "
+    search.add_argument("--output_dir", help=f"default {DEFAULT_OUTPUT_ROOT}/<model>")
+    search.add_argument("--oracle", default="grid", choices=("grid", "random", "bayesian", "hyperband"))
+    search.add_argument("--max_trials", type=int, help="default: the whole grid; 10 for random and "
                         "bayesian; Hyperband's schedule")
-    parser.add_argument("--executions_per_trial", type=int, default=1,
+    search.add_argument("--executions_per_trial", type=int, default=1,
                         help="trainings per trial (seeds seed, seed+1, ...); the objective is their mean")
-    parser.add_argument("--objective", default=DEFAULT_OBJECTIVE,
+    search.add_argument("--objective", default=DEFAULT_OBJECTIVE, type=aliases.metric_name,
                         help="validation metric to maximise (also the early-stopping metric)")
-    parser.add_argument("--params_file", help="RecBole hyper.test search space (default: the model's)")
-    parser.add_argument("--config", help="JSON file of fixed model/loss/hyperparameters (flat keys)")
-    parser.add_argument("--loss", help=f"loss registry key (default {DEFAULT_LOSS})")
-    parser.add_argument("--export", action="store_true", help="export the best model for TF Serving")
-    parser.add_argument("--overwrite", action="store_true", help="discard a previous search in output_dir")
-    parser.add_argument("--max_consecutive_failures", type=int, default=3,
+    search.add_argument("--params_file", help="RecBole hyper.test search space (default: the model's)")
+    search.add_argument("--export", action="store_true", help="export the best model for TF Serving")
+    search.add_argument("--overwrite", action="store_true", help="discard a previous search in output_dir")
+    search.add_argument("--max_consecutive_failures", type=int, default=3,
                         help="stop after this many failed trials in a row (0 = never)")
-    parser.add_argument("--verbose", action="store_true", help="per-epoch lines and evaluation tables")
+    search.add_argument("--verbose", action="store_true", help="per-epoch lines and evaluation tables")
+    cli.add_config_flags(parser, SECTIONS, model_flag=False)
     return parser
 
 
 def parse(argv: Sequence[str] | None = None) -> Search:
-    """Two passes, as pipeline.run: MODEL / --loss / --config first, then their hyperparameter flags."""
-    from tfseq.models import MODELS
-
+    """The command line -> a :class:`Search`, validated before any data is read."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    first, _ = build_parser().parse_known_args(argv)
-    model = spaces.resolve_model(first.model)
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {first.model!r}; known: {', '.join(MODELS.names())}, core")
-    file_values = load_json(first.config) if first.config else {}
-    if "model" in file_values and spaces.resolve_model(str(file_values["model"])) != model:
-        raise ConfigError(f"{first.config}: model {file_values['model']!r} differs from the searched {model!r}")
-    loss = first.loss or str(file_values.get("loss", DEFAULT_LOSS))
-    try:
-        sections = ExperimentConfig.sections(model, loss)
-    except KeyError as e:
-        raise ConfigError(e.args[0]) from None
-
-    parser = build_parser()
-    seen = {a.dest for a in parser._actions}
-    stage_classes = (ExampleGenConfig, TransformConfig)
-    for cls in (*stage_classes, PusherConfig, *sections.values()):
-        flags.add_dataclass_flags(parser, cls, seen)
-    args, beam_args = parser.parse_known_args(argv)
-    if args.model != first.model:  # a flag's value was taken for MODEL in the first pass
-        raise ConfigError(f"put MODEL first: python -m tuning.search {args.model} [flags]")
-    if beam_args:
-        flags.check_beam_args(beam_args, seen)
-    fixed: dict[str, Any] = {}
-    for cls in sections.values():
-        fixed.update(flags.values_for(cls, args))
-
+    parsed = cli.parse_values(build_parser(), argv, SECTIONS)
+    args = parsed.own
+    model = aliases.model_name(args.searched_model)
+    if "model" in parsed.values and parsed.values["model"] != model:
+        raise ConfigError(f"{parsed.source}: model {parsed.values['model']!r} differs from the searched {model!r}")
     objective = _check_objective(args.objective)
-    if "valid_metric" in fixed and fixed["valid_metric"] != objective:
-        raise ConfigError(f"--valid_metric {fixed['valid_metric']} differs from --objective {objective}: "
+    if parsed.values.get("valid_metric", objective) != objective:
+        raise ConfigError(f"--valid_metric {parsed.values['valid_metric']} differs from --objective {objective}: "
                           "a trial is stopped early and scored on the same metric")
-    overrides = {**fixed, "model": model, "loss": loss, "valid_metric": objective}
-    if args.config:
-        base = ExperimentConfig.from_json_file(args.config, overrides=overrides)
-    else:
-        base = ExperimentConfig.from_flat(overrides)
+    configs = cli.build_configs({**parsed.values, "model": model, "valid_metric": objective},
+                                source=parsed.source)
+    base = configs.experiment
+    stage_keys = {*field_names(ExampleGenConfig), *field_names(TransformConfig)}
+    pusher_keys = set(field_names(PusherConfig))
+    fixed = {k for k in parsed.flags if k not in stage_keys | pusher_keys | {"model"}}
 
     space = read_params_file(args.params_file) if args.params_file else spaces.default_space(model)
-    space = spaces.check_space(space, model, loss)
+    space = spaces.check_space(space, model, base.loss)
     for param in space:
         if param.name in fixed:
             raise ConfigError(f"{param.name} is both fixed by --{param.name} and searched ({param.source})")
@@ -206,14 +189,10 @@ def parse(argv: Sequence[str] | None = None) -> Search:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
-
-    stage_values: dict[str, Any] = {}
-    for cls in stage_classes:
-        stage_values.update(flags.values_for(cls, args))
-    if args.data and (stage_values or beam_args):
-        given = ", ".join([f"--{k}" for k in stage_values] + beam_args)
+    stage_flags = sorted(k for k in parsed.values if k in stage_keys)
+    if args.data and (stage_flags or parsed.beam_args):
+        given = ", ".join([f"--{k}" for k in stage_flags] + parsed.beam_args)
         raise ConfigError(f"--data uses preprocessed data; input and Beam flags ({given}) apply only without it")
-    pusher = flags.values_for(PusherConfig, args) if args.export else None
     return Search(
         model=model,
         base=base,
@@ -224,8 +203,10 @@ def parse(argv: Sequence[str] | None = None) -> Search:
         executions_per_trial=args.executions_per_trial,
         output_dir=args.output_dir or posixpath.join(DEFAULT_OUTPUT_ROOT, model),
         data=args.data,
-        preprocess_argv=tuple([f"--{k}={v}" for k, v in stage_values.items()] + beam_args),
-        pusher=pusher,
+        example_gen=configs.example_gen,
+        transform=configs.transform,
+        beam_args=tuple(parsed.beam_args),
+        pusher=configs.pusher if args.export else None,
         overwrite=args.overwrite,
         max_consecutive_failures=args.max_consecutive_failures,
         verbose=args.verbose,
@@ -252,11 +233,12 @@ def transform_dir(search: Search) -> str:
             if tf.io.gfile.exists(artifacts.join(candidate, METADATA)):
                 return candidate
         raise DataError(f"{search.data}: not a Transform output (no {METADATA}, nor Transform/{METADATA})")
-    from pipeline import run as pipeline_run
+    from pipeline.pipeline import create_pipeline
 
     root = posixpath.join(search.output_dir, DATA_DIR)
-    pipeline_run.run(["--output_dir", root, "--stop_after", "Transform", *search.preprocess_argv])
-    return artifacts.stage_dir(root, "Transform")
+    data = create_pipeline(search.example_gen, search.transform, search.base, root=root,
+                           beam_options=list(search.beam_args))
+    return data.run(stop_after="Transform").transform_dir
 
 
 def prepare_output(search: Search, definition: dict[str, Any]) -> None:
@@ -396,22 +378,21 @@ def write_plots(search: Search, records: list[TrialRecord]) -> None:
 
 
 def export_best(search: Search, runner: Any, best: TrialRecord, data: str) -> dict[str, Any]:
-    """Exports ``best``'s model as the Pusher stage does; skipped when that export is already there."""
-    from pipeline.pusher import PUSHED, run_pusher
+    """Exports ``best``'s model as the Pusher stage does (skipped when that export is already there)."""
+    from pipeline.pipeline import Stage, run_stage
+    from pipeline.pusher import run_pusher
 
-    config = from_dict(PusherConfig, search.pusher or {})
+    config = search.pusher or PusherConfig()
     trainer_dir = runner.trainer_dir(best)
-    spec = {"trial_id": best.trial_id, "trainer_dir": trainer_dir, "pusher": to_dict(config)}
-    final = artifacts.stage_dir(search.output_dir, "Pusher")
-    if artifacts.is_complete(search.output_dir, "Pusher"):
-        spec_path = artifacts.join(final, SPEC_FILE)
-        if json.loads(artifacts.read_text(spec_path)) == spec:
-            print(f"[Pusher] trial {best.trial_id} already exported, skipped ({final})", flush=True)
-            return json.loads(artifacts.read_text(artifacts.join(final, PUSHED)))
-    with artifacts.staged_output(search.output_dir, "Pusher", force=True) as tmp:
-        pushed = run_pusher(config, trainer_dir, data, tmp)
-        artifacts.atomic_write_text(artifacts.join(tmp, SPEC_FILE), json.dumps(spec, indent=1))
-    return pushed
+    serving_root = artifacts.join(search.output_dir, artifacts.SERVING_DIR)
+    run = f"trial-{best.trial_id}"
+    stage = Stage(
+        "Pusher", artifacts.join(search.output_dir, EXPORT_DIR),
+        {"trial_id": best.trial_id, "trainer_dir": trainer_dir, "pusher": to_dict(config)},
+        lambda out: run_pusher(config, trainer_dir, data, out, run=run, default_serving_dir=serving_root),
+    )
+    run_stage(stage)
+    return artifacts.read_json(artifacts.join(stage.directory, artifacts.PUSHED))
 
 
 def run(argv: Sequence[str] | None = None) -> Outcome:
@@ -419,13 +400,12 @@ def run(argv: Sequence[str] | None = None) -> Outcome:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import tensorflow as tf
+    from tfseq.runtime import quiet_startup, user_errors
 
-    if "--verbose" not in (sys.argv[1:] if argv is None else argv):
-        tf.get_logger().setLevel("ERROR")  # retracing / slow-callback warnings between progress lines
+    quiet_startup(verbose="--verbose" in (sys.argv[1:] if argv is None else argv))
     try:
         run(argv)
-    except (ConfigError, DataError, FileExistsError) as e:
+    except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except SearchFailed as e:

@@ -1,0 +1,139 @@
+"""The Python API for notebooks: ``tfseq.run(...)`` trains a run, ``tfseq.load(run_dir)`` serves it in process.
+
+``run`` takes the same settings as ``python -m pipeline.run`` (keyword
+arguments named as the flags; RecBole's names too) and builds the same
+pipeline through the same flag layer, so a notebook run and a shell run with
+the same settings share their stages and their run folder::
+
+    import tfseq
+    result = tfseq.run(input="ml-100k.inter", input_format="recbole", model="sasrec",
+                       output_dir="runs/ml-100k", epochs=20, hidden_size=64)
+    result.metrics["test"]["ndcg@10"], result.run_dir, result.export_path
+    recommender = tfseq.load(result.run_dir)
+    recommender.recommend([["242", "302"]], k=10).item_ids
+
+``load`` rebuilds the run's model and ranks with the SavedModel's own code
+(``serving.export.RecommenderModule``: raw IDs in, unknown ones skipped, the
+run's history masking), so it answers exactly as the exported model does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Any, Sequence
+
+import numpy as np
+
+from tfseq.config import ConfigError
+
+
+def run(
+    input: str = "",
+    *,
+    model: str = "sasrec",
+    loss: str = "softmax",
+    output_dir: str = "tfseq_output",
+    stop_after: str = "Pusher",
+    force: bool = False,
+    beam_options: Any = None,
+    progress: int = 0,
+    **settings: Any,
+):
+    """Runs the pipeline and returns its :class:`pipeline.pipeline.PipelineResult`.
+
+    Args:
+      input: the interaction log (a file, folder or glob); "" = the generated default data.
+      model, loss: registry keys (RecBole's names accepted).
+      output_dir: the pipeline root; runs of other models land beside this one.
+      stop_after: the last stage (default Pusher: a SavedModel under ``<output_dir>/serving``).
+      force: rebuild every stage.
+      beam_options: Beam ``PipelineOptions`` or a list of Beam flags.
+      progress: Trainer output: 0 none, 1 a progress bar, 2 one line per epoch.
+      **settings: any other flag of ``python -m pipeline.run`` (``input_format``,
+        ``epochs``, ``hidden_size``, ``min_user_inter``, ``top_k``, ...).
+
+    Returns:
+      The result: ``.metrics`` (valid/test), ``.run_dir``, ``.export_path``, ``.summary()``.
+    """
+    from pipeline import cli
+    from pipeline.pipeline import create_pipeline
+
+    values = {"model": model, "loss": loss, **settings}
+    if input:
+        values["input"] = input
+    configs = cli.build_configs(values)
+    pipeline = create_pipeline(configs.example_gen, configs.transform, configs.experiment, configs.pusher,
+                               root=output_dir, beam_options=beam_options, progress=progress)
+    return pipeline.run(stop_after=stop_after, force=force)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendations:
+    """Top-K answers: ``item_ids[b][k]`` raw IDs (``""`` where fewer than K are eligible), ``scores [B, K]``."""
+
+    item_ids: list[list[str]]
+    scores: np.ndarray
+
+
+class Recommender:
+    """A trained run, answering in process exactly as its SavedModel does.
+
+    Args:
+      run_dir: ``<root>/runs/<run>`` (or its Trainer folder).
+    """
+
+    def __init__(self, run_dir: str) -> None:
+        from pipeline import artifacts
+        from tfseq.data.vocab import DatasetMetadata, read_vocabulary
+        from tfseq.experiment import load_trained_model
+
+        run_dir = run_dir.rstrip("/")
+        if os.path.basename(run_dir) == "Trainer":
+            run_dir = os.path.dirname(run_dir)
+        trainer_dir = artifacts.join(run_dir, "Trainer")
+        if not os.path.isdir(trainer_dir):
+            raise ConfigError(f"{run_dir}: not a run folder (no Trainer/); runs are <root>/runs/<run>")
+        transform_dir = artifacts.stage_dir(artifacts.root_of_run(run_dir), "Transform")
+        self.run_dir = run_dir
+        self.model, self.config = load_trained_model(trainer_dir, transform_dir)
+        self.item_counts = np.asarray(DatasetMetadata.load(transform_dir).item_counts, np.float64)
+        raw_ids = read_vocabulary(artifacts.join(transform_dir, artifacts.ITEM_VOCAB))
+        self._scratch = tempfile.TemporaryDirectory(prefix="tfseq-recommender-")
+        self._asset = os.path.join(self._scratch.name, "item_vocab.txt")
+        with open(self._asset, "w", encoding="utf-8") as f:
+            f.write("".join(raw + "\n" for raw in raw_ids[1:]))  # as the export's asset
+        self._modules: dict[int, Any] = {}
+
+    @property
+    def exclude_history(self) -> bool:
+        return self.config.train.exclude_history
+
+    def _module(self, k: int) -> Any:
+        from serving.export import RecommenderModule
+
+        if not 1 <= k <= self.model.num_items - 1:
+            raise ValueError(f"k must be in 1..{self.model.num_items - 1} (the number of items), got {k}")
+        if k not in self._modules:
+            self._modules[k] = RecommenderModule(
+                self.model, vocab_asset=self._asset, popularity=self.item_counts, top_k=k,
+                exclude_history=self.exclude_history, max_seq_len=self.config.train.max_seq_len,
+            )
+        return self._modules[k]
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10) -> Recommendations:
+        """The top ``k`` items after each history of raw item IDs (oldest first)."""
+        import tensorflow as tf
+
+        width = max((len(h) for h in histories), default=0)
+        padded = [[str(i) for i in h] + [""] * (width - len(h)) for h in histories]
+        history = tf.constant(padded, tf.string, shape=[len(padded), width])
+        answer = self._module(k).recommend(history)
+        item_ids = [[i.decode("utf-8") for i in row] for row in answer["item_ids"].numpy()]
+        return Recommendations(item_ids=item_ids, scores=answer["scores"].numpy())
+
+
+def load(run_dir: str) -> Recommender:
+    """The trained run ``run_dir`` (``<root>/runs/<run>``) as an in-process :class:`Recommender`."""
+    return Recommender(run_dir)
