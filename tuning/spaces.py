@@ -29,6 +29,14 @@ paper's), used when no ``--params_file`` is given:
   dropout 0.2 / 0.5 -- Kang & McAuley, ICDM 2018, use 0.2 on dense and 0.5 on
   sparse data --, 1 or 2 heads, 1-3 layers) at ``hidden_size`` 64, RecBole's
   default width (120 trials; prefer ``--oracle random`` or ``bayesian``);
+* cnn: Spotlight's CNN search (Kula, 2017, ``movielens_sequence``): kernel
+  width, 1-9 layers, dilation multiplier 1 or 2, tanh or relu, residual or
+  not, embedding size, learning rate, L2 (``weight_decay``), without dropout
+  as Spotlight (31,104 combinations: use ``--oracle random``; Spotlight drew
+  100). Spotlight also searched the loss, batch size and epochs: run one
+  search per ``--loss``;
+* lstm, pooling: Spotlight's searches for them (embedding size, learning rate,
+  L2, no dropout; 144 trials each);
 * pop: nothing to tune (one trial).
 """
 
@@ -168,6 +176,16 @@ CORE_SPACE = (
     choice("learning_rate", [0.0005, 0.001, 0.003]),
     choice("temperature", [0.05, 0.07, 0.1, 0.2]),
 )
+# Spotlight's shared dimensions (its movielens_sequence experiment; l2 is TrainConfig.weight_decay).
+SPOTLIGHT_LEARNING_RATES = [0.001, 0.01, 0.05, 0.1]
+SPOTLIGHT_L2 = [0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2]
+SPOTLIGHT_EMBEDDING_SIZES = [8, 16, 32, 64, 128, 256]
+SPOTLIGHT_SPACE = (
+    choice("learning_rate", SPOTLIGHT_LEARNING_RATES),
+    choice("weight_decay", SPOTLIGHT_L2),
+    choice("embedding_size", SPOTLIGHT_EMBEDDING_SIZES),
+    choice("dropout_prob", [0.0]),
+)
 DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
     "core_trm": CORE_SPACE,
     "core_ave": CORE_SPACE,
@@ -185,6 +203,19 @@ DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
         choice("num_layers", [1, 2, 3]),
         choice("hidden_size", [64]),
     ),
+    "cnn": (
+        choice("learning_rate", SPOTLIGHT_LEARNING_RATES),
+        choice("weight_decay", SPOTLIGHT_L2),
+        choice("embedding_size", SPOTLIGHT_EMBEDDING_SIZES),
+        choice("kernel_width", [3, 5, 7]),
+        choice("num_layers", list(range(1, 10))),
+        choice("dilation_multiplier", [1, 2]),
+        choice("nonlinearity", ["tanh", "relu"]),
+        choice("residual", [True, False]),
+        choice("dropout_prob", [0.0]),
+    ),
+    "lstm": SPOTLIGHT_SPACE,
+    "pooling": SPOTLIGHT_SPACE,
     "pop": (),
 }
 

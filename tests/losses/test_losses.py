@@ -21,8 +21,8 @@ def loss_name(request) -> str:
     return request.param
 
 
-def test_registry_holds_the_three_losses():
-    assert LOSSES.names() == ["bpr", "sampled_softmax", "softmax"]
+def test_registry_holds_the_five_losses():
+    assert LOSSES.names() == ["adaptive_hinge", "bpr", "hinge", "sampled_softmax", "softmax"]
 
 
 def test_config_is_frozen_and_shares_no_key_with_train_config(loss_name):

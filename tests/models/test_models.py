@@ -25,6 +25,16 @@ from tfseq.models import MODELS
 
 TRAINABLE = [name for name in MODELS.names() if name != "pop"]
 POSITIONAL = [n for n in MODELS.names() if "max_seq_len" in field_names(MODELS.get(n).config_cls)]
+# The loss must fall to this fraction of its first steps' mean within 20 steps (default 0.75). An
+# order-free mean (pooling) cannot fit the cycle: its losses level off at about 0.77 (softmax, 3.0 ->
+# 2.3 nats) and 0.88 (sampled softmax, 6.24 -> 5.48) of their start, so it only has to fall.
+LOSS_FALL = {"pooling": 0.95}
+# Against the highest-scoring of 16 negatives among 20 items, that mean does no better than all-equal
+# scores: adaptive hinge stays at its margin, 1.0. tests/models/test_pooling.py trains it on data a mean
+# can fit instead.
+CANNOT_FIT_CYCLE = {
+    ("pooling", "adaptive_hinge"): "an order-free mean cannot fit the cycle against its hardest negative",
+}
 
 
 def test_every_model_config_is_frozen_and_shares_only_max_seq_len_with_other_sections():
@@ -52,6 +62,8 @@ def mean_rank(model, batch: dict[str, tf.Tensor]) -> float:
 @pytest.mark.parametrize("loss", LOSSES.names())
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_default_model_learns_the_cycle_with_every_loss(name, loss):
+    if (name, loss) in CANNOT_FIT_CYCLE:
+        pytest.skip(CANNOT_FIT_CYCLE[name, loss])
     sequences = cycle_sequences()
     loss_config = LOSSES.get(loss).config_cls()
     if "num_negatives" in field_names(type(loss_config)):
@@ -65,7 +77,7 @@ def test_default_model_learns_the_cycle_with_every_loss(name, loss):
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     history = model.fit(dataset, steps_per_epoch=1, epochs=20, verbose=0).history["loss"]
     assert np.all(np.isfinite(history))
-    assert np.mean(history[-5:]) < 0.75 * np.mean(history[:5]), history  # its own loss falls
+    assert np.mean(history[-5:]) < LOSS_FALL.get(name, 0.75) * np.mean(history[:5]), history  # its own loss falls
     assert mean_rank(model, probe) < 0.5 * before  # and the true next item rises
 
 

@@ -6,6 +6,6 @@ from tfseq.registry import Registry
 LOSSES: Registry = Registry("loss")
 
 # Explicit imports register every loss; a new loss module is added here.
-from tfseq.losses import bpr, full_softmax, sampled_softmax  # noqa: E402,F401
+from tfseq.losses import bpr, full_softmax, hinge, sampled_softmax  # noqa: E402,F401
 
 __all__ = ["LOSSES"]

@@ -1,0 +1,156 @@
+"""``cnn``: Spotlight's causal convolutional sequence model (stacked dilated causal 1-D convolutions).
+
+Kula, "Spotlight", 2017 (https://github.com/maciejkula/spotlight), ``CNNNet``,
+after the causal, dilated ("atrous") convolutions of WaveNet (van den Oord et
+al., 2016) and ByteNet (Kalchbrenner et al., 2016): item embedding ->
+``num_layers`` 1-D convolutions of width ``kernel_width`` with ``embedding_size``
+filters, each padded on the left only, so the output at position t sees the
+items at positions <= t; ``tanh`` or ``relu`` after each convolution, and
+optionally a residual connection around each layer (the first layer's residual
+is the embeddings). The query after a history is the output at its last item,
+scored against the input item table (weight tying).
+
+The query depends on the last ``receptive_field = 1 + sum_l (kernel_width - 1)
+* dilation_l`` items only; ``encode`` keeps just those, so a serving request
+with a long history costs no more than a short one, with the same numbers.
+
+Spotlight's best ML-1M model (its ``movielens_sequence`` experiment, test MRR
+0.0795): relu, residual, 3 layers, kernel 3, dilation (1, 2, 4), embedding 256,
+adaptive hinge loss. As flags: ``--model cnn --embedding_size 256
+--dropout_prob 0 --loss adaptive_hinge`` (the other defaults are its values).
+Spotlight searched kernel widths 3/5/7, 1-9 layers, dilation multipliers 1/2
+(layer i dilated by ``multiplier ** (i % 8)``), tanh/relu, with or without
+residuals (``tuning/spaces.py``).
+
+Deviations from Spotlight:
+  * scores are ``query . item`` only: Spotlight adds a learned per-item bias,
+    which tfseq's candidate contract (one vector per item) has no place for;
+  * the query at position t includes item t (tfseq's ``encode_all``
+    contract); Spotlight shifts its outputs one step, so its first output (the
+    empty history) is also trained to predict the first item, which tfseq's
+    reader never asks for;
+  * embedding dropout (``dropout_prob``; 0 = Spotlight); the default 64-wide
+    embedding with dropout 0.2 suits tfseq's default data better than 256 without;
+  * initialisation: N(0, 1/embedding_size) table as Spotlight's
+    ``ScaledEmbedding``, but the padding row is an ordinary (never used as a
+    target) row rather than a frozen zero; convolutions U(+-1/sqrt(fan_in))
+    as PyTorch's default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import tensorflow as tf
+
+from tfseq.config import ConfigError
+from tfseq.models import MODELS
+from tfseq.models.base import SequentialRecommender, gather_last
+from tfseq.models.layers import check_config, last_window
+
+NONLINEARITIES = {"tanh": tf.math.tanh, "relu": tf.nn.relu}
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNConfig:
+    """The causal CNN's hyperparameters; Spotlight's best ML-1M model but for the embedding width and dropout.
+
+    Attributes:
+      embedding_size: item embedding width = convolution filters = query width.
+      kernel_width: width of every convolution.
+      num_layers: stacked convolutions.
+      dilation: per-layer dilation, ``num_layers`` values; empty means
+        ``dilation_multiplier ** (i % 8)`` for layer ``i`` (1, 2, 4 for 3 layers).
+      dilation_multiplier: see ``dilation`` (1 = no dilation).
+      nonlinearity: ``"relu"`` or ``"tanh"``, after each convolution.
+      residual: add each layer's input to its output.
+      dropout_prob: dropout on the input item embeddings.
+    """
+
+    embedding_size: int = 64
+    kernel_width: int = 3
+    num_layers: int = 3
+    dilation: tuple[int, ...] = ()
+    dilation_multiplier: int = 2
+    nonlinearity: str = "relu"
+    residual: bool = True
+    dropout_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_config(
+            self, at_least_one=("embedding_size", "kernel_width", "num_layers", "dilation_multiplier"),
+            probabilities=("dropout_prob",),
+        )
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ConfigError(
+                f"CNNConfig.nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {self.nonlinearity!r}"
+            )
+        if self.dilation and len(self.dilation) != self.num_layers:
+            raise ConfigError(
+                f"CNNConfig.dilation needs one value per layer ({self.num_layers}), got {list(self.dilation)}"
+            )
+        if any(d < 1 for d in self.dilation):
+            raise ConfigError(f"CNNConfig.dilation values must be >= 1, got {list(self.dilation)}")
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        """The dilation of each layer."""
+        if self.dilation:
+            return tuple(self.dilation)
+        return tuple(self.dilation_multiplier ** (i % 8) for i in range(self.num_layers))
+
+    @property
+    def receptive_field(self) -> int:
+        """How many of the last items a query depends on."""
+        return 1 + sum((self.kernel_width - 1) * d for d in self.dilations)
+
+
+@MODELS.register("cnn", CNNConfig)
+class CNN(SequentialRecommender):
+    """Causal: ``encode_all`` gives the query after every position."""
+
+    causal = True
+
+    def __init__(self, config: CNNConfig, num_items: int, **kwargs) -> None:
+        super().__init__(config, num_items, **kwargs)
+        width = config.embedding_size
+        self.item_embedding = tf.keras.layers.Embedding(
+            num_items, width, name="item_embedding",
+            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=1.0 / width),
+        )
+        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
+        limit = 1.0 / math.sqrt(width * config.kernel_width)  # torch.nn.Conv default: 1/sqrt(fan_in)
+
+        def uniform() -> tf.keras.initializers.Initializer:
+            return tf.keras.initializers.RandomUniform(-limit, limit)
+
+        self.convolutions = [
+            tf.keras.layers.Conv1D(
+                width, config.kernel_width, dilation_rate=dilation, padding="causal",
+                kernel_initializer=uniform(), bias_initializer=uniform(), name=f"conv_{i}",
+            )
+            for i, dilation in enumerate(config.dilations)
+        ]
+        self.activation = NONLINEARITIES[config.nonlinearity]
+
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the query after every position ``[B, L, embedding_size]``."""
+        x = self.embedding_dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
+        for convolution in self.convolutions:
+            y = self.activation(convolution(x))  # [B, L, E]: position t sees inputs <= t
+            x = x + y if self.config.residual else y
+        return x
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the query after each history ``[B, embedding_size]``.
+
+        Only each row's last ``receptive_field`` items can reach its query, so
+        only those are convolved.
+        """
+        window = last_window(item_ids, self.config.receptive_field)  # [B, W]
+        return gather_last(self.encode_all(window, training=training), window)
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The input item table ``[num_items, embedding_size]``."""
+        return self.item_embedding.embeddings

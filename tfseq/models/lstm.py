@@ -1,0 +1,91 @@
+"""``lstm``: Spotlight's recurrent sequence model (item embedding -> LSTM -> query).
+
+Kula, "Spotlight", 2017 (https://github.com/maciejkula/spotlight), ``LSTMNet``,
+a'la Hidasi et al., "Session-based Recommendations with Recurrent Neural
+Networks", ICLR 2016: the item embeddings run through one LSTM whose width is
+the embedding width, and the hidden state after a history is its query, scored
+against the input item table (weight tying). No projection follows the LSTM.
+
+Spotlight's best ML-1M LSTM (its ``movielens_sequence`` experiment, test MRR
+0.0808): embedding 32, adaptive hinge loss, learning rate 0.05, batch 256,
+11 epochs. As flags: ``--model lstm --embedding_size 32 --dropout_prob 0
+--loss adaptive_hinge --learning_rate 0.05 --batch_size 256 --epochs 11``.
+
+Deviations from Spotlight:
+  * scores are ``query . item`` only: Spotlight adds a learned per-item bias,
+    which tfseq's candidate contract (one vector per item) has no place for;
+  * the query at position t includes item t (tfseq's ``encode_all``
+    contract); Spotlight prepends an empty step, so it also trains the empty
+    history to predict the first item, which tfseq's reader never asks for;
+  * embedding dropout (``dropout_prob``; 0 = Spotlight), 0.2 by default;
+  * initialisation: N(0, 1/embedding_size) table as Spotlight's
+    ``ScaledEmbedding``; Keras's LSTM defaults (Glorot kernel, orthogonal
+    recurrent kernel, forget-gate bias 1) instead of PyTorch's
+    U(+-1/sqrt(width)) for every LSTM weight. These defaults keep Keras's
+    cuDNN kernel on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from tfseq.models import MODELS
+from tfseq.models.base import SequentialRecommender, gather_last
+from tfseq.models.layers import check_config, last_window
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMConfig:
+    """The LSTM model's hyperparameters.
+
+    Attributes:
+      embedding_size: item embedding width = LSTM width = query width (Spotlight's
+        default 32, its best ML-1M model 32).
+      dropout_prob: dropout on the input item embeddings (Spotlight: none).
+    """
+
+    embedding_size: int = 64
+    dropout_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_config(self, at_least_one=("embedding_size",), probabilities=("dropout_prob",))
+
+
+@MODELS.register("lstm", LSTMConfig)
+class LSTM(SequentialRecommender):
+    """Causal: ``encode_all`` gives the query after every position."""
+
+    causal = True
+
+    def __init__(self, config: LSTMConfig, num_items: int, **kwargs) -> None:
+        super().__init__(config, num_items, **kwargs)
+        width = config.embedding_size
+        self.item_embedding = tf.keras.layers.Embedding(
+            num_items, width, name="item_embedding",
+            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=1.0 / width),
+        )
+        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
+        self.lstm = tf.keras.layers.LSTM(width, return_sequences=True, name="lstm")
+
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the hidden state after every position ``[B, L, embedding_size]``.
+
+        Right padding follows the real items, so it never reaches a real position's state.
+        """
+        x = self.embedding_dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
+        return self.lstm(x, training=training)
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the hidden state after each history ``[B, embedding_size]``.
+
+        Columns that are padding in every row are dropped first: they cannot
+        change a real position's state.
+        """
+        window = last_window(item_ids)  # [B, W]
+        return gather_last(self.encode_all(window, training=training), window)
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The input item table ``[num_items, embedding_size]``."""
+        return self.item_embedding.embeddings

@@ -1,0 +1,83 @@
+"""``pooling``: Spotlight's pooling sequence model (running mean of the item embeddings).
+
+Kula, "Spotlight", 2017 (https://github.com/maciejkula/spotlight), ``PoolNet``,
+a'la the averaged watch history of Covington et al., "Deep Neural Networks for
+YouTube Recommendations", RecSys 2016: the query after a history is the mean of
+its items' embeddings, scored against the same item table (weight tying).
+Order inside the history does not matter; it is the baseline the order-aware
+``cnn`` and ``lstm`` are meant to beat (Spotlight's ML-1M experiment finds it
+far below both).
+
+Deviations from Spotlight:
+  * the mean divides by the number of items; Spotlight divides by that number
+    plus one (as if an empty step were averaged in), which shrinks short
+    histories' queries towards zero;
+  * scores are ``query . item`` only: Spotlight adds a learned per-item bias,
+    which tfseq's candidate contract (one vector per item) has no place for;
+  * the query at position t includes item t (tfseq's ``encode_all``
+    contract); Spotlight shifts one step and also trains the empty history;
+  * embedding dropout (``dropout_prob``; 0 = Spotlight), 0.2 by default;
+  * the N(0, 1/embedding_size) table is Spotlight's ``ScaledEmbedding`` but
+    the padding row is an ordinary row; it is never averaged in (masked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from tfseq.models import MODELS
+from tfseq.models.base import SequentialRecommender
+from tfseq.models.layers import check_config, masked_mean, padding_mask, running_mean
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolingConfig:
+    """The pooling model's hyperparameters.
+
+    Attributes:
+      embedding_size: item embedding width = query width (Spotlight's default 32).
+      dropout_prob: dropout on the item embeddings before averaging (Spotlight: none).
+    """
+
+    embedding_size: int = 64
+    dropout_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_config(self, at_least_one=("embedding_size",), probabilities=("dropout_prob",))
+
+
+@MODELS.register("pooling", PoolingConfig)
+class Pooling(SequentialRecommender):
+    """Causal: the running mean at position t is the query after the first t + 1 items."""
+
+    causal = True
+
+    def __init__(self, config: PoolingConfig, num_items: int, **kwargs) -> None:
+        super().__init__(config, num_items, **kwargs)
+        width = config.embedding_size
+        self.item_embedding = tf.keras.layers.Embedding(
+            num_items, width, name="item_embedding",
+            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=1.0 / width),
+        )
+        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
+
+    def _embedded(self, item_ids: tf.Tensor, training: bool) -> tf.Tensor:
+        return self.embedding_dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
+
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the mean of the items up to every position ``[B, L, embedding_size]``.
+
+        Padding is never averaged in; a position with no real item so far gives zeros.
+        """
+        return running_mean(self._embedded(item_ids, training), padding_mask(item_ids))
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the mean of each history's items ``[B, embedding_size]``
+        (zeros for an empty history)."""
+        return masked_mean(self._embedded(item_ids, training), padding_mask(item_ids))
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The item table ``[num_items, embedding_size]``."""
+        return self.item_embedding.embeddings
