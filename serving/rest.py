@@ -1,4 +1,4 @@
-"""TF Serving's REST API over the same ModelManager as the gRPC server.
+"""TF Serving's REST API over a ModelManager, served by waitress with bounded bodies, connections and threads.
 
 Endpoints (JSON, as documented for ``tensorflow_model_server --rest_api_port``):
 
@@ -11,34 +11,78 @@ Endpoints (JSON, as documented for ``tensorflow_model_server --rest_api_port``):
 * ``GET /v1/models/<name>[/versions/<v>]/metadata``: the signature defs.
 
 Errors are ``{"error": message}`` with the HTTP status TF Serving uses for the
-gRPC code (NOT_FOUND 404, INVALID_ARGUMENT 400, INTERNAL 500).
+gRPC code (``_HTTP_STATUS``: NOT_FOUND 404, INVALID_ARGUMENT 400,
+RESOURCE_EXHAUSTED 429, INTERNAL 500, ...); a wrong method on a known path is
+405. The HTTP layer is waitress: it reads whole requests on one I/O thread
+before a worker sees them, so slow or half-sent bodies hold no worker; a body
+over ``max_body_bytes`` is answered 413 and a malformed ``Content-Length`` 400
+before the application runs; a connection idle (or sending nothing) for
+``timeout_s`` is closed.
+
+This module imports :mod:`serving.servable` only, never :mod:`serving.server`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import grpc
 import numpy as np
 import tensorflow as tf
+import waitress
 from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2
+from waitress import wasyncore
 
-from serving.server import LOG, ModelManager, ServingError, State, model_metadata, model_status
+from serving.servable import LOG, Limits, ModelManager, ServingError, State, model_metadata, model_status
 from serving.signature import SERVING_SIGNATURE
 
-_PATH = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>:predict|/metadata)?$"
-)
+_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>:predict|/metadata)?$")
+# TF Serving's ToHTTPStatusCode (model_servers/http_server.cc); anything else is 500.
 _HTTP_STATUS = {
-    grpc.StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    grpc.StatusCode.CANCELLED: 499,
     grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
+    grpc.StatusCode.DEADLINE_EXCEEDED: HTTPStatus.GATEWAY_TIMEOUT,
+    grpc.StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS: HTTPStatus.CONFLICT,
+    grpc.StatusCode.PERMISSION_DENIED: HTTPStatus.FORBIDDEN,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: HTTPStatus.TOO_MANY_REQUESTS,
+    grpc.StatusCode.FAILED_PRECONDITION: HTTPStatus.BAD_REQUEST,
+    grpc.StatusCode.ABORTED: HTTPStatus.CONFLICT,
+    grpc.StatusCode.OUT_OF_RANGE: HTTPStatus.BAD_REQUEST,
     grpc.StatusCode.UNIMPLEMENTED: HTTPStatus.NOT_IMPLEMENTED,
+    grpc.StatusCode.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: HTTPStatus.UNAUTHORIZED,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class RestOptions:
+    """The REST server's resource bounds.
+
+    Attributes:
+      threads: worker threads running requests (TF Serving's ``--rest_api_num_threads``).
+      max_body_bytes: largest request body; larger is answered 413 unread.
+      timeout_s: a connection with no traffic for this long (idle, or stalled mid-request) is closed.
+      max_connections: open connections at most; further ones wait in the listen backlog.
+      backlog: the listen queue length.
+    """
+
+    threads: int = 8
+    max_body_bytes: int = 8 * 1024 * 1024
+    timeout_s: float = 30.0
+    max_connections: int = 256
+    backlog: int = 1024
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) <= 0:
+                raise ValueError(f"REST {field.name} must be > 0, got {getattr(self, field.name)}")
 
 
 def _to_array(value: Any, dtype: tf.DType, what: str) -> np.ndarray:
@@ -57,10 +101,18 @@ def _to_array(value: Any, dtype: tf.DType, what: str) -> np.ndarray:
                 raise ValueError(f"expected strings, found {kind}")
         flat = [element.encode("utf-8") for element in array.flat]
         return np.array(flat, dtype=object).reshape(array.shape)
-    except (TypeError, ValueError) as e:
-        raise ServingError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"{what}: cannot read as {dtype.name}: {e}"
-        ) from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: cannot read as {dtype.name}: {e}") from None
+
+
+def _check_extent(name: str, value: Any, limits: Limits) -> None:
+    """Applies ``limits`` to a JSON input's outer two list levels before it becomes an array."""
+    if not isinstance(value, list):
+        return
+    limits.check_shape(name, [len(value)])  # the batch first: bounds the loop below
+    widths = [len(row) for row in value if isinstance(row, list)]
+    if widths:
+        limits.check_shape(name, [len(value), max(widths)])
 
 
 def _jsonable(array: np.ndarray) -> Any:
@@ -70,37 +122,32 @@ def _jsonable(array: np.ndarray) -> Any:
     return np.array(flat, dtype=object).reshape(array.shape).tolist()
 
 
-def rest_predict(
-    manager: ModelManager, name: str, version: int | None, body: Any
-) -> dict[str, Any]:
+def rest_predict(manager: ModelManager, name: str, version: int | None, body: Any) -> dict[str, Any]:
     """The JSON answer of ``:predict``; raises ServingError for a bad request."""
     if not isinstance(body, dict):
-        raise ServingError(
-            grpc.StatusCode.INVALID_ARGUMENT, "the request body must be a JSON object"
-        )
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "the request body must be a JSON object")
     servable = manager.servable(name, version)
     signature_name = body.get("signature_name") or SERVING_SIGNATURE
+    if not isinstance(signature_name, str):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, '"signature_name" must be a string')
     signature = servable.signature(signature_name)
     specs = {k: tf.dtypes.as_dtype(v.dtype) for k, v in signature.inputs.items()}
     if ("instances" in body) == ("inputs" in body):
-        raise ServingError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            'the request needs exactly one of "instances" or "inputs"',
-        )
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, 'the request needs exactly one of "instances" or "inputs"')
     row_format = "instances" in body
     payload = body["instances"] if row_format else body["inputs"]
     if row_format:
-        if not isinstance(payload, list):
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, '"instances" must be a list')
-        if payload and all(isinstance(row, dict) for row in payload):
+        if not isinstance(payload, list) or not payload:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, '"instances" must be a non-empty list')
+        servable.limits.check_shape("instances", [len(payload)])
+        if all(isinstance(row, dict) for row in payload):
             columns = {k: [row.get(k) for row in payload] for k in set().union(*payload)}
         elif len(specs) == 1:
             columns = {next(iter(specs)): payload}
         else:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"signature {signature_name!r} has inputs {sorted(specs)}: "
-                "instances must be objects",
+                f"signature {signature_name!r} has inputs {sorted(specs)}: instances must be objects",
             )
     else:
         columns = payload if isinstance(payload, dict) else {next(iter(specs)): payload}
@@ -108,9 +155,10 @@ def rest_predict(
     if unknown:
         raise ServingError(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"unknown input name(s) {unknown} for signature {signature_name!r}; "
-            f"expected: {sorted(specs)}",
+            f"unknown input name(s) {unknown} for signature {signature_name!r}; expected: {sorted(specs)}",
         )
+    for key, value in columns.items():
+        _check_extent(key, value, servable.limits)
     arrays = {k: _to_array(v, specs[k], f"input {k!r}") for k, v in columns.items()}
     outputs = servable.run(signature_name, arrays)
     if not row_format:
@@ -128,64 +176,7 @@ def rest_predict(
     return {"predictions": [{k: rows[k][i] for k in rows} for i in range(batch)]}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    manager: ModelManager  # set on the subclass built by start_rest_server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (http.server's signature)
-        LOG.debug("REST %s", format % args)
-
-    def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _route(self) -> tuple[str, int | None, str]:
-        match = _PATH.match(self.path.split("?", 1)[0])
-        if not match:
-            raise ServingError(grpc.StatusCode.NOT_FOUND, f"no such endpoint: {self.path}")
-        version = int(match["version"]) if match["version"] else None
-        return match["name"], version, match["rest"] or ""
-
-    def _handle(self, method: str) -> None:
-        try:
-            name, version, action = self._route()
-            if method == "POST" and action == ":predict":
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length) or b"null")
-                except json.JSONDecodeError as e:
-                    raise ServingError(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"malformed JSON: {e}"
-                    ) from None
-                self._send(HTTPStatus.OK, rest_predict(self.manager, name, version, body))
-            elif method == "GET" and action == "/metadata":
-                self._send(HTTPStatus.OK, _metadata_json(self.manager, name, version))
-            elif method == "GET" and action == "":
-                self._send(HTTPStatus.OK, _status_json(self.manager, name, version))
-            else:
-                raise ServingError(grpc.StatusCode.NOT_FOUND, f"no {method} endpoint {self.path}")
-        except ServingError as e:
-            self._send(
-                _HTTP_STATUS.get(e.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": e.message}
-            )
-        except Exception as e:  # noqa: BLE001  (a bug must cost one request, not the server)
-            LOG.exception("REST request failed")
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(e).__name__}: {e}"})
-
-    def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
-        self._handle("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._handle("POST")
-
-
-def _spec(name: str, version: int | None) -> Any:
-    from tensorflow_serving.apis import get_model_metadata_pb2
-
+def _spec(name: str, version: int | None) -> get_model_metadata_pb2.GetModelMetadataRequest:
     request = get_model_metadata_pb2.GetModelMetadataRequest()
     request.model_spec.name = name
     if version is not None:
@@ -197,19 +188,11 @@ def _metadata_json(manager: ModelManager, name: str, version: int | None) -> dic
     request = _spec(name, version)
     request.metadata_field.append("signature_def")
     response = model_metadata(manager, request)
-    from tensorflow_serving.apis import get_model_metadata_pb2
-
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     return {
-        "model_spec": {
-            "name": name,
-            "signature_name": "",
-            "version": str(response.model_spec.version.value),
-        },
-        "metadata": {
-            "signature_def": json_format.MessageToDict(signatures, preserving_proto_field_name=True)
-        },
+        "model_spec": {"name": name, "signature_name": "", "version": str(response.model_spec.version.value)},
+        "metadata": {"signature_def": json_format.MessageToDict(signatures, preserving_proto_field_name=True)},
     }
 
 
@@ -230,12 +213,102 @@ def _status_json(manager: ModelManager, name: str, version: int | None) -> dict[
     }
 
 
+def _answer(manager: ModelManager, method: str, path: str, read_body: Callable[[], bytes]) -> tuple[int, Any]:
+    """``(HTTP status, JSON payload)`` of one request; ServingErrors become their TF Serving status."""
+    match = _PATH.match(path)
+    if not match:
+        return HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {path}"}
+    name, action = match["name"], match["rest"] or ""
+    version = int(match["version"]) if match["version"] else None
+    wanted = "POST" if action == ":predict" else "GET"
+    if method != wanted:
+        return HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{path} takes {wanted}, not {method}"}
+    try:
+        if action == ":predict":
+            try:
+                raw = read_body()
+                body = json.loads(raw) if raw.strip() else None
+            except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, absurd nesting
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed JSON: {e}") from None
+            return HTTPStatus.OK, rest_predict(manager, name, version, body)
+        if action == "/metadata":
+            return HTTPStatus.OK, _metadata_json(manager, name, version)
+        return HTTPStatus.OK, _status_json(manager, name, version)
+    except ServingError as e:
+        return _HTTP_STATUS.get(e.code, HTTPStatus.INTERNAL_SERVER_ERROR), {"error": e.message}
+    except Exception as e:  # noqa: BLE001  (a bug must cost one request, not the server)
+        LOG.exception("REST request failed")
+        return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(e).__name__}: {e}"}
+
+
+def make_app(manager: ModelManager) -> Callable[[dict, Callable], Iterable[bytes]]:
+    """The WSGI application of the REST API over ``manager``."""
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        status, payload = _answer(
+            manager, environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ["wsgi.input"].read
+        )
+        data = json.dumps(payload).encode("utf-8")
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Client Closed Request"
+        start_response(
+            f"{int(status)} {phrase}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
+        return [data]
+
+    return app
+
+
+class RestServer:
+    """The REST API on a waitress server running in a daemon thread; ``port=0`` picks a free port.
+
+    Args:
+      manager: the model manager the requests go to.
+      host: the interface to bind.
+      port: the port (0 = any free one; read :attr:`port`).
+      options: the resource bounds.
+    """
+
+    def __init__(
+        self, manager: ModelManager, *, host: str = "127.0.0.1", port: int = 8501, options: RestOptions | None = None
+    ) -> None:
+        options = options or RestOptions()
+        self._server = waitress.create_server(
+            make_app(manager),
+            host=host,
+            port=port,
+            threads=options.threads,
+            max_request_body_size=options.max_body_bytes,
+            channel_timeout=options.timeout_s,
+            cleanup_interval=max(0.5, min(options.timeout_s / 2, 30.0)),
+            connection_limit=options.max_connections,
+            backlog=options.backlog,
+            asyncore_use_poll=True,  # select() stops at file descriptor 1024
+            ident="tfseq",
+        )
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="tfseq-rest", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except Exception:  # noqa: BLE001  (closing sockets under the loop at stop() may raise here)
+            if not self._stopping:
+                LOG.exception("the REST server stopped")
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._server.task_dispatcher.shutdown(timeout=5)
+        wasyncore.close_all(self._server._map)
+        self._thread.join(timeout=5)
+
+
 def start_rest_server(
-    manager: ModelManager, *, host: str = "127.0.0.1", port: int = 8501
-) -> ThreadingHTTPServer:
-    """Serves REST in a daemon thread; ``port=0`` picks a free port (``server_address[1]``)."""
-    handler = type("RestHandler", (_Handler,), {"manager": manager})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="tfseq-rest", daemon=True).start()
-    return server
+    manager: ModelManager, *, host: str = "127.0.0.1", port: int = 8501, options: RestOptions | None = None
+) -> RestServer:
+    """Serves REST in a daemon thread; returns the running :class:`RestServer`."""
+    return RestServer(manager, host=host, port=port, options=options)

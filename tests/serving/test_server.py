@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -342,9 +345,9 @@ def test_client_retries_until_the_server_is_up_and_honours_its_deadline(toy, tmp
         got = client.recommend([["a01"]], target=target, model_name="toy", retries=8, timeout_s=2)
         assert_same_recommendations(got, toy.expected([["a01"]]))
         with pytest.raises(grpc.RpcError) as failure:
-            # 5000 histories take the server far longer than the 1 ms deadline
+            # 1000 histories take the server far longer than the 1 ms deadline
             client.recommend(
-                [["a01", "a02"]] * 5000, target=target, model_name="toy", retries=1, timeout_s=1e-3
+                [["a01", "a02"]] * 1000, target=target, model_name="toy", retries=1, timeout_s=1e-3
             )
         assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
@@ -422,23 +425,30 @@ def test_new_version_is_served_after_it_loads_with_no_failed_request(tmp_path):
         handle.stop()
 
 
-def test_broken_versions_keep_the_old_one_serving(toy, tmp_path):
+def _failures_logged(caplog, version: int) -> int:
+    return sum(f"failed to load toy version {version} " in r.getMessage() for r in caplog.records)
+
+
+def test_broken_versions_keep_the_old_one_serving_and_are_retried_only_when_their_files_change(
+    toy, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO, logger="tfseq.serving")
     model_dir = tmp_path / "serving" / "toy"
     toy.export(tmp_path / "serving")
-    manager = server.ModelManager("toy", str(model_dir), poll_seconds=60)
+    manager = server.ModelManager("toy", str(model_dir), poll_seconds=0.001)  # backoff from 1 ms
     assert manager.poll_once() == 1
     (model_dir / ".3.tmp-abcd").mkdir()  # an export in progress: not a version
     (model_dir / "2").mkdir()
     (model_dir / "2" / "saved_model.pb").write_bytes(b"not a protobuf")
-    for attempt in range(1, server.MAX_LOAD_ATTEMPTS + 1):
+    assert manager.poll_once() == 1
+    (version, status), *_ = manager.statuses("toy", 2)
+    assert (version, status.state, status.attempts) == (2, State.END, 1)
+    assert status.error_code != 0 and status.error_message
+    # unchanged files: not retried, and not logged again, however many polls (the backoff is long over)
+    time.sleep(0.05)
+    for _ in range(5):
         assert manager.poll_once() == 1
-        (version, status), *_ = manager.statuses("toy", 2)
-        assert (version, status.state, status.attempts) == (2, State.END, attempt)
-        assert status.error_code != 0 and status.error_message
-    assert (
-        manager.poll_once() == 1
-        and manager.statuses("toy", 2)[0][1].attempts == server.MAX_LOAD_ATTEMPTS
-    )
+    assert manager.statuses("toy", 2)[0][1].attempts == 1 and _failures_logged(caplog, 2) == 1
     assert 3 not in dict(manager.statuses("toy"))
 
     # a version whose warm-up request fails is not served either
@@ -446,21 +456,52 @@ def test_broken_versions_keep_the_old_one_serving(toy, tmp_path):
     bad = client.predict_request([["a01"]], model_name="toy", signature="no_such_signature")
     with tf.io.TFRecordWriter(str(model_dir / "4" / WARMUP_FILE)) as writer:
         writer.write(
-            prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=bad)
-            ).SerializeToString()
+            prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=bad)).SerializeToString()
         )
     assert manager.poll_once() == 1
     assert "warm-up request 0" in manager.statuses("toy", 4)[0][1].error_message
-    for _ in range(server.MAX_LOAD_ATTEMPTS):
-        manager.poll_once()
+
+    # version 2's files change (the copy completes): it is retried and served, version 4 still skipped
+    shutil.rmtree(model_dir / "2")
+    shutil.copytree(model_dir / "1", model_dir / "2")
+    assert manager.poll_once() == 2
+    assert manager.statuses("toy", 4)[0][1].attempts == 1 and _failures_logged(caplog, 4) == 1
 
     # a good new version takes over; deleting it rolls back to the highest loadable one
     toy.export(tmp_path / "serving", version=5)
     assert manager.poll_once() == 5
     shutil.rmtree(model_dir / "5")
+    assert manager.poll_once() == 2
+    assert manager.servable("toy").version == 2
+
+
+def test_a_version_copied_in_file_by_file_is_served_once_complete(toy, tmp_path, caplog):
+    """TF Serving keeps retrying a version whose files change; tfseq used to give up after 3 attempts."""
+    caplog.set_level(logging.INFO, logger="tfseq.serving")
+    exported = toy.export(tmp_path / "export")
+    model_dir = tmp_path / "serving" / "toy"
+    shutil.copytree(exported, model_dir / "1")
+    manager = server.ModelManager("toy", str(model_dir), poll_seconds=0.001)
     assert manager.poll_once() == 1
-    assert manager.servable("toy").version == 1
+    files = sorted(p for p in Path(exported).rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.name != "saved_model.pb")  # the graph first: every partial copy fails to load
+    for number, source in enumerate(files):
+        target = model_dir / "2" / source.relative_to(exported)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        os.utime(target, ns=(number + 1, number + 1))  # a distinct mtime per step, as a slow copy has
+        if number < len(files) - 1:
+            time.sleep(0.002 * 2**min(number, 8))  # past the backoff of the attempts so far
+            assert manager.poll_once() == 1
+    failures = _failures_logged(caplog, 2)
+    assert failures >= 4  # more than the 3 attempts the manager used to allow
+    deadline = time.monotonic() + 30
+    while manager.poll_once() != 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert manager.servable("toy").version == 2
+    assert [(v, s.state) for v, s in manager.statuses("toy")] == [(2, State.AVAILABLE), (1, State.END)]
+    got = manager.servable("toy").run("serving_default", {HISTORY: np.array([[b"a01", b"a02"]], dtype=object)})
+    np.testing.assert_allclose(got[SCORES][0], [s for _, s in toy.expected([["a01", "a02"]])[0]], rtol=1e-5)
 
 
 @pytest.mark.parametrize(
