@@ -9,14 +9,17 @@ Output (``output_dir``):
   ``interactions``, ``malformed_rows``, ``malformed`` (per reason: ``count`` and
   the first ``EXAMPLES_PER_REASON`` ``file:line`` places, sorted by file then
   line number) and ``files`` (per input, in source order: ``path``,
-  ``rows_read``, ``interactions``, ``malformed_rows``, ``first_problem``). The
+  ``rows_read``, ``interactions``, ``malformed_rows``, ``first_problem``,
+  ``read_error``: why the file could not be read to its end, "" if it could). The
   pipeline itself writes it (a single-shard ``WriteToText``), so it is built
   the same way on every runner; the driver reads it back for the checks below.
 
 Sources: files are matched with Beam's FileSystems (sorted; the index is
 ``Interaction.source``) and each is read whole by one ``ReadRecords`` call
-through ``FileSystems.open`` (compressed by extension is fine), then
-reshuffled so the writes are balanced. The synthetic log is generated per user
+through ``FileSystems.open``, then reshuffled so the writes are balanced. A
+file compressed by Beam's extensions (``.gz``, ``.bz2``, ``.deflate``,
+``.zst``, ``.xz``, ``.lzma``) is decompressed by ``formats.decompressed``,
+which, unlike Beam's reader, checks that each stream reaches its end. The synthetic log is generated per user
 (``beam.Create(range(num_users))``), never materialised on the driver.
 
 Checks, in order:
@@ -24,12 +27,18 @@ Checks, in order:
 1. On the driver, before the pipeline (fail at once, name the file): the format
    is known; the input matches files; no file is empty, binary, or starts with
    a header that does not fit; the first rows of a file (up to ``SNIFF_BYTES``)
-   are not all malformed; a parquet schema has the named columns; a tfds
-   dataset downloads.
-2. In the pipeline: every row is parsed; malformed rows are counted by reason.
-3. On the driver, after the pipeline: a file where no row parsed, any
-   malformed row under ``strict``, or no valid interaction at all is a
-   ``DataError`` quoting the first ``file:line``.
+   are not all malformed, and are not recognisably another format (a RecBole
+   header or a MovieLens ratings log read as ``sequence``/``pairs``); a
+   compressed file the sniff reads to its end is not cut off or corrupt; a
+   parquet schema has the named columns; a tfds dataset downloads.
+2. In the pipeline: every row is parsed; malformed rows are counted by reason;
+   a file that cannot be read to its end (cut-off or corrupt compressed data)
+   is recorded in its ``FileStats.read_error`` rather than raised, so the
+   error reaches the driver the same way on every runner.
+3. On the driver, after the pipeline: a file with a ``read_error`` (with or
+   without ``strict``), a file where no row parsed, any malformed row under
+   ``strict``, or no valid interaction at all is a ``DataError`` quoting the
+   file (and first ``file:line``).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ import dataclasses
 import json
 import os
 import posixpath
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -123,6 +132,7 @@ class FileStats(NamedTuple):
     interactions: int
     malformed_rows: int
     first_problem: str  # Malformed.describe() of its first malformed row, "" if none
+    read_error: str = ""  # the DataError that stopped reading the file (cut-off gzip, ...), "" if none
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self._asdict().items() if k != "source"}
@@ -150,9 +160,22 @@ def match_inputs(pattern: str) -> list[str]:
     return files
 
 
+def open_text(path: str) -> IO[bytes]:
+    """A text input's bytes, decompressed by extension as Beam would, but checked to the end.
+
+    Reading raises DataError naming the file when compressed data is cut off
+    or corrupt (Beam's own reader would stop quietly at the cut).
+    """
+    compression = CompressionTypes.detect_compression_type(path)
+    file = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    if compression == CompressionTypes.UNCOMPRESSED:
+        return file
+    return formats.decompressed(file, path, compression)
+
+
 def _check_text_file(config: ExampleGenConfig, path: str, source: int) -> None:
     fmt = config.text_format()
-    with FileSystems.open(path) as f:
+    with open_text(path) as f:  # a file shorter than the sniff is read to its end: checked whole
         head = f.read(SNIFF_BYTES + 1)
     if not head:
         raise DataError(f"{path}: file is empty")
@@ -164,6 +187,7 @@ def _check_text_file(config: ExampleGenConfig, path: str, source: int) -> None:
     lines = [piece + b"\n" for piece in pieces[:-1]]
     if whole and pieces[-1]:
         lines.append(pieces[-1])  # a last line without a newline; cut short when not whole
+    formats.check_not_misread(fmt, path, lines)
     records = list(formats.parse_lines(fmt, path, source, lines))  # a bad header raises here
     if not records:
         if whole:
@@ -238,7 +262,7 @@ def read_records(
                 config.rating_col,
             )
     else:
-        with FileSystems.open(path) as f:  # .gz/.bz2/... decompressed by extension
+        with open_text(path) as f:  # .gz/.bz2/...: cut-off or corrupt data raises DataError
             lines = iter(f.readline, b"")
             yield from formats.parse_lines(config.text_format(), path, source, lines)
 
@@ -253,21 +277,26 @@ class ReadRecords(beam.DoFn):
         source, path = element
         rows = interactions = malformed = 0
         last_line = -1
-        first_problem = ""
-        for record in read_records(self.config, source, path):
-            if record.line != last_line:  # records arrive in line order; a line may hold many
-                rows += 1
-                last_line = record.line
-            if isinstance(record, Malformed):
-                malformed += 1
-                first_problem = first_problem or record.describe()
-                yield beam.pvalue.TaggedOutput(MALFORMED, record)
-            else:
-                interactions += 1
-                yield record
+        first_problem = read_error = ""
+        try:
+            for record in read_records(self.config, source, path):
+                if record.line != last_line:  # records arrive in line order; a line may hold many
+                    rows += 1
+                    last_line = record.line
+                if isinstance(record, Malformed):
+                    malformed += 1
+                    first_problem = first_problem or record.describe()
+                    yield beam.pvalue.TaggedOutput(MALFORMED, record)
+                else:
+                    interactions += 1
+                    yield record
+        except DataError as e:
+            # Raised here, a runner would wrap it (or retry the bundle); as data, the driver's
+            # check_outcome raises it as it was, on every runner.
+            read_error = str(e)
         label = formats.tfds_label(path) if self.config.input_format == "tfds" else path
         yield beam.pvalue.TaggedOutput(
-            FILES, FileStats(source, label, rows, interactions, malformed, first_problem)
+            FILES, FileStats(source, label, rows, interactions, malformed, first_problem, read_error)
         )
 
 
@@ -369,6 +398,9 @@ class Summarize(beam.PTransform):
 
 def check_outcome(config: ExampleGenConfig, stats: dict[str, Any]) -> None:
     """Driver-side checks after the pipeline; raises DataError quoting the first bad place."""
+    for found in stats["files"]:
+        if found.get("read_error"):  # a cut-off or corrupt file is never a shorter log
+            raise DataError(found["read_error"])
     for found in stats["files"]:
         if found["rows_read"] == 0:
             raise DataError(f"{found['path']}: no data rows")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
 import math
+import re
+import zlib
 
 import pytest
 
@@ -192,3 +197,122 @@ def test_interaction_tsv_round_trip():
     row = Interaction("u 1", "i", 1.5e9, 4.0, 2, 10, 3)
     assert Interaction.from_tsv(row.to_tsv()) == row
     assert Interaction.from_tsv(Interaction("u", "i", 0.1).to_tsv())[:3] == ("u", "i", 0.1)
+
+
+# ----------------------------------------------------------------------------- compressed input
+
+LOG = b"".join(f"u{i % 97} i{i % 389}\n".encode() for i in range(20000))  # 20,000 lines, ~230 KB
+
+
+def gzip_cut_after_full_flush(data: bytes, lines: int) -> bytes:
+    """A gzip stream of the first ``lines`` lines, flushed (Z_FULL_FLUSH) and cut there: no trailer.
+
+    Every byte up to the cut decompresses, so a reader that ignores the missing
+    end of the stream sees a clean file of whole lines.
+    """
+    head = b"".join(data.splitlines(keepends=True)[:lines])
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+def corrupt_middle(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] ^= 0xFF
+    return bytes(damaged)
+
+
+def zstd_compress(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+COMPRESSORS = {
+    "gzip": gzip.compress,
+    "bzip2": bz2.compress,
+    "lzma": lzma.compress,
+    "deflate": zlib.compress,
+    "zstd": zstd_compress,
+}
+
+
+def read_all(data: bytes, compression: str) -> bytes:
+    with formats.decompressed(io.BytesIO(data), "log.gz", compression) as f:
+        return b"".join(iter(f.readline, b""))
+
+
+@pytest.mark.parametrize("compression", list(COMPRESSORS))
+def test_decompressed_reads_whole_and_concatenated_streams(compression):
+    compress = COMPRESSORS[compression]
+    assert read_all(compress(LOG), compression) == LOG
+    # Two streams back to back (gzip members, bzip2 streams, ...) read as one file, as Beam does.
+    half = len(LOG) // 2
+    assert read_all(compress(LOG[:half]) + compress(LOG[half:]), compression) == LOG
+    assert read_all(b"", compression) == b""
+
+
+@pytest.mark.parametrize(
+    "compression, data",
+    [
+        ("gzip", gzip.compress(LOG)[:20000]),                   # cut mid-stream
+        ("gzip", gzip_cut_after_full_flush(LOG, 5000)),         # cut on a line boundary, no trailer
+        ("gzip", gzip.compress(LOG)[:-4]),                      # only the length field missing
+        ("gzip", corrupt_middle(gzip.compress(LOG))),           # one byte flipped
+        ("gzip", gzip.compress(LOG) + gzip.compress(LOG)[:100]),  # a second member cut short
+        ("bzip2", bz2.compress(LOG)[:-10]),
+        ("bzip2", corrupt_middle(bz2.compress(LOG))),
+        ("lzma", lzma.compress(LOG)[:-10]),
+        ("deflate", zlib.compress(LOG)[:-10]),
+        ("zstd", zstd_compress(LOG)[:-10]),
+    ],
+    ids=["gzip-cut", "gzip-full-flush-cut", "gzip-no-isize", "gzip-corrupt", "gzip-second-member-cut",
+         "bzip2-cut", "bzip2-corrupt", "lzma-cut", "deflate-cut", "zstd-cut"],
+)
+def test_truncated_or_corrupt_compressed_data_is_a_data_error_naming_the_file(compression, data):
+    with pytest.raises(DataError, match=f"^log\\.gz: truncated or corrupt {compression} data: "):
+        read_all(data, compression)
+
+
+# ----------------------------------------------------------------------------- a file in another format
+
+RECBOLE_FILE = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n"
+U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
+
+
+@pytest.mark.parametrize("fmt", ["sequence", "pairs", "movielens"])
+def test_a_recbole_header_in_a_headerless_format_is_refused_with_a_hint(fmt):
+    with pytest.raises(DataError, match=(
+        r"^log\.txt:1: a RecBole \.inter header \('user_id:token\\titem_id:token.*'\), "
+        f"not a {fmt} file; use --input_format recbole$"
+    )):
+        parse(fmt, RECBOLE_FILE)
+
+
+@pytest.mark.parametrize("fmt", ["sequence", "pairs"])
+@pytest.mark.parametrize("text", [U_DATA, U_DATA.replace("\t", "::")])
+def test_a_ratings_log_read_as_sequence_or_pairs_is_refused_with_a_hint(fmt, text):
+    lines = io.BytesIO(text.encode()).readlines()
+    first = text.splitlines()[0]
+    with pytest.raises(DataError, match=(
+        f"^log\\.txt: its first 3 lines are all 'user item rating timestamp' \\(line 1: {re.escape(repr(first))}\\), "
+        f"a MovieLens ratings log, not a {fmt} file; use --input_format movielens$"
+    )):
+        formats.check_not_misread(formats.text_format(fmt), "log.txt", lines)
+
+
+@pytest.mark.parametrize(
+    "fmt, text",
+    [
+        ("sequence", "1 1 2 3 4 5\n2 6 7 8 9 10 4 11\n3 4 12 13 14 15 16 17 18 19\n"),  # Beauty.txt
+        ("sequence", "1 5 3 881250949\n2 7 3\n3 8 1 878887116\n"),  # not every line has 4 fields
+        ("sequence", "1 5 3 81250949\n2 7 3 91717742\n3 8 1 78887116\n"),  # 8-digit last items
+        ("sequence", "u1 A 3 881250949\nu2 B 3 891717742\nu3 C 1 878887116\n"),  # ids not numbers
+        ("sequence", U_DATA.splitlines(keepends=True)[0] * 2),  # too few lines to tell
+        ("pairs", "1 5\n1 881250949\n2 891717742\n"),
+        ("movielens", U_DATA),
+    ],
+)
+def test_genuine_files_are_not_mistaken_for_another_format(fmt, text):
+    lines = io.BytesIO(text.encode()).readlines()
+    formats.check_not_misread(formats.text_format(fmt), "log.txt", lines)
+    assert any(isinstance(r, Interaction) for r in parse(fmt, text))

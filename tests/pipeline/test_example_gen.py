@@ -6,12 +6,14 @@ each test that runs the whole stage starts one DirectRunner pipeline (~1-2 s).
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
 import math
 import os
 import random
 import socket
+import zlib
 from pathlib import Path
 
 import apache_beam as beam
@@ -171,9 +173,9 @@ def test_summarize_builds_stats_json_from_the_three_outputs():
             "malformed": MALFORMED_SUMMARY,
             "files": [  # in source order
                 {"path": "a.txt", "rows_read": 12, "interactions": 4, "malformed_rows": 9,
-                 "first_problem": "a.txt:5: non_numeric_timestamp ('x')"},
+                 "first_problem": "a.txt:5: non_numeric_timestamp ('x')", "read_error": ""},
                 {"path": "b.txt", "rows_read": 6, "interactions": 3, "malformed_rows": 3,
-                 "first_problem": "b.txt:1: wrong_field_count"},
+                 "first_problem": "b.txt:1: wrong_field_count", "read_error": ""},
             ],
         }]))
 
@@ -324,6 +326,30 @@ def _parquet(path: Path, **columns: list) -> bytes:
     return path.read_bytes()
 
 
+PAIRS_LOG = b"".join(f"u{i % 97} i{i % 389}\n".encode() for i in range(20000))  # ~230 KB of pairs
+
+
+def gzip_cut_after_full_flush(data: bytes, lines: int) -> bytes:
+    """The first ``lines`` lines gzipped, flushed (Z_FULL_FLUSH) and cut there: whole lines, no trailer."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = b"".join(data.splitlines(keepends=True)[:lines])
+    return compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+def corrupt_middle(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] ^= 0xFF
+    return bytes(damaged)
+
+
+DAMAGED = {  # file name -> (content, compression): cut or corrupt copies of PAIRS_LOG
+    "cut.gz": (gzip.compress(PAIRS_LOG)[:5000], "gzip"),  # 14 KB of lines, then mid-stream
+    "flushed.gz": (gzip_cut_after_full_flush(PAIRS_LOG, 5000), "gzip"),
+    "corrupt.gz": (corrupt_middle(gzip.compress(PAIRS_LOG)), "gzip"),
+    "cut.bz2": (bz2.compress(PAIRS_LOG)[:-10], "bzip2"),
+}
+
+
 def case(files: dict, input: str, input_format: str, message: str):
     """A bad-input case: files to write ({name: text, bytes or writer}), the flags, the error."""
     return files, {"input": input, "input_format": input_format}, message
@@ -382,6 +408,23 @@ BAD_INPUTS = {
     "input given for synthetic": case(
         {}, "{tmp}/x.txt", "synthetic", r"x\.txt given with --input_format synthetic"),
     "no input for a file format": case({}, "", "csv", r"--input_format csv needs --input"),
+    **{
+        f"damaged {name}": case({name: content}, f"{{tmp}}/{name}", "pairs",
+                                rf"^\S+/{name}: truncated or corrupt {compression} data: ")
+        for name, (content, compression) in DAMAGED.items()
+    },
+    "recbole .inter read as sequence": case(
+        {"ml.inter": RECBOLE_HEADER + "196\t242\t3\t881250949\n"}, "{tmp}/ml.inter", "sequence",
+        r"ml\.inter:1: a RecBole \.inter header \('user_id:token.*'\), not a sequence file; "
+        r"use --input_format recbole$"),
+    "recbole .inter read as pairs": case(
+        {"ml.inter": RECBOLE_HEADER + "196\t242\t3\t881250949\n"}, "{tmp}/ml.inter", "pairs",
+        r"ml\.inter:1: a RecBole \.inter header .* not a pairs file; use --input_format recbole$"),
+    "u.data read as sequence": case(
+        {"u.data": "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"},
+        "{tmp}/u.data", "sequence",
+        r"u\.data: its first 3 lines are all 'user item rating timestamp' .*a MovieLens ratings log, "
+        r"not a sequence file; use --input_format movielens$"),
 }
 
 
@@ -401,6 +444,51 @@ def test_bad_input_is_a_data_error_naming_the_file_before_any_pipeline(tmp_path,
     with pytest.raises(DataError, match=message):
         run_example_gen(config, str(out), options())
     assert os.listdir(out) == []  # failed before the pipeline wrote anything
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_damaged_compressed_file_past_the_sniff_is_an_error_with_or_without_strict(
+    tmp_path, monkeypatch, name, strict
+):
+    # A 16-byte sniff cannot reach the damage: the pipeline's read finds it and the driver reports it.
+    monkeypatch.setattr(example_gen, "SNIFF_BYTES", 16)
+    content, compression = DAMAGED[name]
+    write(tmp_path / "logs" / "a.txt", "u1 i1\nu1 i2\n")
+    damaged = write(tmp_path / "logs" / name, content)
+    config = ExampleGenConfig(input=str(tmp_path / "logs"), input_format="pairs", strict=strict)
+    with pytest.raises(DataError, match=f"^{damaged}: truncated or corrupt {compression} data: "):
+        run_example_gen(config, str(tmp_path / "out"), options())
+
+
+def test_read_records_dofn_reports_a_truncated_file_in_its_file_stats(tmp_path):
+    path = write(tmp_path / "flushed.gz", DAMAGED["flushed.gz"][0])
+    config = ExampleGenConfig(input=path, input_format="pairs")
+    with pytest.raises(DataError, match=f"^{path}: truncated or corrupt gzip data: "):
+        list(read_records(config, 0, path))
+    outputs = list(ReadRecords(config).process((0, path)))
+    (stats,) = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == FILES]
+    # All 5,000 lines before the cut parse; the file is still marked unreadable.
+    assert (stats.rows_read, stats.interactions, stats.malformed_rows) == (5000, 5000, 0)
+    assert stats.read_error.startswith(f"{path}: truncated or corrupt gzip data: ")
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress])
+def test_whole_compressed_files_are_read_in_full(tmp_path, compress):
+    path = write(tmp_path / ("log.gz" if compress is gzip.compress else "log.bz2"), compress(PAIRS_LOG))
+    rows = list(read_records(ExampleGenConfig(input=path, input_format="pairs"), 0, path))
+    assert len(rows) == 20000 and all(isinstance(r, Interaction) for r in rows)
+    assert (rows[-1].user, rows[-1].item, rows[-1].line) == (f"u{19999 % 97}", f"i{19999 % 389}", 20000)
+
+
+def test_genuine_sequence_and_ratings_files_pass_the_driver_checks(tmp_path):
+    beauty_like = write(tmp_path / "Beauty.txt", "1 1 2 3 4 5\n2 6 7 8 9 10 4 11\n3 4 12 13 14 15 16\n" * 10)
+    u_data = write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n" * 10)
+    inter = write(tmp_path / "ml.inter", RECBOLE_HEADER + "196\t242\t3\t881250949\n" * 10)
+    for path, fmt in ((beauty_like, "sequence"), (u_data, "movielens"), (inter, "recbole")):
+        assert example_gen.check_input(ExampleGenConfig(input=path, input_format=fmt)) == [path]
+    gz = write(tmp_path / "Beauty.txt.gz", gzip.compress(Path(beauty_like).read_bytes()))
+    assert example_gen.check_input(ExampleGenConfig(input=gz, input_format="sequence")) == [gz]
 
 
 def test_bad_synthetic_knobs_and_shards_are_config_errors(tmp_path):

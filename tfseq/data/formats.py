@@ -23,19 +23,27 @@ Where a format has no timestamp the input order is the time: the line number
 
 A parser turns one raw line into Interactions or a :class:`Malformed` row with
 a stable reason key (``REASONS``). A file that does not fit its format at all
-(a header without the needed columns, an unreadable parquet file) raises
-:class:`DataError` naming the file and line. This module does no file system
-I/O of its own: callers hand it lines (bytes) or an open parquet file, so the
-same code runs on the driver and inside Beam workers.
+(a header without the needed columns, an unreadable parquet file, a RecBole
+header or a MovieLens ratings log read as a headerless format) raises
+:class:`DataError` naming the file and line. Compressed text (Beam's
+compression names, ``COMPRESSIONS``) is read through :func:`decompressed`,
+which checks every stream reaches its end marker: a cut-off or corrupt file is
+a DataError, never a silently shorter log. This module does no file system
+I/O of its own: callers hand it lines (bytes) or an open file, so the same code
+runs on the driver and inside Beam workers.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
 import datetime
+import io
 import itertools
+import lzma
 import math
 import re
+import zlib
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
@@ -106,6 +114,11 @@ TEXT_FORMATS = ("recbole", "movielens", "sequence", "pairs", "csv")
 ALL_FORMATS = (*TEXT_FORMATS, "parquet", "tfds", "synthetic")
 
 _BAD_ID_CHARS = re.compile(r"[\t\n\r]")
+# A RecBole atomic-file header field: name:type (RecBole's four field types).
+_RECBOLE_FIELD = re.compile(r"[^:\s]+:(token|token_seq|float|float_seq)")
+_NUMBER = re.compile(r"\d+(\.\d*)?")
+_UNIX_SECONDS = re.compile(r"\d{9,10}(\.0*)?")  # 1973-03-03 .. 2286-11-20
+MISREAD_MIN_LINES = 3  # lines that must all look like a ratings log before a file is refused
 
 
 def check_format_name(name: str) -> None:
@@ -247,6 +260,45 @@ class RecBoleFormat(Format):
         return _delimited(columns, path, source, lambda text: text.split("\t"))
 
 
+def _refuse_recbole_header(fmt_name: str, path: str, first: str) -> None:
+    """Raises DataError when the first line of a headerless file is a RecBole ``.inter`` header."""
+    names = first.split()
+    if len(names) >= 2 and all(_RECBOLE_FIELD.fullmatch(name) for name in names):
+        raise DataError(
+            f"{path}:1: a RecBole .inter header ({first.strip()[:80]!r}), not a {fmt_name} file; "
+            f"use --input_format recbole"
+        )
+
+
+def check_not_misread(fmt: Format, path: str, lines: Sequence[bytes]) -> None:
+    """Raises DataError when the first lines of a ``sequence`` or ``pairs`` file are a ratings log.
+
+    ``lines`` are the file's first lines (a sniff, not the whole file). A file
+    is refused only when there are at least ``MISREAD_MIN_LINES`` non-blank
+    lines and every one is ``user item rating timestamp`` (tab/space or ``::``
+    separated, all numbers, the last a 9-10 digit Unix time): read as a
+    sequence such a line is a user whose "items" are an item, a rating and a
+    timestamp. A genuine ``user item item ...`` file (Beauty.txt) has lines of
+    different lengths, and its items are never all 9-10 digit numbers.
+    """
+    if fmt.name not in ("sequence", "pairs"):
+        return
+    texts = [raw.decode("utf-8", errors="replace").strip() for raw in lines]
+    texts = [text for text in texts if text]
+    if len(texts) < MISREAD_MIN_LINES:
+        return
+    for text in texts:
+        fields = text.split("::") if "::" in text else text.split()
+        if (len(fields) != 4 or not all(_NUMBER.fullmatch(f) for f in fields[:3])
+                or not _UNIX_SECONDS.fullmatch(fields[3])):
+            return
+    raise DataError(
+        f"{path}: its first {len(texts)} lines are all 'user item rating timestamp' "
+        f"(line 1: {texts[0][:80]!r}), a MovieLens ratings log, not a {fmt.name} file; "
+        f"use --input_format movielens"
+    )
+
+
 class MovieLensFormat(Format):
     """MovieLens ``u.data`` (tab) and ``ratings.dat`` (``::``): user item rating timestamp.
 
@@ -256,6 +308,7 @@ class MovieLensFormat(Format):
     name = "movielens"
 
     def line_parser(self, path: str, source: int, first: str) -> LineParser:
+        _refuse_recbole_header(self.name, path, first)
         separator = "::" if "::" in first else "\t"
         columns = Columns(0, 1, timestamp=3, rating=2, count=4)
         return _delimited(columns, path, source, lambda text: text.split(separator))
@@ -267,6 +320,8 @@ class SequenceFormat(Format):
     name = "sequence"
 
     def line_parser(self, path: str, source: int, first: str) -> LineParser:
+        _refuse_recbole_header(self.name, path, first)
+
         def parse(text: str, line: int) -> list[Interaction] | Malformed | None:
             fields = text.split()
             if not fields:
@@ -288,6 +343,7 @@ class PairsFormat(Format):
     name = "pairs"
 
     def line_parser(self, path: str, source: int, first: str) -> LineParser:
+        _refuse_recbole_header(self.name, path, first)
         return _delimited(Columns(0, 1, count=2), path, source, str.split)
 
 
@@ -329,6 +385,103 @@ def text_format(
     if name not in _TEXT_FORMAT_CLASSES:
         raise DataError(f"input format {name!r} is not line-based; text formats: {TEXT_FORMATS}")
     return _TEXT_FORMAT_CLASSES[name]()
+
+
+# Beam's CompressionTypes values, so a path's detected type names its decompressor here.
+COMPRESSIONS = ("gzip", "bzip2", "deflate", "zstd", "lzma")
+READ_CHUNK = 1 << 16  # compressed bytes decompressed at a time
+
+
+def _decompressor(compression: str) -> Any:
+    """A fresh one-stream decompressor (``decompress``, ``eof``, ``unused_data``)."""
+    if compression == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if compression == "deflate":
+        return zlib.decompressobj()
+    if compression == "bzip2":
+        return bz2.BZ2Decompressor()
+    if compression == "lzma":
+        return lzma.LZMADecompressor()
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor(max_window_size=1 << 31).decompressobj()
+    raise DataError(f"unknown compression {compression!r}; known: {', '.join(COMPRESSIONS)}")
+
+
+class _CheckedDecompression(io.RawIOBase):
+    """Decompresses a file and insists that every stream in it ends with its end marker.
+
+    Concatenated streams (gzip members, bzip2 streams, zstd frames) read as one,
+    as Beam reads them. Beam's own reader stops quietly at the end of the input
+    even inside a stream, so a file cut off after a full flush reads as a clean,
+    shorter log; here the end of the input inside a stream, or data a
+    decompressor rejects (a bad checksum, a flipped byte), raises DataError.
+    """
+
+    def __init__(self, file: IO[bytes], path: str, compression: str):
+        super().__init__()
+        _decompressor(compression)  # fails early on an unknown name
+        self._file = file
+        self._path = path
+        self._compression = compression
+        self._stream: Any = None  # the decompressor of the stream being read; None between streams
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def _error(self, why: str) -> DataError:
+        return DataError(f"{self._path}: truncated or corrupt {self._compression} data: {why}")
+
+    def _decompress_more(self) -> bool:
+        """Decompresses the next piece of input into ``_out``; False at the clean end of the input."""
+        data = b""
+        if self._stream is not None and self._stream.eof:  # a stream ended; another may follow
+            data = self._stream.unused_data
+            self._stream = None
+        if not data:
+            data = self._file.read(READ_CHUNK)
+        if not data:
+            if self._stream is not None:
+                raise self._error("the file ends inside a compressed stream (cut off?)")
+            return False
+        if self._stream is None:
+            self._stream = _decompressor(self._compression)
+        try:
+            self._out = memoryview(self._stream.decompress(data))
+        except Exception as e:  # noqa: BLE001  (zlib.error, OSError, LZMAError, ZstdError, ...)
+            raise self._error(str(e) or type(e).__name__) from e
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            if not self._decompress_more():
+                return 0
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+def decompressed(file: IO[bytes], path: str, compression: str) -> IO[bytes]:
+    """The decompressed bytes of an open compressed file (buffered; ``readline`` works).
+
+    Args:
+      file: the raw (still compressed) file, at its start; closed with the result.
+      path: the file's name, quoted in errors.
+      compression: one of ``COMPRESSIONS`` (Beam's ``CompressionTypes`` values).
+
+    Raises:
+      DataError: while reading, ``<path>: truncated or corrupt <compression> data: ...``
+        when the file ends inside a compressed stream or holds data the decompressor rejects.
+    """
+    return io.BufferedReader(_CheckedDecompression(file, path, compression), buffer_size=READ_CHUNK)
 
 
 def parse_lines(
