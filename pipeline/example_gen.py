@@ -62,7 +62,7 @@ from tfseq.data.synthetic import SyntheticConfig, user_interactions
 
 OUTPUT_PREFIX = "interactions"
 OUTPUT_SUFFIX = ".tsv"
-STATS = "stats.json"
+STATS = artifacts.STATS  # the file name is the layout's (pipeline.artifacts)
 EXAMPLES_PER_REASON = 5
 SNIFF_BYTES = 1 << 16  # how much of each text file the driver reads before the pipeline
 SNIFF_MIN_ROWS = 20  # all-malformed rows needed to reject a file the sniff did not read whole

@@ -17,8 +17,8 @@ def test_from_dict_rejects_unknown_keys_by_name():
 
 
 def test_from_dict_coerces_cli_strings_and_round_trips():
-    config = from_dict(TrainConfig, {"epochs": "3", "learning_rate": "0.01", "exclude_seen": "true"})
-    assert (config.epochs, config.learning_rate, config.exclude_seen) == (3, 0.01, True)
+    config = from_dict(TrainConfig, {"epochs": "3", "learning_rate": "0.01", "exclude_history": "true"})
+    assert (config.epochs, config.learning_rate, config.exclude_history) == (3, 0.01, True)
     assert from_dict(TrainConfig, to_dict(config)) == config
 
 

@@ -1,5 +1,5 @@
 """Full-ranking evaluation against numpy: stable-sort ranks with ties, padding at -inf,
-exclude_seen, all metrics at all K, one trace for every batch shape."""
+exclude_history, all metrics at all K, one trace for every batch shape."""
 
 from __future__ import annotations
 
@@ -55,12 +55,12 @@ def stable_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.argmax(order == targets[:, np.newaxis], axis=1)
 
 
-def oracle_ranks(table, histories, targets, *, exclude_seen: bool, mask_padding: bool = True):
+def oracle_ranks(table, histories, targets, *, exclude_history: bool, mask_padding: bool = True):
     query = np.stack([table[row[row > 0]].sum(axis=0) for row in histories])
     scores = query @ table.T  # [B, N], exact small integers
     if mask_padding:
         scores[:, 0] = -np.inf
-    if exclude_seen:
+    if exclude_history:
         for u, row in enumerate(histories):
             scores[u, row[row > 0]] = -np.inf
     return stable_ranks(scores, targets)
@@ -88,16 +88,16 @@ def test_rank_targets_by_hand():
     assert rank_targets(scores, tf.constant([2, 0])).numpy().tolist() == [2, 1]
 
 
-@pytest.mark.parametrize("exclude_seen", [False, True])
-def test_evaluate_matches_numpy(exclude_seen):
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_evaluate_matches_numpy(exclude_history):
     table = toy_table()
     model = SumOfEmbeddings(table)
     histories, targets = toy_rows()
-    expected = oracle_ranks(table, histories, targets, exclude_seen=exclude_seen)
-    evaluator = Evaluator(model, exclude_seen=exclude_seen)
+    expected = oracle_ranks(table, histories, targets, exclude_history=exclude_history)
+    evaluator = Evaluator(model, exclude_history=exclude_history)
     np.testing.assert_array_equal(evaluator.ranks(batches(histories, targets, 7)), expected)
     data = batches(histories, targets, 7)
-    metrics = evaluate(model, data, ks=(1, 3, 10), exclude_seen=exclude_seen)
+    metrics = evaluate(model, data, ks=(1, 3, 10), exclude_history=exclude_history)
     assert metrics.pop("num_users") == 40
     oracle = metrics_from_ranks(expected, (1, 3, 10))
     assert metrics.keys() == oracle.keys()
@@ -108,16 +108,16 @@ def test_evaluate_matches_numpy(exclude_seen):
 def test_the_checks_have_power_padding_and_history_change_the_ranks():
     table = toy_table()
     histories, targets = toy_rows()
-    plain = oracle_ranks(table, histories, targets, exclude_seen=False)
-    assert np.any(plain != oracle_ranks(table, histories, targets, exclude_seen=False,
+    plain = oracle_ranks(table, histories, targets, exclude_history=False)
+    assert np.any(plain != oracle_ranks(table, histories, targets, exclude_history=False,
                                         mask_padding=False))
-    assert np.any(plain != oracle_ranks(table, histories, targets, exclude_seen=True))
+    assert np.any(plain != oracle_ranks(table, histories, targets, exclude_history=True))
 
 
-def test_exclude_seen_puts_a_repeated_target_below_every_unseen_item():
+def test_exclude_history_puts_a_repeated_target_below_every_unseen_item():
     table = toy_table()
     histories, targets = toy_rows()
-    evaluator = Evaluator(SumOfEmbeddings(table), exclude_seen=True)
+    evaluator = Evaluator(SumOfEmbeddings(table), exclude_history=True)
     ranks = evaluator.ranks(batches(histories, targets, 16))
     for row, target, rank in zip(histories, targets, ranks):
         if target in row:

@@ -154,21 +154,26 @@ PIPELINE_FLAGS = [
 @dataclasses.dataclass
 class TrainedRun:
     root: Path
+    run: str  # the run's folder name under <root>/runs
 
     @property
     def transform_dir(self) -> str:
         return str(self.root / "Transform")
 
     @property
+    def run_dir(self) -> Path:
+        return self.root / "runs" / self.run
+
+    @property
     def trainer_dir(self) -> str:
-        return str(self.root / "Trainer")
+        return str(self.run_dir / "Trainer")
 
     @property
     def serving_dir(self) -> Path:
         return self.root / "serving"
 
     def pushed(self) -> dict:
-        return json.loads((self.root / "Pusher" / "pushed.json").read_text())
+        return json.loads((self.run_dir / "Pusher" / "pushed.json").read_text())
 
     def test_histories(self, limit: int = 200) -> tuple[list[list[str]], list[np.ndarray]]:
         """Raw-ID histories of the test split and their index arrays (first ``limit`` users)."""

@@ -32,8 +32,8 @@ def trained(tmp_path_factory) -> TrainedRun:
     from pipeline import run as pipeline_run
 
     root = tmp_path_factory.mktemp("pipeline") / "run"
-    outcome = pipeline_run.run(
+    result = pipeline_run.run(
         [*PIPELINE_FLAGS, "--output_dir", str(root), "--stop_after", "Pusher"]
     )
-    assert outcome["Pusher"] == "ran"
-    return TrainedRun(root)
+    assert result.stages["Pusher"] == "ran"
+    return TrainedRun(root, result.run)

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from pipeline import run as pipeline_run
 from pipeline.example_gen import ExampleGenConfig
-from pipeline.pusher import PusherConfig, default_serving_dir
+from pipeline.pusher import PusherConfig
 from pipeline.transform import TransformConfig
 from serving.signature import SCORES
 from tests.serving.common import PIPELINE_FLAGS
@@ -38,19 +38,17 @@ def test_pusher_flags_collide_with_no_other_config_field():
         assert not pusher & {f.name for f in dataclasses.fields(cls)}, cls.__name__
 
 
-def test_default_serving_dir_is_beside_the_stage_directories():
-    assert default_serving_dir("/runs/a/.Pusher.tmp-1234") == "/runs/a/serving"
-    assert default_serving_dir("/runs/a/Pusher/") == "/runs/a/serving"
-
-
-def test_pipeline_pushes_version_1_and_records_it(trained):
+def test_pipeline_pushes_version_1_of_its_run_and_records_which(trained):
     pushed = trained.pushed()
     assert pushed == {
+        "run": trained.run,
         "path": str(trained.serving_dir / "tfseq" / "1"),
         "version": 1,
         "model_name": "tfseq",
         "serving_dir": str(trained.serving_dir),
+        "exclude_history": False,
     }
+    assert trained.run.startswith("sasrec-softmax-")
     assert output_k(pushed["path"]) == 10
 
 
@@ -58,29 +56,46 @@ def test_pusher_flags_rerun_only_the_pusher(trained, tmp_path):
     root = tmp_path / "run"
     shutil.copytree(trained.root, root)
     base = [*PIPELINE_FLAGS, "--output_dir", str(root), "--stop_after", "Pusher"]
-    assert set(pipeline_run.run(base).values()) == {"skipped"}
+    assert set(pipeline_run.run(base).stages.values()) == {"skipped"}
     assert sorted(p.name for p in (root / "serving" / "tfseq").iterdir()) == ["1"]
 
-    outcome = pipeline_run.run(
-        [*base, "--model_name", "other", "--top_k", "3", "--exclude_history"]
-    )
-    assert outcome == {
+    result = pipeline_run.run([*base, "--model_name", "other", "--top_k", "3"])
+    assert result.stages == {
         **dict.fromkeys(["ExampleGen", "Transform", "Trainer", "Evaluator"], "skipped"),
         "Pusher": "ran",
     }
-    pushed = json.loads((root / "Pusher" / "pushed.json").read_text())
-    assert (pushed["model_name"], pushed["version"]) == ("other", 1)
+    pushed = json.loads((root / "runs" / trained.run / "Pusher" / "pushed.json").read_text())
+    assert (pushed["model_name"], pushed["version"], pushed["run"]) == ("other", 1, trained.run)
     info = json.loads(
         (root / "serving" / "other" / "1" / "assets.extra" / "tfseq_export.json").read_text()
     )
-    assert (info["top_k"], info["exclude_history"], info["model"]) == (3, True, "sasrec")
+    assert (info["top_k"], info["exclude_history"], info["model"]) == (3, False, "sasrec")
     assert output_k(pushed["path"]) == 3
 
     elsewhere = tmp_path / "models"
     pipeline_run.run([*base, "--serving_dir", str(elsewhere), "--version", "4"])
-    assert json.loads((root / "Pusher" / "pushed.json").read_text())["path"] == str(
+    assert json.loads((root / "runs" / trained.run / "Pusher" / "pushed.json").read_text())["path"] == str(
         elsewhere / "tfseq" / "4"
     )
+
+
+def test_history_masking_of_a_run_is_carried_into_its_export(trained, tmp_path):
+    """--exclude_history is one setting: the masked run is evaluated masked and served masked."""
+    root = tmp_path / "run"
+    shutil.copytree(trained.root, root)
+    result = pipeline_run.run([*PIPELINE_FLAGS, "--output_dir", str(root), "--exclude_history"])
+    assert result.run != trained.run  # another run, beside the unmasked one
+    assert result.stages["Trainer"] == "ran" and result.stages["Transform"] == "skipped"
+    assert result.metrics["exclude_history"] is True and result.pushed["exclude_history"] is True
+    info = json.loads((tmp_path / "run" / "serving" / "tfseq" / "2" / "assets.extra" / "tfseq_export.json").read_text())
+    assert info["exclude_history"] is True
+    model = tf.saved_model.load(result.export_path).signatures["serving_default"]
+    histories, _ = trained.test_histories(limit=20)
+    width = max(len(h) for h in histories)
+    batch = tf.constant([h + [""] * (width - len(h)) for h in histories])
+    answers = model(history=batch)["item_ids"].numpy()
+    for history, row in zip(histories, answers):  # the served model masks what the model saw (last 50 items)
+        assert not set(history[-50:]) & {i.decode() for i in row}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,152 @@
+"""pipeline.cli: the one flag layer (help, no abbreviations, aliases, config files, validation up front)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import pytest
+
+from pipeline import cli
+from pipeline import run as pipeline_run
+from tfseq.config import ConfigError, TrainConfig
+from tfseq.experiment import ROUTED_KEYS
+from tfseq.losses import LOSSES
+from tfseq.models import MODELS
+from tuning import search
+
+
+def help_text(capsys, main, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_no_field_name_belongs_to_two_configs():
+    """One flag sets one thing: stage configs share no name, nor with any model or loss config."""
+    stages = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in cli.STAGE_SECTIONS.items()}
+    for (a, fa), (b, fb) in itertools.combinations(stages.items(), 2):
+        assert not fa & fb, (a, b, fa & fb)
+    run_flags = {"output_dir", "stop_after", "force", "quiet", "verbose", "config", "model", "loss"}
+    for name, fields in stages.items():
+        assert not fields & run_flags, (name, fields & run_flags)
+    for registry in (MODELS, LOSSES):
+        for key in registry.names():
+            fields = {f.name for f in dataclasses.fields(registry.get(key).config_cls)}
+            for stage, stage_fields in stages.items():
+                shared = fields & stage_fields
+                # max_seq_len sizes the reader and the positional table: one value, kept equal by ExperimentConfig
+                allowed = set(ROUTED_KEYS) if stage == "Trainer" else set()
+                assert shared <= allowed, (key, stage, shared)
+    for model, loss in itertools.product(MODELS.names(), LOSSES.names()):
+        model_fields = {f.name for f in dataclasses.fields(MODELS.get(model).config_cls)}
+        loss_fields = {f.name for f in dataclasses.fields(LOSSES.get(loss).config_cls)}
+        assert not model_fields & loss_fields, (model, loss)
+
+
+def test_help_lists_every_stage_model_and_loss_flag_whatever_the_model(capsys):
+    text = help_text(capsys, pipeline_run.main, "--model", "gru4rec")
+    flags = {"--input", "--input_format", "--epochs", "--learning_rate", "--min_user_inter", "--top_k",
+             "--model_name", "--stop_after", "--exclude_history", "--synthetic_seed", "--seed"}
+    for registry in (MODELS, LOSSES):
+        for key in registry.names():
+            flags |= {f"--{f.name}" for f in dataclasses.fields(registry.get(key).config_cls)}
+    missing = sorted(f for f in flags if f not in text)
+    assert not missing, missing
+    for name in MODELS.names() + LOSSES.names():  # the registries' names are the choices
+        assert name in text
+    assert "--n_layers" in text and "--train_batch_size" in text  # RecBole's spellings, as aliases
+    assert "sasrec: 2" in text  # per-model defaults of a shared hyperparameter
+
+
+def test_tuning_help_lists_input_and_hyperparameter_flags(capsys):
+    text = help_text(capsys, search.main, "core")
+    for flag in ("--input", "--input_format", "--epochs", "--temperature", "--oracle", "--max_trials", "--top_k"):
+        assert flag in text, flag
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--learning_rat", "0.01"], "did you mean --learning_rate"),  # no argparse abbreviations
+    (["--epoch", "3"], "did you mean --epochs"),
+    (["--min_user_intr", "5"], "did you mean --min_user_inter"),
+])
+def test_abbreviations_and_typos_are_errors_with_a_suggestion(tmp_path, capsys, argv, expected):
+    code = pipeline_run.main([*argv, "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--valid_metric", "ndcg@x"], "--valid_metric"),
+    (["--valid_metric", "auc@10"], "--valid_metric"),
+    (["--model", "gru4rec", "--num_heads", "4"], "--num_heads is not a setting of model gru4rec"),
+    (["--loss", "softmax", "--num_negatives", "5"], "--num_negatives is not a setting"),
+    (["--epochs", "0"], "epochs"),
+    (["--model", "sasrec", "--max_seq_len", "0"], "max_seq_len"),
+    (["--input", "log.weird"], "--input_format"),
+])
+def test_bad_values_fail_before_the_first_stage(tmp_path, capsys, argv, expected):
+    """--valid_metric NDCG@x used to fail after a whole epoch; now nothing runs."""
+    code = pipeline_run.main([*argv, "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_recbole_spellings_mean_the_same_settings():
+    ours = cli.build_configs({"model": "sasrec", "num_layers": 3, "batch_size": 64, "patience": 4,
+                              "valid_metric": "ndcg@20", "max_seq_len": 30})
+    recbole = cli.build_configs({"model": "SASRec", "n_layers": 3, "train_batch_size": 64, "stopping_step": 4,
+                                 "valid_metric": "NDCG@20", "MAX_ITEM_LIST_LENGTH": 30})
+    assert ours == recbole
+    assert cli.build_configs({"model": "CORE"}).experiment.model == "core_trm"
+    assert cli.build_configs({"model": "GRU4Rec", "loss_type": "CE"}).experiment.loss == "softmax"
+    with pytest.raises(ConfigError, match="n_layers and num_layers"):
+        cli.build_configs({"n_layers": 2, "num_layers": 3})
+
+
+def test_yaml_and_json_config_files_with_flags_on_top(tmp_path):
+    yaml_file = tmp_path / "sasrec.yaml"
+    yaml_file.write_text("model: SASRec\nn_layers: 1\nlearning_rate: 0.002\nmin_user_inter: 5\n"
+                         "valid_metric: NDCG@10\n")
+    json_file = tmp_path / "best.json"
+    json_file.write_text(json.dumps({"model": "gru4rec", "hidden_size": 32, "top_k": 5}))
+    parser = pipeline_run.build_parser()
+    _, configs, _ = cli.parse(parser, ["--config", str(yaml_file), "--learning_rate", "0.01"])
+    assert configs.experiment.model == "sasrec" and configs.experiment.model_config.num_layers == 1
+    assert configs.experiment.train.learning_rate == 0.01  # the flag wins over the file
+    assert configs.transform.min_user_inter == 5
+    _, configs, _ = cli.parse(parser, ["--config", str(json_file)])
+    assert (configs.experiment.model_config.hidden_size, configs.pusher.top_k) == (32, 5)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("model: sasrec\nn_layers: [1\n", r"bad\.yaml:\d+: not valid YAML"),
+    ("model: sasrec\nhiden_size: 3\n", r"bad\.yaml: unknown setting 'hiden_size'; did you mean hidden_size"),
+    ("- a\n- b\n", r"bad\.yaml: expected a mapping"),
+])
+def test_a_bad_config_file_is_named_with_its_line(tmp_path, capsys, text, expected):
+    import re
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code = pipeline_run.main(["--config", str(path), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(expected, err), err
+
+
+def test_beam_flags_pass_through_and_unknown_ones_do_not():
+    parser = pipeline_run.build_parser()
+    _, _, beam = cli.parse(parser, ["--runner", "DirectRunner", "--direct_num_workers=2", "--epochs", "3"])
+    assert beam == ["--runner", "DirectRunner", "--direct_num_workers=2"]
+    with pytest.raises(ConfigError, match="unknown flag --direct_num_worker; did you mean --direct_num_workers"):
+        cli.parse(parser, ["--direct_num_worker=2"])
+
+
+def test_field_docs_become_help_text():
+    docs = cli.field_docs(TrainConfig)
+    assert docs["learning_rate"].startswith("Adam learning rate")
+    assert "maximised" in docs["valid_metric"]
