@@ -102,7 +102,7 @@ class CNNConfig:
 
     @property
     def receptive_field(self) -> int:
-        """How many of the last items a query depends on."""
+        """The span of last items a query can depend on (large dilations can leave gaps inside it)."""
         return 1 + sum((self.kernel_width - 1) * d for d in self.dilations)
 
 
