@@ -109,7 +109,7 @@ class Evaluator:
     def __call__(
         self, batches: Iterable[Batch], ks: Sequence[int] = DEFAULT_KS
     ) -> dict[str, float]:
-        """``{"ndcg@10": mean, ..., "num_users": U}`` over every row of ``batches``.
+        """``{"ndcg@10": mean, ..., "mrr": mean, "num_users": U}`` over every row of ``batches``.
 
         Raises:
           ValueError: bad ``ks``, or no rows.
@@ -144,6 +144,7 @@ def evaluate(
       exclude_history: set history items to -inf (see the module docstring).
 
     Returns:
-      ``{"recall@5": ..., "ndcg@10": ..., ..., "num_users": U}`` (means over users).
+      ``{"recall@5": ..., "ndcg@10": ..., ..., "mrr": ..., "num_users": U}`` (means over users;
+      ``mrr`` has no cut-off: the full catalogue).
     """
     return Evaluator(model, exclude_history)(dataset, ks)

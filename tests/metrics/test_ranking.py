@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfseq.metrics.ranking import METRICS, metric_sums, metrics_from_ranks, per_user_metrics
+from tfseq.metrics.ranking import METRICS, UNCUT_METRICS, metric_sums, metrics_from_ranks, per_user_metrics
 
 RANKS = [0, 3, 9, 25]
 # By hand, means over the 4 users (1/log2(5) = 0.4306766, 1/log2(11) = 0.2890648,
@@ -29,7 +31,7 @@ HAND_TABLE = {
 
 def test_hand_computed_rank_table():
     metrics = metrics_from_ranks(np.array(RANKS), ks=(5, 10, 20, 30))
-    assert set(metrics) == {f"{name}@{k}" for name in METRICS for k in (5, 10, 20, 30)}
+    assert set(metrics) == {f"{name}@{k}" for name in METRICS for k in (5, 10, 20, 30)} | {"mrr"}
     for k, row in HAND_TABLE.items():
         for name, value in row.items():
             assert metrics[f"{name}@{k}"] == pytest.approx(value, abs=1e-7), f"{name}@{k}"
@@ -37,8 +39,9 @@ def test_hand_computed_rank_table():
 
 def test_metric_names_and_default_ks():
     assert METRICS == ("recall", "hit", "ndcg", "mrr", "precision", "map")
+    assert UNCUT_METRICS == ("mrr",)
     assert sorted(metrics_from_ranks([1, 2])) == sorted(
-        f"{name}@{k}" for name in METRICS for k in (5, 10, 20)
+        [f"{name}@{k}" for name in METRICS for k in (5, 10, 20)] + ["mrr"]
     )
 
 
@@ -63,6 +66,26 @@ def test_sums_of_batches_add_up_to_the_whole():
     whole = metrics_from_ranks(ranks, (3, 10))
     for name, mean in whole.items():
         assert sum(part[name] for part in parts) / 101 == pytest.approx(mean, rel=1e-12)
+
+
+def test_uncut_mrr_by_hand_and_against_a_plain_python_oracle():
+    # RANKS 0, 3, 9, 25: (1/1 + 1/4 + 1/10 + 1/26) / 4 = 1.3884615 / 4 = 0.3471154 -- mrr@30, as every rank < 30
+    assert metrics_from_ranks(RANKS, ks=(5,))["mrr"] == pytest.approx(0.3471154, abs=1e-7)
+    # beyond every cut-off the uncut MRR still counts: rank 999 adds 1/1000, mrr@K adds 0
+    metrics = metrics_from_ranks([0, 999], ks=(10,))
+    assert (metrics["mrr"], metrics["mrr@10"]) == (pytest.approx((1 + 1 / 1000) / 2), 0.5)
+    # Spotlight's definition from a full score row: 1 / (1 + number of items placed above the target)
+    rng = random.Random(4)
+    reciprocal, ranks = [], []
+    for _ in range(50):
+        scores = [rng.random() for _ in range(300)]
+        target = rng.randrange(300)
+        above = sum(1 for s in scores if s > scores[target])
+        ranks.append(above)
+        reciprocal.append(1 / (1 + above))
+    assert metrics_from_ranks(ranks)["mrr"] == pytest.approx(sum(reciprocal) / 50, rel=1e-12)
+    parts = [metric_sums(part)["mrr"] for part in np.array_split(np.array(ranks), 3)]
+    assert sum(parts) == pytest.approx(sum(reciprocal), rel=1e-12)  # batch sums add up
 
 
 def recbole_style(pos_index: np.ndarray, pos_len: np.ndarray) -> dict[str, np.ndarray]:

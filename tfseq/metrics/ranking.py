@@ -9,8 +9,14 @@ relevant item per user, RecBole's metrics at cut-off K reduce to:
 * ``precision@K`` = [rank < K] / K
 * ``map@K`` = 1 / (rank + 1) if rank < K (average precision over min(K, 1) relevant items)
 
-and 0 otherwise. Every metric at every K comes from one rank vector, i.e. one
-ranking pass; a metric's value is its mean over users.
+and 0 otherwise. Beside them, without a cut-off (named without ``@``):
+
+* ``mrr`` = 1 / (rank + 1) over the full catalogue (Spotlight's sequence MRR;
+  Spotlight averages the ranks of tied items, tfseq breaks ties as the
+  evaluator documents).
+
+Every metric at every K comes from one rank vector, i.e. one ranking pass; a
+metric's value is its mean over users.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 METRICS = ("recall", "hit", "ndcg", "mrr", "precision", "map")
+UNCUT_METRICS = ("mrr",)  # over the full catalogue; their names carry no "@K"
 DEFAULT_KS = (5, 10, 20)
 
 
@@ -64,21 +71,30 @@ def per_user_metrics(
     }
 
 
+def uncut_metrics(ranks: np.ndarray | tf.Tensor | Sequence[int]) -> dict[str, np.ndarray]:
+    """Each metric of :data:`UNCUT_METRICS` for every user: ``{"mrr": [U]}``."""
+    return {"mrr": 1.0 / (as_rank_vector(ranks) + 1.0)}
+
+
 def metric_sums(
     ranks: np.ndarray | tf.Tensor | Sequence[int], ks: Sequence[int] = DEFAULT_KS
 ) -> dict[str, float]:
-    """``{"recall@10": sum over users, ...}`` for every metric and K (sums add across batches)."""
+    """``{"recall@10": sum over users, ..., "mrr": sum}`` for every metric and K, and the uncut ones
+    (sums add across batches)."""
     out: dict[str, float] = {}
     for k in validated_ks(ks):
         for name, values in per_user_metrics(ranks, k).items():
             out[f"{name}@{k}"] = float(values.sum())
+    for name, values in uncut_metrics(ranks).items():
+        out[name] = float(values.sum())
     return out
 
 
 def metrics_from_ranks(
     ranks: np.ndarray | tf.Tensor | Sequence[int], ks: Sequence[int] = DEFAULT_KS
 ) -> dict[str, float]:
-    """``{"recall@10": mean over users, ...}`` for every metric in :data:`METRICS` and every K.
+    """``{"recall@10": mean over users, ..., "mrr": mean}``: every metric in :data:`METRICS` at every K,
+    and every one in :data:`UNCUT_METRICS`.
 
     Args:
       ranks: ``[U]`` 0-based rank of each user's true item.
