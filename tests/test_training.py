@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline.trainer import CURVE, HISTORY, run_trainer
+from pipeline.artifacts import CURVE, HISTORY
+from pipeline.trainer import run_trainer
 from tests.data.test_reader import write_transform_dir
 from tfseq import training
 from tfseq.config import TrainConfig

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import pipeline.trainer
+from pipeline import cli
 from pipeline import run as pipeline_run
 from tests.data.test_reader import write_transform_dir
 from tests.test_training import NUM_ITEMS, cycles
@@ -97,7 +98,8 @@ def test_search_reports_every_trial_and_the_best_as_a_pipeline_config(data, tmp_
     assert (best_json["model"], best_json["loss"]) == ("gru4rec", "softmax")
     config = ExperimentConfig.from_json_file(str(out / report.BEST))
     assert config.train.learning_rate == best["params"]["learning_rate"] and config.model_config.hidden_size == 16
-    pipeline_run.parse(["--config", str(out / report.BEST)])  # pipeline.run accepts it
+    _, configs, _ = cli.parse(pipeline_run.build_parser(), ["--config", str(out / report.BEST)])
+    assert configs.experiment == config  # pipeline.run accepts it as it is
 
     blocks = hyper_result_blocks(out)
     assert [b[0] for b in blocks] == ["learning_rate:0.05", "learning_rate:0.01", "learning_rate:0.0001"]
@@ -200,7 +202,7 @@ def test_preprocesses_input_flags_once_and_exports_the_best(tmp_path, capsys):
     capsys.readouterr()
     search.run(argv)  # data, trials and export are all reused
     printed = capsys.readouterr().out
-    assert "[Transform] up to date, skipped" in printed and "already exported" in printed
+    assert "[Transform] up to date, skipped" in printed and "[Pusher] up to date, skipped" in printed
     assert "trial 0:" not in printed
     assert not (out / "serving" / "best" / "2").exists()
 
