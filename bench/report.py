@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -99,6 +100,42 @@ def tuning_table(results: dict) -> str:
     return table(["trial", "params", "valid NDCG@10", "test NDCG@10", "test Recall@10", "seconds"], rows)
 
 
+def soak_table(results: dict) -> str:
+    """Requests by transport and status, then the checks, of bench/results/soak.json."""
+    by = {"grpc": {}, "rest": {}}
+    for key, n in results["requests_by_status"].items():
+        transport, status = key.split(":", 1)
+        by[transport][status] = n
+    closed = by["rest"].pop("stalled-closed-by-server", 0)
+    if "stalled" in by["rest"]:
+        by["rest"]["half-sent body (closed by the server)"] = by["rest"].pop("stalled")
+    grpc_rows = sorted(by["grpc"].items(), key=lambda kv: (kv[0] != "OK", kv[0]))
+    rest_rows = sorted(by["rest"].items())
+    rows = []
+    for g, r in itertools.zip_longest(grpc_rows, rest_rows):
+        rest_count = "" if r is None else f"{r[1]:,}" + (f" ({closed:,})" if "half-sent" in r[0] else "")
+        rows.append(["" if g is None else g[0], "" if g is None else f"{g[1]:,}", "" if r is None else r[0],
+                     rest_count])
+    rss, latency = results["rss_mib"], results["latency"]
+    pushes = ", ".join(f"{p['version']} {p['how'].replace('_', ' ')}" for p in results["versions_pushed"])
+    grpc_good, rest_good = latency["grpc_good"], latency["rest_good"]
+    checks = table(["check", "result"], [
+        ["wrong answers (vs the in-process SavedModel)",
+         f"{results['wrong_answers']} of {results['good_answers_checked']:,} checked"],
+        ["unexpected status codes", str(sum(results["unexpected_status_by_kind"].values()))],
+        ["server restarts / tracebacks in its log",
+         f"{results['server_restarts']} / {results['server_log_tracebacks']}"],
+        ["versions pushed (served at the end)", f"{pushes} ({results['final_version']})"],
+        ["peak RSS MiB (after load; bound from the limits)",
+         f"{rss['peak']:,.0f} ({rss['after_load']:,.0f}; {rss['bound_from_limits']:,.0f})"],
+        ["good gRPC requests p50 / p99 ms", f"{grpc_good['p50_ms']:.1f} / {grpc_good['p99_ms']:.1f}"],
+        ["good REST requests p50 / p99 ms", f"{rest_good['p50_ms']:.1f} / {rest_good['p99_ms']:.1f}"],
+    ])
+    return (f"{results['requests_sent']:,} requests in {results['seconds']:.0f} s at concurrency "
+            f"{results['concurrency']}:\n\n" + table(["gRPC status", "requests", "REST status", "requests"], rows)
+            + "\n\n" + checks)
+
+
 def readme_blocks() -> dict[str, str]:
     """The README's generated blocks by marker name, for the results whose JSON exists."""
     blocks = {}
@@ -118,6 +155,9 @@ def readme_blocks() -> dict[str, str]:
     if tuning:
         blocks["tuning"] = (f"{tuning['completed']} of {tuning['trials']} trials completed, "
                             f"{tuning['seconds_per_trial']} s per trial.\n\n" + tuning_table(tuning))
+    soak = load("soak")
+    if soak:
+        blocks["soak"] = soak_table(soak)
     return blocks
 
 
