@@ -37,6 +37,9 @@ paper's), used when no ``--params_file`` is given:
   search per ``--loss``;
 * lstm, pooling: Spotlight's searches for them (embedding size, learning rate,
   L2, no dropout; 144 trials each);
+* hrm: HRM's aggregation (average or max, both layers; Wang et al., SIGIR
+  2015), the recent-item ``window`` (RecBole's ``high_order``), embedding
+  size, learning rate and dropout (216 trials; prefer ``--oracle random``);
 * pop: nothing to tune (one trial).
 """
 
@@ -216,6 +219,13 @@ DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
     ),
     "lstm": SPOTLIGHT_SPACE,
     "pooling": SPOTLIGHT_SPACE,
+    "hrm": (
+        choice("aggregation", ["average", "max"]),
+        choice("window", [1, 2, 5, 10]),
+        choice("embedding_size", [32, 64, 128]),
+        choice("learning_rate", [0.01, 0.003, 0.001]),
+        choice("dropout_prob", [0.0, 0.2, 0.4]),
+    ),
     "pop": (),
 }
 

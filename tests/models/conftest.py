@@ -13,6 +13,7 @@ from tfseq.losses import LOSSES
 from tfseq.models import MODELS
 
 NUM_ITEMS = 21  # padding + items 1..20
+NUM_USERS = 6  # the user vocabulary of models that use users: unknown (0) + users 1..5
 
 
 def cycle_sequences(num: int = 48, seed: int = 0) -> list[list[int]]:
@@ -80,7 +81,8 @@ def build(
     tf.keras.utils.set_random_seed(seed)
     counts = item_counts(cycle_sequences()) if counts is None else counts
     model = MODELS.build(
-        name, config, num_items=NUM_ITEMS, loss=LOSSES.build(loss, loss_config, item_counts=counts)
+        name, config, num_items=NUM_ITEMS, loss=LOSSES.build(loss, loss_config, item_counts=counts),
+        num_users=NUM_USERS,
     )
     model.adapt(counts)
     model.encode(tf.ones([1, 1], tf.int64))

@@ -29,6 +29,7 @@ USER = "user"
 TARGET = "target"
 ITEM_IDS = "item_ids"
 TARGETS = "targets"  # training batches only: the next item after every position
+USER_IDS = "user_ids"  # batches of models that use users only: [B] user vocabulary index, 0 = unknown
 SPLITS = ("train", "valid", "test")
 MIN_EVAL_INTERACTIONS = 3  # users with fewer interactions are used for training only
 

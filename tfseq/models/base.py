@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 ITEM_IDS = schema.ITEM_IDS  # [B, L] int: right-padded histories
 TARGET = schema.TARGET  # [B] int: the next item of each history (prefix batches)
 TARGETS = schema.TARGETS  # [B, L] int: the next item after every position (causal batches)
+USER_IDS = schema.USER_IDS  # [B] int: user vocabulary index, 0 = unknown (models that use users only)
 
 
 class SequentialRecommender(tfrs.Model):
@@ -38,6 +39,10 @@ class SequentialRecommender(tfrs.Model):
         training uses prefix batches (``target [B]``), one per prefix.
       uses_item_features: the model looks up item side features and must be built
         with ``item_features``; other models accept and ignore them.
+      uses_user: the model reads the user too: it is built with ``num_users``, its
+        ``encode``/``encode_all`` take ``user_ids=None`` (keyword; ``None`` = no
+        user), and its batches carry ``user_ids [B]``. Other models accept and
+        ignore ``num_users`` and never see ``user_ids``.
 
     Args:
       config: the model's frozen config dataclass.
@@ -45,10 +50,13 @@ class SequentialRecommender(tfrs.Model):
       loss: the training loss; ``None`` means full softmax (RecBole's CE).
       item_features: the item side-feature table aligned with the item vocabulary
         (``tfseq.data.item_features``), for models that use it.
+      num_users: the user vocabulary size including the unknown/padding index 0
+        (``DatasetMetadata.num_users + 1``), for models that use users.
     """
 
     causal: ClassVar[bool] = False
     uses_item_features: ClassVar[bool] = False
+    uses_user: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -57,6 +65,7 @@ class SequentialRecommender(tfrs.Model):
         *,
         loss: RetrievalLoss | None = None,
         item_features: ItemFeatures | None = None,
+        num_users: int | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -69,8 +78,12 @@ class SequentialRecommender(tfrs.Model):
             if item_features.num_items != num_items:
                 raise ValueError(f"{type(self).__name__}: the item feature table has {item_features.num_items} "
                                  f"rows, expected num_items={num_items} (one per item vocabulary index)")
+        if self.uses_user and (num_users is None or num_users < 1):
+            raise ValueError(f"{type(self).__name__} uses the user: build it with num_users= (the user "
+                             f"vocabulary size including index 0), got {num_users}")
         self.config = config
         self.num_items = int(num_items)
+        self.num_users = int(num_users) if self.uses_user and num_users is not None else 0
         self.loss_fn = loss
         self.item_features = item_features if self.uses_item_features else None
 
@@ -107,25 +120,33 @@ class SequentialRecommender(tfrs.Model):
         return tf.constant(0.0)
 
     # -- shared behaviour ---------------------------------------------------------
+    def user_inputs(self, user_ids: tf.Tensor | None) -> dict[str, tf.Tensor]:
+        """``{"user_ids": user_ids}`` for ``encode``/``encode_all`` of a model that uses users, else ``{}``."""
+        return {USER_IDS: user_ids} if self.uses_user and user_ids is not None else {}
+
     def call(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.encode(item_ids, training=training)
 
-    def score(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """Scores of every item ``[B, num_items]`` for histories ``item_ids [B, L]``."""
-        query = self.encode(item_ids, training=training)
+    def score(
+        self, item_ids: tf.Tensor, training: bool = False, *, user_ids: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """Scores of every item ``[B, num_items]`` for histories ``item_ids [B, L]``
+        (and ``user_ids [B]``, read only by models that use users)."""
+        query = self.encode(item_ids, training=training, **self.user_inputs(user_ids))
         return tf.linalg.matmul(query, self.candidate_embeddings(training=training), transpose_b=True)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         if self.loss_fn is None:
             raise ValueError(f"{type(self).__name__} has no loss; pass loss= to train it")
         item_ids = features[ITEM_IDS]
+        users = self.user_inputs(features.get(USER_IDS))  # {} unless the model uses users
         if TARGETS in features:  # causal batch: a target after every position
             targets = features[TARGETS]  # [B, L]
             valid = tf.not_equal(targets, schema.PAD_ID)
-            query = tf.boolean_mask(self.encode_all(item_ids, training=training), valid)  # [T, D]
+            query = tf.boolean_mask(self.encode_all(item_ids, training=training, **users), valid)  # [T, D]
             positive_ids = tf.boolean_mask(targets, valid)  # [T]
         else:
-            query = self.encode(item_ids, training=training)  # [B, D]
+            query = self.encode(item_ids, training=training, **users)  # [B, D]
             positive_ids = features[TARGET]  # [B]
         candidates = self.candidate_embeddings(training=training)
         # Layer regularisers (self.losses) are added by tfrs.Model.train_step, not here.
