@@ -4,7 +4,8 @@ Input: ExampleGen's ``interactions-*.tsv`` shards (one ``Interaction.to_tsv()``
 line each) and its ``stats.json``. Output (``output_dir``):
 
 * ``train|valid|test/part-SSSSS-of-NNNNN.tfrecord[.gz]``: SequenceExamples
-  (tfseq.data.schema), leave-one-out;
+  (tfseq.data.schema), leave-one-out, or with ``--split user`` Spotlight's
+  user split (:class:`pipeline.transforms.SplitSpec`);
 * ``item_vocab.txt`` (by count descending, ties by raw ID; line 0 padding) and
   ``user_vocab.txt`` (by raw ID) in the tfseq.data.vocab format;
 * ``metadata.json`` (DatasetMetadata) and ``stats.json``: RecBole's dataset
@@ -61,6 +62,11 @@ class TransformConfig:
       min_user_inter, min_item_inter: iterative k-core thresholds; 0 = off.
       num_shards: TFRecord shards per split.
       compression: "none" or "gzip".
+      split: "leave_one_out" (every user's last two items are its valid and test targets) or
+        "user" (Spotlight's protocol: valid and test users are unseen in training; each one's
+        last item is its target). See :class:`pipeline.transforms.SplitSpec`.
+      valid_fraction, test_fraction: expected shares of users in valid and test (``--split user``).
+      split_seed: seeds which users go to valid and test (``--split user``).
     """
 
     min_rating: float | None = None
@@ -69,6 +75,10 @@ class TransformConfig:
     min_item_inter: int = 0
     num_shards: int = 4
     compression: str = "none"
+    split: str = T.LEAVE_ONE_OUT
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.dedupe not in DEDUPE_MODES:
@@ -84,11 +94,27 @@ class TransformConfig:
                 raise ConfigError(f"--{name} must be >= 0 (0 = off), got {getattr(self, name)}")
         if self.num_shards < 1:
             raise ConfigError(f"--num_shards must be >= 1, got {self.num_shards}")
+        if self.split not in T.SPLIT_MODES:
+            raise ConfigError(f"--split must be one of {', '.join(T.SPLIT_MODES)}, got {self.split!r}")
+        for name in ("valid_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise ConfigError(f"--{name} must be in (0, 1), got {value!r}")
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                f"--valid_fraction + --test_fraction must be < 1 to leave training users, got "
+                f"{self.valid_fraction} + {self.test_fraction}"
+            )
 
     @property
     def kcore(self) -> bool:
         """Whether k-core filtering runs at all."""
         return self.min_user_inter > 0 or self.min_item_inter > 0
+
+    @property
+    def split_spec(self) -> T.SplitSpec:
+        """How the build pipeline splits each user."""
+        return T.SplitSpec(self.split, self.valid_fraction, self.test_fraction, self.split_seed)
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -155,7 +181,7 @@ def _build(config: TransformConfig, source: str, first: bool, output_dir: str,
         drops = (dropped,) | "Dropped" >> T.SumDropped()
         _ = (
             (users, drops)
-            | "Build" >> T.BuildDataset(output_dir, config.num_shards, config.compression)
+            | "Build" >> T.BuildDataset(output_dir, config.num_shards, config.compression, config.split_spec)
             | "WriteSummary" >> T.WriteJson(summary_path)
         )
 

@@ -21,6 +21,8 @@ Nothing here touches local files: reads and writes go through ``beam.io`` /
 from __future__ import annotations
 
 import collections
+import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -50,6 +52,11 @@ KCORE = "kcore"  # removed by iterative k-core filtering
 REASONS = (NO_RATING, RATING_BELOW, DUPLICATE, KCORE)
 
 CHUNK_EVENTS = 200_000  # a file's rows are grouped by user in memory this many at a time
+
+LEAVE_ONE_OUT = "leave_one_out"
+USER_SPLIT = "user"
+SPLIT_MODES = (LEAVE_ONE_OUT, USER_SPLIT)
+MIN_USER_SPLIT_ITEMS = 2  # a valid/test user needs a history and a target
 
 COMPRESSIONS = {  # --compression -> (metadata value, Beam compression, file suffix)
     "none": ("", CompressionTypes.UNCOMPRESSED, ".tfrecord"),
@@ -109,6 +116,67 @@ def split_records(user: str, item_ids: list[int]) -> Iterator[tuple[str, bytes]]
     yield "train", schema.encode(user, item_ids[:-2])
     yield "valid", schema.encode(user, item_ids[:-2], target=item_ids[-2])
     yield "test", schema.encode(user, item_ids[:-1], target=item_ids[-1])
+
+
+def user_fraction(user: str, seed: int) -> float:
+    """A number in ``[0, 1)`` fixed by the raw user ID and ``seed``: the same on every runner and run.
+
+    The first 8 bytes of ``blake2b("<seed>:<user>")`` as a fraction of 2^64
+    (Spotlight hashes the user ID with a seeded murmur hash the same way).
+    """
+    digest = hashlib.blake2b(f"{seed}:{user}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+    """How a user's time-ordered items become train/valid/test records.
+
+    * ``leave_one_out`` (default): :func:`split_records`, every user in every split;
+    * ``user`` (Spotlight's protocol): each user goes whole to one split, chosen
+      by :func:`user_fraction` -- test below ``test_fraction``, valid below
+      ``test_fraction + valid_fraction``, train otherwise -- so valid and test
+      users are unseen in training. A valid/test user's record holds all its
+      items but the last as history and the last as target; one with a single
+      item has nothing to predict and is trained on instead (counted short).
+      The fractions hold in expectation over users, not exactly.
+
+    Attributes:
+      mode: one of :data:`SPLIT_MODES`.
+      valid_fraction, test_fraction: expected shares of users (``user`` only).
+      seed: seeds the user assignment (``user`` only).
+    """
+
+    mode: str = LEAVE_ONE_OUT
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+
+    def assign(self, user: str) -> str:
+        """The split a user goes to whole (``user`` mode)."""
+        fraction = user_fraction(user, self.seed)
+        if fraction < self.test_fraction:
+            return "test"
+        if fraction < self.test_fraction + self.valid_fraction:
+            return "valid"
+        return "train"
+
+    def records(self, user: str, item_ids: list[int]) -> tuple[list[tuple[str, bytes]], tuple[int, ...], bool]:
+        """``(records, held_out, short)`` of one user.
+
+        ``records`` are ``(split, serialized SequenceExample)`` pairs;
+        ``held_out`` the item indices that are not in the user's training
+        record (they are left out of the training counts); ``short``: the user
+        has too few items to be evaluated and is trained on only.
+        """
+        if self.mode == LEAVE_ONE_OUT:
+            short = len(item_ids) < schema.MIN_EVAL_INTERACTIONS
+            return list(split_records(user, item_ids)), (() if short else tuple(item_ids[-2:])), short
+        split = self.assign(user)
+        if split == "train" or len(item_ids) < MIN_USER_SPLIT_ITEMS:
+            return [("train", schema.encode(user, item_ids))], (), split != "train"
+        record = schema.encode(user, item_ids[:-1], target=item_ids[-1])
+        return [(split, record)], tuple(item_ids), False
 
 
 def order_vocabulary(counts: dict[str, int]) -> list[str]:
@@ -245,34 +313,39 @@ class ItemCountsFn(beam.CombineFn):
 class MakeRecords(beam.DoFn):
     """``(user, events)`` -> serialized records on the train/valid/test outputs, plus a summary row.
 
-    The summary row is ``(events, targets)`` where ``targets`` are the valid
-    and test targets (empty for a user with fewer than 3 events): the training
-    split's item counts are all counts minus the targets.
+    The summary row is ``(events, held_out, short)`` (see :meth:`SplitSpec.records`):
+    the training split's item counts are all counts minus the held-out items
+    (leave-one-out: the valid and test targets; user split: every item of a
+    valid or test user).
     """
+
+    def __init__(self, split: SplitSpec = SplitSpec()):
+        super().__init__()
+        self.split = split
 
     def process(self, user_events: UserEvents, index: dict[str, int]) -> Iterator[Any]:
         user, events = user_events
         item_ids = [index[e[ITEM]] for e in events]
-        for split, record in split_records(user, item_ids):
+        records, held_out, short = self.split.records(user, item_ids)
+        for split, record in records:
             yield beam.pvalue.TaggedOutput(split, record)
-        targets = tuple(item_ids[-2:]) if len(item_ids) >= schema.MIN_EVAL_INTERACTIONS else ()
-        yield beam.pvalue.TaggedOutput(SUMMARY, (len(item_ids), targets))
+        yield beam.pvalue.TaggedOutput(SUMMARY, (len(item_ids), held_out, short))
 
 
 class SummaryFn(beam.CombineFn):
-    """Summary rows -> users, interactions, short users, longest sequence, target counts by index."""
+    """Summary rows -> users, interactions, short users, longest sequence, held-out item counts by index."""
 
     def create_accumulator(self) -> dict[str, Any]:
         return {"users": 0, "interactions": 0, "users_short": 0, "max_length": 0,
                 "targets": collections.Counter()}
 
-    def add_input(self, acc: dict[str, Any], row: tuple[int, tuple[int, ...]]) -> dict[str, Any]:
-        length, targets = row
+    def add_input(self, acc: dict[str, Any], row: tuple[int, tuple[int, ...], bool]) -> dict[str, Any]:
+        length, held_out, short = row
         acc["users"] += 1
         acc["interactions"] += length
-        acc["users_short"] += not targets
+        acc["users_short"] += bool(short)
         acc["max_length"] = max(acc["max_length"], length)
-        acc["targets"].update(targets)
+        acc["targets"].update(held_out)
         return acc
 
     def merge_accumulators(self, accs: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -493,17 +566,19 @@ class WriteSplits(beam.PTransform):
     """Users + item index -> ``<dir>/{train,valid,test}/part-SSSSS-of-NNNNN.tfrecord[.gz]``.
 
     Returns ``(records per split, summary rows)``: ``(split, records)`` pairs
-    and MakeRecords' per-user ``(events, targets)`` rows.
+    and MakeRecords' per-user ``(events, held_out, short)`` rows.
     """
 
-    def __init__(self, output_dir: str, num_shards: int, compression: str):
+    def __init__(self, output_dir: str, num_shards: int, compression: str, split: SplitSpec = SplitSpec()):
         super().__init__()
         self.output_dir, self.num_shards, self.compression = output_dir, num_shards, compression
+        self.split = split
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> tuple[beam.PCollection, ...]:
         users, index = inputs
         _, compression, suffix = COMPRESSIONS[self.compression]
-        records = users | "Records" >> beam.ParDo(MakeRecords(), beam.pvalue.AsSingleton(index)).with_outputs(
+        make_records = MakeRecords(self.split)
+        records = users | "Records" >> beam.ParDo(make_records, beam.pvalue.AsSingleton(index)).with_outputs(
             *schema.SPLITS, SUMMARY
         )
         counts = []
@@ -530,15 +605,16 @@ class BuildDataset(beam.PTransform):
     metadata.json and stats.json; everything row-level stays in the pipeline.
     """
 
-    def __init__(self, output_dir: str, num_shards: int, compression: str):
+    def __init__(self, output_dir: str, num_shards: int, compression: str, split: SplitSpec = SplitSpec()):
         super().__init__()
         self.output_dir, self.num_shards, self.compression = output_dir, num_shards, compression
+        self.split = split
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         users, dropped = inputs
         counts, index = users | "Vocabularies" >> BuildVocabularies(self.output_dir)
         records, rows = (users, index) | "Splits" >> WriteSplits(
-            self.output_dir, self.num_shards, self.compression
+            self.output_dir, self.num_shards, self.compression, self.split
         )
         summary = rows | "Summarize" >> beam.CombineGlobally(SummaryFn())
         AsSingleton, AsDict = beam.pvalue.AsSingleton, beam.pvalue.AsDict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 import apache_beam as beam
+import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -22,6 +24,7 @@ from pipeline.transform import TransformConfig, run_transform
 from tfseq.config import ConfigError
 from tfseq.data import schema
 from tfseq.data.formats import DataError, Interaction
+from tfseq.data.reader import load_evaluation_split, load_split
 from tfseq.data.vocab import DatasetMetadata, read_vocabulary
 
 NAN = math.nan
@@ -138,6 +141,10 @@ def random_log(num_rows: int, num_users: int, num_items: int, seed: int) -> list
     ({"min_item_inter": -2}, "--min_item_inter"),
     ({"num_shards": 0}, "--num_shards"),
     ({"min_rating": NAN}, "--min_rating"),
+    ({"split": "random"}, "--split must be one of leave_one_out, user"),
+    ({"valid_fraction": 0.0}, "--valid_fraction"),
+    ({"test_fraction": 1.0}, "--test_fraction"),
+    ({"valid_fraction": 0.5, "test_fraction": 0.5}, "--valid_fraction \\+ --test_fraction must be < 1"),
 ])
 def test_bad_config_names_the_flag(bad, flag):
     with pytest.raises(ConfigError, match=flag):
@@ -272,8 +279,9 @@ def test_splits_follow_leave_one_out_and_short_users_train_only(tmp_path):
             | T.WriteSplits(str(tmp_path), num_shards=2, compression="none")
         )
         assert_that(records, equal_to([("train", 4), ("valid", 2), ("test", 2)]))
-        # (events, (valid target, test target)); users under 3 events have no targets.
-        assert_that(rows, equal_to([(1, ()), (2, ()), (3, (1, 2)), (4, (2, 1))]), label="Rows")
+        # (events, held out = (valid target, test target), short); users under 3 events have no targets.
+        assert_that(rows, equal_to([(1, (), True), (2, (), True), (3, (1, 2), False), (4, (2, 1), False)]),
+                    label="Rows")
     assert sorted(os.listdir(tmp_path / "train")) == ["part-00000-of-00002.tfrecord", "part-00001-of-00002.tfrecord"]
     assert read_records(tmp_path, "train") == sorted([
         ("one", [1], 0), ("two", [2, 1], 0), ("three", [3], 0), ("four", [4, 3], 0),
@@ -406,6 +414,98 @@ def test_multi_processing_runner_writes_the_same_dataset(tmp_path):
         outputs[name] = (stats, files, {s: raw_records(tmp_path / name, s) for s in schema.SPLITS})
     assert outputs["memory"][0]["kcore_rounds"] >= 2
     assert outputs["memory"] == outputs["processes"]
+
+
+# ----------------------------------------------------------------------------- Spotlight's user split
+
+
+def user_split_oracle(sequences: dict[str, list[str]], valid: float, test: float, seed: int) -> dict[str, list]:
+    """The user split in plain Python, raw IDs ('' = no target): a user's hashed fraction picks its split;
+    valid/test users give (all but the last item, the last item); a 1-item valid/test user trains."""
+    out: dict[str, list] = {split: [] for split in schema.SPLITS}
+    for user, s in sequences.items():
+        fraction = T.user_fraction(user, seed)
+        split = "test" if fraction < test else "valid" if fraction < test + valid else "train"
+        if split == "train" or len(s) < 2:
+            out["train"].append((user, s, ""))
+        else:
+            out[split].append((user, s[:-1], s[-1]))
+    return {split: sorted(records) for split, records in out.items()}
+
+
+def test_user_fraction_spreads_users_evenly_and_the_seed_reshuffles_them():
+    users = [f"user{n}" for n in range(4000)]
+    spec = T.SplitSpec(T.USER_SPLIT, valid_fraction=0.1, test_fraction=0.2, seed=3)
+    splits = [spec.assign(u) for u in users]
+    # Binomial(4000, p): standard deviations 19 (p = 0.1) and 25 (p = 0.2); 4 of them either side.
+    assert abs(splits.count("valid") - 400) < 80 and abs(splits.count("test") - 800) < 100
+    assert [spec.assign(u) for u in users] == splits  # seeded: the same every time
+    assert T.user_fraction("user7", 3) == T.user_fraction("user7", 3) != T.user_fraction("user7", 4)
+    other = [dataclasses.replace(spec, seed=4).assign(u) for u in users]
+    # independent draws agree with probability 0.7^2 + 0.1^2 + 0.2^2 = 0.54
+    assert 0.45 < np.mean([a == b for a, b in zip(splits, other)]) < 0.63
+
+
+def test_user_split_records_by_hand():
+    spec = T.SplitSpec(T.USER_SPLIT, valid_fraction=0.3, test_fraction=0.3, seed=0)
+    first = {}
+    for n in range(100):
+        first.setdefault(spec.assign(f"u{n}"), f"u{n}")
+    train, valid, test = first["train"], first["valid"], first["test"]
+    decoded = lambda records: [(split, schema.decode(r)) for split, r in records]  # noqa: E731
+    records, held_out, short = spec.records(train, [4, 1, 3])
+    assert (decoded(records), held_out, short) == ([("train", (train, [4, 1, 3], 0))], (), False)
+    records, held_out, short = spec.records(valid, [4, 1, 3])
+    assert (decoded(records), held_out, short) == ([("valid", (valid, [4, 1], 3))], (4, 1, 3), False)
+    records, held_out, short = spec.records(test, [2, 5])
+    assert (decoded(records), held_out, short) == ([("test", (test, [2], 5))], (2, 5), False)
+    # one item: nothing to predict, so the user trains and counts as short
+    records, held_out, short = spec.records(test, [6])
+    assert (decoded(records), held_out, short) == ([("train", (test, [6], 0))], (), True)
+
+
+def test_stage_user_split_matches_the_oracle_and_trains_on_training_users_only(tmp_path):
+    rows = random_log(3000, num_users=150, num_items=120, seed=7) + [Interaction("solo", "i1", 1.0, 5.0, 0, 9999)]
+    eg = write_example_gen(tmp_path / "eg", rows, shards=2)
+    out = tmp_path / "tr"
+    config = TransformConfig(split="user", valid_fraction=0.2, test_fraction=0.2, split_seed=5, num_shards=2)
+    stats = run_transform(config, str(eg), str(out), PipelineOptions(IN_MEMORY))
+    sequences = reference_sequences(rows)
+    expected = user_split_oracle(sequences, 0.2, 0.2, seed=5)
+    assert records_in_raw_ids(out) == expected
+    users = {split: {r[0] for r in records} for split, records in expected.items()}
+    assert not users["train"] & users["valid"] and not users["train"] & users["test"]
+    assert not users["valid"] & users["test"]
+    assert users["train"] | users["valid"] | users["test"] == set(sequences)
+    assert 15 < len(users["valid"]) < 45 and 15 < len(users["test"]) < 45  # about 30 each of 151
+    # the training counts are the training users' items only
+    vocabulary = read_vocabulary(str(out / "item_vocab.txt"))
+    counts = collections.Counter(i for _, s, _ in expected["train"] for i in s)
+    assert DatasetMetadata.load(str(out)).item_counts == tuple(counts.get(raw, 0) for raw in vocabulary)
+    short = int(T.user_fraction("solo", 5) < 0.4)  # a 1-item user is short only if it was drawn to evaluate
+    assert stats["users_short"] == short
+    assert stats["records"] == {split: len(records) for split, records in expected.items()}
+    assert stats["config"]["split"] == "user"
+    # the reader takes it as it takes leave-one-out
+    metadata = DatasetMetadata.load(str(out))
+    for split in ("valid", "test"):
+        loaded = load_evaluation_split(str(out), metadata, split)
+        assert sorted(loaded.users) == sorted(users[split])
+        assert all(vocabulary[t] == s[-1] for u, t in zip(loaded.users, loaded.targets) for s in [sequences[u]])
+    assert len(load_split(str(out), metadata, "train")) == len(expected["train"])
+
+
+def test_user_split_is_reproducible_and_its_seed_changes_it(tmp_path):
+    rows = random_log(800, num_users=60, num_items=40, seed=2)
+    eg = write_example_gen(tmp_path / "eg", rows, shards=2)
+    outputs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        config = TransformConfig(split="user", split_seed=seed, valid_fraction=0.25, test_fraction=0.25)
+        run_transform(config, str(eg), str(tmp_path / name), PipelineOptions(IN_MEMORY))
+        outputs[name] = {s: raw_records(tmp_path / name, s) for s in schema.SPLITS}
+    assert outputs["a"] == outputs["b"]
+    test_users = {name: {schema.decode(r)[0] for r in out["test"]} for name, out in outputs.items()}
+    assert test_users["a"] != test_users["c"]
 
 
 # ----------------------------------------------------------------------------- real datasets

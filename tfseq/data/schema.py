@@ -15,6 +15,12 @@ time-ordered items are ``i_1 .. i_n`` with ``n >= 3``:
 * ``test``:  ``item_ids = i_1 .. i_{n-1}``, ``target = i_n``
 
 Users with fewer than 3 items get only a ``train`` record of all their items.
+
+Spotlight's user split (Transform ``--split user``) writes the same records
+differently: each user goes whole to one split, chosen by a seeded hash of its
+raw ID. A ``train`` user's record holds all its items (``target = PAD_ID``); a
+``valid`` or ``test`` user's holds ``i_1 .. i_{n-1}`` with ``target = i_n``,
+and the user has no ``train`` record (a 1-item user trains instead).
 """
 
 from __future__ import annotations
