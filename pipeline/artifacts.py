@@ -39,6 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 from tfseq.config import CONFIG_FILE as CONFIG  # the Trainer's model contract, defined by the library
 from tfseq.config import WEIGHTS
 from tfseq.data.vocab import ITEM_VOCAB, METADATA, USER_VOCAB  # the Transform's data contract
+from tfseq.experiment import ITEM_FEATURES_DIR as ITEM_FEATURES  # the item side-feature table's folder
 
 STAGES = ("ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher")
 DATA_STAGES = ("ExampleGen", "Transform")
@@ -51,8 +52,7 @@ SPEC = "_spec.json"
 OWNER = "_owner.json"
 STATS = "stats.json"  # ExampleGen and Transform
 # Transform (the reader's contract is defined in tfseq.data; named here for the layout).
-TRANSFORM_FILES = (METADATA, ITEM_VOCAB, USER_VOCAB, STATS)
-ITEM_FEATURES = "item_features"  # folder of the item side-feature table, when there is one
+TRANSFORM_FILES = (METADATA, ITEM_VOCAB, USER_VOCAB, STATS, ITEM_FEATURES)
 # Trainer (CONFIG and WEIGHTS, imported above, are the model itself).
 TRAINER_FILES = (CONFIG, WEIGHTS)
 HISTORY = "history.json"

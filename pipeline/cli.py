@@ -146,6 +146,13 @@ def build_configs(
                 f"{where}--{key} is not a setting of model {model} or loss {loss}; "
                 f"it belongs to {', '.join(sorted(takers))}"
             )
+    if "Transform" in sections and not by_section["Transform"].get("item_features"):
+        from tfseq.experiment import uses_item_features
+
+        if uses_item_features(model):
+            where = f"{source}: " if source else ""
+            raise ConfigError(f"{where}model {model} uses item side features: give --item_features PATH "
+                              "(S3-Rec *_item2attributes.json, RecBole .item, or csv/parquet with --item_feature_cols)")
     try:
         return PipelineConfigs(
             example_gen=from_dict(ExampleGenConfig, by_section["ExampleGen"]),

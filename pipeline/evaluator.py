@@ -23,9 +23,10 @@ def format_table(metrics: dict[str, Any]) -> str:
     """A fixed-width table: one row per split and metric, one column per K."""
     ks = sorted({int(k.split("@")[1]) for k in metrics["test"] if "@" in k})
     header = f"{'':6}{'':10}" + "".join(f"{'@' + str(k):>10}" for k in ks)
+    masked = "  history masked" if metrics.get("exclude_history") else ""
     lines = [
         f"model: {metrics['model']}  loss: {metrics['loss']}  best epoch: {metrics['best_epoch']}  "
-        f"train: {metrics['train_seconds']:.1f}s",
+        f"train: {metrics['train_seconds']:.1f}s{masked}",
         header,
     ]
     for split in ("valid", "test"):
@@ -35,6 +36,9 @@ def format_table(metrics: dict[str, Any]) -> str:
                 continue
             cells = "".join(f"{v:>10.4f}" if v is not None else f"{'-':>10}" for v in row)
             lines.append(f"{split:6}{name:10}{cells}")
+        uncut = {k: v for k, v in metrics[split].items() if "@" not in k and k != "num_users"}
+        for name, value in sorted(uncut.items()):  # e.g. mrr over the whole catalogue
+            lines.append(f"{split:6}{name:10}{value:>10.4f}  (no cut-off)")
     return "\n".join(lines)
 
 
@@ -50,6 +54,7 @@ def run_evaluator(trainer_dir: str, transform_dir: str, output_dir: str, verbose
             split,
             max_seq_len=config.train.max_seq_len,
             batch_size=config.train.eval_batch_size,
+            users=model.uses_user,
         )
         results[split] = evaluate(model, data, exclude_history=config.train.exclude_history)
     history = artifacts.read_json(artifacts.join(trainer_dir, artifacts.HISTORY))

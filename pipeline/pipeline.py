@@ -112,6 +112,11 @@ def input_identity(config: ExampleGenConfig) -> list[dict[str, Any]]:
     return [artifacts.file_identity(path) for path in match_inputs(config.input)]
 
 
+def transform_inputs(config: TransformConfig) -> list[dict[str, Any]]:
+    """The identity of the files Transform reads besides ExampleGen's output (the item feature table)."""
+    return [artifacts.file_identity(config.item_features)] if config.item_features else []
+
+
 @dataclasses.dataclass(frozen=True)
 class Pipeline:
     """The stages of one run over one root, in order; ``run`` executes them."""
@@ -253,7 +258,7 @@ def create_pipeline(
     stages = (
         Stage("ExampleGen", eg_dir, {**to_dict(example_gen), "inputs": input_identity(example_gen)},
               lambda out: run_example_gen(example_gen, out, beam_options)),
-        Stage("Transform", tr_dir, to_dict(transform),
+        Stage("Transform", tr_dir, {**to_dict(transform), "inputs": transform_inputs(transform)},
               lambda out: run_transform(transform, eg_dir, out, beam_options)),
         Stage("Trainer", trainer_dir, experiment.to_flat(), train),
         Stage("Evaluator", artifacts.stage_dir(root, "Evaluator", name), {}, evaluate),

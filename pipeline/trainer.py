@@ -21,7 +21,7 @@ from pipeline import artifacts
 from tfseq import training
 from tfseq.data import reader
 from tfseq.data.vocab import DatasetMetadata
-from tfseq.experiment import ExperimentConfig, build_model
+from tfseq.experiment import ExperimentConfig, build_model, load_item_features, uses_item_features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,11 +40,12 @@ def prepare_training(config: ExperimentConfig, transform_dir: str) -> TrainingSe
     metadata = DatasetMetadata.load(transform_dir)
     train = config.train
     training.seed_everything(train.seed)  # before building: identical initial weights per seed
-    model = build_model(config, metadata)
+    features = load_item_features(transform_dir) if uses_item_features(config.model) else None
+    model = build_model(config, metadata, features)
     train_data = training.training_data(model, transform_dir, metadata, train)
     valid_data = reader.evaluation_dataset(
         transform_dir, metadata, "valid",
-        max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size,
+        max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size, users=model.uses_user,
     )
     return TrainingSetup(config, metadata, model, train_data, valid_data)
 

@@ -67,6 +67,11 @@ class TransformConfig:
         last item is its target). See :class:`pipeline.transforms.SplitSpec`.
       valid_fraction, test_fraction: expected shares of users in valid and test (``--split user``).
       split_seed: seeds which users go to valid and test (``--split user``).
+      item_features: an item side-feature table beside the log: S3-Rec ``*_item2attributes.json``,
+        RecBole ``.item``, or csv/parquet with ``item_feature_cols``; "" = none.
+      item_feature_fields: the fields to use (default: every categorical one).
+      item_feature_cols: csv/parquet only: the feature columns (cells may hold ``a|b`` lists).
+      item_feature_id_col: csv/parquet/.item: the item ID column of the feature table.
     """
 
     min_rating: float | None = None
@@ -79,6 +84,10 @@ class TransformConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    item_features: str = ""
+    item_feature_fields: tuple[str, ...] = ()
+    item_feature_cols: tuple[str, ...] = ()
+    item_feature_id_col: str = "item_id"
 
     def __post_init__(self) -> None:
         if self.dedupe not in DEDUPE_MODES:
@@ -209,6 +218,7 @@ def run_transform(
     pattern = artifacts.join(example_gen_dir, INPUT_PATTERN)
     if not FileSystems.match([pattern])[0].metadata_list:
         raise DataError(f"{example_gen_dir}: no ExampleGen output ({INPUT_PATTERN})")
+    item_table = read_item_table(config) if config.item_features else None  # bad file: fail before Beam
     work = artifacts.join(output_dir, WORK_DIR)
     dropped: dict[str, int] = {}
     rounds = 0
@@ -230,8 +240,32 @@ def run_transform(
     metadata = dataset_metadata(config, summary)
     artifacts.atomic_write_text(artifacts.join(output_dir, vocab.METADATA), metadata.to_json())
     stats = dataset_stats(config, summary, dropped, read_malformed(example_gen_dir), rounds)
+    if item_table is not None:
+        stats["item_features"] = write_item_features(item_table, output_dir)
     artifacts.atomic_write_text(artifacts.join(output_dir, artifacts.STATS), json.dumps(stats, indent=1))
     return stats
+
+
+def read_item_table(config: TransformConfig) -> Any:
+    """The ``--item_features`` file as read (errors name the file and line)."""
+    from tfseq.data import item_features
+
+    return item_features.read_item_table(
+        config.item_features,
+        fields=config.item_feature_fields or None,
+        columns=config.item_feature_cols or None,
+        item_column=config.item_feature_id_col,
+    )
+
+
+def write_item_features(table: Any, output_dir: str) -> dict[str, Any]:
+    """Aligns the item table with the stage's item vocabulary, writes ``item_features/``; returns its counts."""
+    from tfseq.data import item_features
+
+    raw_ids = vocab.read_vocabulary(artifacts.join(output_dir, vocab.ITEM_VOCAB))
+    features, stats = item_features.build_item_features(table, raw_ids)
+    features.save(artifacts.join(output_dir, artifacts.ITEM_FEATURES))
+    return {"file": table.path, **stats}
 
 
 def dataset_metadata(config: TransformConfig, summary: dict[str, Any]) -> DatasetMetadata:

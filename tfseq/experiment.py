@@ -111,13 +111,29 @@ class ExperimentConfig:
         return ExperimentConfig.from_flat(values)
 
 
-def build_model(config: ExperimentConfig, metadata: DatasetMetadata):
-    """The registry model of ``config`` with its registry loss, sized and adapted to ``metadata``."""
+def build_model(config: ExperimentConfig, metadata: DatasetMetadata, item_features: Any = None):
+    """The registry model of ``config`` with its registry loss, sized and adapted to ``metadata``.
+
+    ``item_features`` (``tfseq.data.item_features.ItemFeatures``, aligned with the
+    item vocabulary) goes to models that use side features; a model that needs
+    them and gets none is an error naming ``--item_features``.
+    """
     loss = LOSSES.build(config.loss, config.loss_config, item_counts=metadata.item_counts)
-    model = MODELS.build(config.model, config.model_config, num_items=metadata.num_items, loss=loss)
+    extra: dict[str, Any] = {}
+    if uses_item_features(config.model):
+        if item_features is None:
+            raise ConfigError(f"model {config.model} uses item side features: give --item_features PATH")
+        extra["item_features"] = item_features
+    model = MODELS.build(config.model, config.model_config, num_items=metadata.num_items, loss=loss,
+                         num_users=metadata.num_users + 1, **extra)
     model.adapt(metadata.item_counts)
     build_variables(model)
     return model
+
+
+def uses_item_features(model: str) -> bool:
+    """Whether registry model ``model`` looks up item side features."""
+    return bool(getattr(MODELS.get(model).cls, "uses_item_features", False))
 
 
 def build_variables(model) -> None:
@@ -135,9 +151,30 @@ def load_trained_model(trainer_dir: str, transform_dir: str):
     from tfseq.data.vocab import DatasetMetadata
 
     config = ExperimentConfig.from_json_file(posixpath.join(trainer_dir, CONFIG_FILE))
-    model = build_model(config, DatasetMetadata.load(transform_dir))
+    features = load_item_features(transform_dir) if uses_item_features(config.model) else None
+    model = build_model(config, DatasetMetadata.load(transform_dir), features)
     model.load_weights(posixpath.join(trainer_dir, WEIGHTS)).expect_partial()
     return model, config
 
 
-__all__ = ["CONFIG_FILE", "WEIGHTS", "ExperimentConfig", "build_model", "build_variables", "load_trained_model"]
+ITEM_FEATURES_DIR = "item_features"  # inside the Transform output, when it has side features
+
+
+def load_item_features(transform_dir: str) -> Any:
+    """The Transform output's item feature table; ConfigError when it has none."""
+    import posixpath
+
+    import tensorflow as tf
+
+    from tfseq.data.item_features import ItemFeatures
+
+    directory = posixpath.join(transform_dir, ITEM_FEATURES_DIR)
+    if not tf.io.gfile.isdir(directory):
+        raise ConfigError(f"{transform_dir}: no item side features (Transform ran without --item_features)")
+    return ItemFeatures.load(directory)
+
+
+__all__ = [
+    "CONFIG_FILE", "ITEM_FEATURES_DIR", "WEIGHTS", "ExperimentConfig", "build_model", "build_variables",
+    "load_item_features", "load_trained_model", "uses_item_features",
+]

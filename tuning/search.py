@@ -169,10 +169,15 @@ def parse(argv: Sequence[str] | None = None) -> Search:
     if parsed.values.get("valid_metric", objective) != objective:
         raise ConfigError(f"--valid_metric {parsed.values['valid_metric']} differs from --objective {objective}: "
                           "a trial is stopped early and scored on the same metric")
-    configs = cli.build_configs({**parsed.values, "model": model, "valid_metric": objective},
-                                source=parsed.source)
-    base = configs.experiment
     stage_keys = {*field_names(ExampleGenConfig), *field_names(TransformConfig)}
+    stage_flags = sorted(k for k in parsed.values if k in stage_keys)
+    if args.data and (stage_flags or parsed.beam_args):
+        given = ", ".join([f"--{k}" for k in stage_flags] + parsed.beam_args)
+        raise ConfigError(f"--data uses preprocessed data; input and Beam flags ({given}) apply only without it")
+    sections = ("Trainer", "Pusher") if args.data else SECTIONS  # --data: its Transform is already built
+    configs = cli.build_configs({**parsed.values, "model": model, "valid_metric": objective},
+                                sections=sections, source=parsed.source)
+    base = configs.experiment
     pusher_keys = set(field_names(PusherConfig))
     fixed = {k for k in parsed.flags if k not in stage_keys | pusher_keys | {"model"}}
 
@@ -189,10 +194,6 @@ def parse(argv: Sequence[str] | None = None) -> Search:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
-    stage_flags = sorted(k for k in parsed.values if k in stage_keys)
-    if args.data and (stage_flags or parsed.beam_args):
-        given = ", ".join([f"--{k}" for k in stage_flags] + parsed.beam_args)
-        raise ConfigError(f"--data uses preprocessed data; input and Beam flags ({given}) apply only without it")
     return Search(
         model=model,
         base=base,
