@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,44 @@ SOURCES: dict[str, dict[str, Any]] = {
 }
 
 
-def data_pipeline(settings: dict[str, Any], root: Path, beam_options: Any = None):
+def data_pipeline(settings: dict[str, Any], root: Path, beam_options: Any = None, progress: int = 0):
     """The pipeline of ``settings`` (any pipeline.cli names) under ``root``, built as pipeline.run builds it."""
     from pipeline import cli
     from pipeline.pipeline import create_pipeline
 
     configs = cli.build_configs(settings)
     return create_pipeline(configs.example_gen, configs.transform, configs.experiment, configs.pusher,
-                           root=str(root), beam_options=beam_options)
+                           root=str(root), beam_options=beam_options, progress=progress)
+
+
+class PeakMemory:
+    """Samples the process's resident memory in a background thread; ``peak_mib`` once stopped."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = self._process.memory_info().rss
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak / 2**20
 
 
 def preprocess(dataset: str) -> str:

@@ -22,46 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, preprocess, read_results, write_results  # noqa: E402
+from bench.common import PeakMemory, machine, preprocess, read_results, write_results  # noqa: E402
 
 TARGETS = {"beauty": {"sasrec": 17.0, "eval_seconds": 5.0}}
-
-
-class PeakMemory:
-    """Samples the process's resident memory in a background thread; ``peak_mib`` once stopped."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        import psutil
-
-        self._process = psutil.Process()
-        self._interval = interval
-        self._stop = threading.Event()
-        self.peak = self._process.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-    @property
-    def peak_mib(self) -> float:
-        return self.peak / 2**20
 
 
 def measure(

@@ -53,7 +53,7 @@ class TrainResult:
       history: one dict per epoch run: ``epoch`` (1-based), ``loss`` (mean over
         the epoch's batches; ``None`` for models without trainable weights),
         ``val_<metric>`` for every validation metric, ``seconds`` (training +
-        validation wall time of the epoch).
+        validation wall time of the epoch), ``train_seconds`` (training alone).
       best_epoch: the epoch whose weights the model holds after ``fit``.
       best_metrics: that epoch's validation metrics, without the ``val_`` prefix.
       train_seconds: wall time of the whole fit.
@@ -171,7 +171,8 @@ class _Validation(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         assert logs is not None
-        loss = float(self._loss_sum) / max(self._batches, 1)
+        loss = float(self._loss_sum) / max(self._batches, 1)  # the float() waits for the last step
+        train_seconds = time.perf_counter() - self._start
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"epoch {epoch + 1}: mean training loss is {loss}; try a lower learning_rate"
@@ -182,7 +183,9 @@ class _Validation(tf.keras.callbacks.Callback):
         logs["loss"] = loss
         logs.update({k: v for k, v in metrics.items() if k.endswith(self.log_suffix)})
         seconds = time.perf_counter() - self._start
-        self.rows.append({"epoch": epoch + 1, "loss": loss, **metrics, "seconds": seconds})
+        self.rows.append(
+            {"epoch": epoch + 1, "loss": loss, **metrics, "seconds": seconds, "train_seconds": train_seconds}
+        )
 
 
 class _EpochLine(tf.keras.callbacks.Callback):
@@ -247,10 +250,12 @@ def training_data(
     model: SequentialRecommender, transform_dir: str, metadata: DatasetMetadata, train: TrainConfig
 ) -> reader.TrainingData:
     """The train split in the layout ``model`` trains on: whole sequences when it is causal and
-    ``train.all_positions`` is on, RecBole's separate prefixes otherwise."""
+    ``train.all_positions`` is on, RecBole's separate prefixes otherwise; with ``user_ids`` when
+    the model uses users."""
     return reader.training_data(
         transform_dir, metadata, causal=model.causal and train.all_positions,
         max_seq_len=train.max_seq_len, batch_size=train.batch_size, seed=train.seed,
+        users=model.uses_user,
     )
 
 

@@ -1,0 +1,108 @@
+"""Side features benchmark: ``difsr``, ``sasrec_f`` and ``sasrec`` side by side on one data root.
+
+Amazon Beauty with S3-Rec's ``Beauty_item2attributes.json`` (categories) and
+ml-100k with its genres (``class``). Every model runs through the pipeline
+itself (``create_pipeline``: the same ExampleGen and Transform, one run folder
+per model under ``WORK/side-<dataset>/runs``), with the same epochs budget and
+patience, RecBole's protocol (leave-one-out, full ranking, unmasked) plus the
+test metrics with the history masked. Seconds per epoch (training alone,
+validation excluded) and the process's peak RSS are recorded beside each row.
+Results accumulate in bench/results/side_features.json after every run.
+
+    python bench/side_features.py --datasets ml-100k beauty --models sasrec sasrec_f difsr --epochs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    DATASETS,
+    SOURCES,
+    WORK,
+    PeakMemory,
+    data_pipeline,
+    machine,
+    read_results,
+    write_results,
+)
+
+FEATURES: dict[str, dict[str, Any]] = {
+    "beauty": {"item_features": str(DATASETS / "amazon-beauty" / "Beauty_item2attributes.json")},
+    "ml-100k": {"item_features": str(DATASETS / "ml-100k" / "ml-100k.item"), "item_feature_fields": ("class",)},
+}
+
+
+def masked_test(result: Any) -> dict[str, float]:
+    """The run's trained model on the test split with the history masked."""
+    from pipeline.artifacts import CONFIG
+    from tfseq.data.reader import evaluation_dataset
+    from tfseq.data.vocab import DatasetMetadata
+    from tfseq.evaluation import evaluate
+    from tfseq.experiment import ExperimentConfig, load_trained_model
+
+    model, _ = load_trained_model(result.trainer_dir, result.transform_dir)
+    config = ExperimentConfig.from_json_file(str(Path(result.trainer_dir, CONFIG)))
+    data = evaluation_dataset(result.transform_dir, DatasetMetadata.load(result.transform_dir), "test",
+                              max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size)
+    return evaluate(model, data, exclude_history=True)
+
+
+def run_one(dataset: str, model: str, epochs: int, patience: int, extra: dict[str, Any]) -> dict[str, Any]:
+    settings = {**SOURCES[dataset], **FEATURES[dataset], "model": model, "epochs": epochs, "patience": patience,
+                **extra}
+    pipeline = data_pipeline(settings, WORK / f"side-{dataset}", progress=2)
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        result = pipeline.run(stop_after="Evaluator")
+        wall = time.perf_counter() - start
+    history = json.loads(Path(result.trainer_dir, "history.json").read_text())
+    epoch_seconds = [row["train_seconds"] for row in history["history"] if row.get("train_seconds") is not None]
+    steady = epoch_seconds[1:] or epoch_seconds
+    return {
+        "run": result.run,
+        "valid": result.metrics["valid"],
+        "test": result.metrics["test"],
+        "test_history_masked": masked_test(result),
+        "best_epoch": result.metrics["best_epoch"],
+        "epochs_run": history["epochs_run"],
+        "seconds_per_epoch": sum(steady) / len(steady) if steady else None,
+        "train_seconds": history["train_seconds"],
+        "wall_seconds": wall,
+        "peak_rss_mib": memory.peak_mib,
+        "config": json.loads(Path(result.trainer_dir, "config.json").read_text()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "beauty"], choices=list(FEATURES))
+    parser.add_argument("--models", nargs="+", default=["sasrec", "sasrec_f", "difsr"])
+    parser.add_argument("--epochs", type=int, default=30, help="the same budget for every model")
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--set", nargs="*", default=[], help="extra setting=value for every model")
+    parser.add_argument("--tag", help="suffix of the result keys (runs with --set values)")
+    args = parser.parse_args(argv)
+    extra = dict(kv.split("=", 1) for kv in args.set)
+    results = read_results("side_features")
+    results["machine"] = machine()
+    runs = results.setdefault("runs", {})
+    for dataset in args.datasets:
+        for model in args.models:
+            key = f"{dataset}/{model}" + (f"/{args.tag}" if args.tag else "")
+            print(f"== {key}", flush=True)
+            runs[key] = run_one(dataset, model, args.epochs, args.patience, extra)
+            write_results("side_features", results)
+            print(json.dumps({k: runs[key]["test"][k] for k in ("ndcg@10", "ndcg@20", "recall@20")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
