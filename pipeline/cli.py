@@ -87,8 +87,8 @@ def hyperparameter_owners() -> dict[str, list[tuple[str, str, Any]]]:
 def _default(field: dataclasses.Field) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default
-    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return field.default_factory()  # type: ignore[misc]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
     return None
 
 
@@ -391,6 +391,7 @@ def beam_flag_names() -> set[str]:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     def subclasses(cls: type) -> Iterable[type]:
+        sub: type
         for sub in cls.__subclasses__():
             yield sub
             yield from subclasses(sub)

@@ -59,7 +59,6 @@ def run_pusher(
 ) -> dict[str, Any]:
     """Exports run ``run``'s trained model; writes and returns the ``pushed.json`` record."""
     from serving.export import export_from_trainer
-
     from tfseq.experiment import ExperimentConfig
 
     serving_dir = config.serving_dir or default_serving_dir
