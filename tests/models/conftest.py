@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfseq.data.item_features import ItemFeatures, RawItemTable, build_item_features
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
 
@@ -68,6 +69,16 @@ def item_counts(sequences: Sequence[Sequence[int]]) -> np.ndarray:
     return counts
 
 
+def toy_item_features() -> ItemFeatures:
+    """Side features of items 1..19 (item 20 has none): ``parity`` (one value), ``tags`` (one or two)."""
+    items = {
+        str(i): {"parity": (f"p{i % 2}",), "tags": tuple(sorted({f"t{i % 3}", f"t{i % 4}"}))}
+        for i in range(1, NUM_ITEMS - 1)
+    }
+    table = RawItemTable("toy", ("parity", "tags"), items, {raw: 1 for raw in items})
+    return build_item_features(table, ["", *(str(i) for i in range(1, NUM_ITEMS))])[0]
+
+
 def build(
     name: str,
     config: Any = None,
@@ -77,12 +88,15 @@ def build(
     seed: int = 0,
     counts: np.ndarray | None = None,
 ):
-    """A registry model with a registry loss, adapted to ``counts`` and with its variables built."""
+    """A registry model with a registry loss, adapted to ``counts`` and with its variables built.
+
+    Every model gets :func:`toy_item_features` (those that do not use side features ignore them).
+    """
     tf.keras.utils.set_random_seed(seed)
     counts = item_counts(cycle_sequences()) if counts is None else counts
     model = MODELS.build(
         name, config, num_items=NUM_ITEMS, loss=LOSSES.build(loss, loss_config, item_counts=counts),
-        num_users=NUM_USERS,
+        item_features=toy_item_features(), num_users=NUM_USERS,
     )
     model.adapt(counts)
     model.encode(tf.ones([1, 1], tf.int64))

@@ -271,7 +271,12 @@ class SelfAttention(tf.keras.layers.Layer):
 class TransformerBlock(tf.keras.layers.Layer):
     """RecBole's ``TransformerLayer`` (post-LN): each sublayer is followed by dropout, a
     residual connection and LayerNorm; the feed-forward layer is ``Dense(inner, gelu)`` then
-    ``Dense(hidden)``."""
+    ``Dense(hidden)``.
+
+    ``attention`` replaces the :class:`SelfAttention` sublayer (DIF-SR's decoupled
+    attention): it is called as ``attention(x, mask, query_positions, training=...,
+    **attention_inputs)`` and returns ``[B, Q, H]``.
+    """
 
     def __init__(
         self,
@@ -282,11 +287,12 @@ class TransformerBlock(tf.keras.layers.Layer):
         attn_dropout_prob: float,
         layer_norm_eps: float,
         init: Init,
+        attention: tf.keras.layers.Layer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.attention = SelfAttention(hidden_size, num_heads, attn_dropout_prob, init,
-                                       name="attention")
+        self.attention = attention or SelfAttention(hidden_size, num_heads, attn_dropout_prob, init,
+                                                    name="attention")
         self.attention_dropout = tf.keras.layers.Dropout(hidden_dropout_prob)
         self.attention_norm = init.layer_norm(layer_norm_eps, name="attention_norm")
         self.inner = init.dense(inner_size, activation=tf.nn.gelu, name="inner")  # exact erf GELU
@@ -300,9 +306,10 @@ class TransformerBlock(tf.keras.layers.Layer):
         mask: tf.Tensor,
         query_positions: tf.Tensor | None = None,
         training: bool = False,
+        **attention_inputs: Any,
     ) -> tf.Tensor:
         """``x [B, L, H]``, ``mask [B, Q|1, L]`` -> ``[B, Q, H]`` (see ``SelfAttention``)."""
-        attended = self.attention(x, mask, query_positions, training=training)
+        attended = self.attention(x, mask, query_positions, training=training, **attention_inputs)
         residual = x if query_positions is None else tf.gather(
             x, query_positions[:, tf.newaxis], batch_dims=1
         )

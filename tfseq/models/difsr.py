@@ -1,0 +1,363 @@
+"""``difsr``: DIF-SR, side information fused into the attention scores instead of the input.
+
+Xie, Zhou et al., "Decoupled Side Information Fusion for Sequential
+Recommendation", SIGIR 2022 (the authors' RecBole model ``SASRecD``). A causal
+transformer like SASRec, except for where side information and positions
+enter:
+
+* the input of the first block is the item embedding alone (LayerNorm, dropout);
+* every block's attention computes separate score matrices: items
+  (``Q_I K_I^T`` from the block's input), positions (``Q_P K_P^T`` from the
+  learned position table, the same table in every block) and, per attribute
+  field, ``Q_A K_A^T`` from the item's pooled attribute embedding (width
+  ``attribute_hidden_size``, the same embeddings in every block). Each stream
+  has its own query/key projections in each block;
+* the score matrices are fused (``fusion_type``): ``sum``; ``concat`` (a linear
+  map of the streams' score rows, concatenated, to one row); ``gate`` (per
+  query row, a small MLP gives each stream a weight, softmax over streams, and
+  the weighted sum of the streams' rows), then divided by ``sqrt(hidden_size /
+  num_heads)``, masked, softmax-ed;
+* the values are the items' only, so the output stays in the item space and
+  is scored against the item table (weight tying);
+* an auxiliary loss: per field a linear ``attribute_predictor`` on the query
+  predicts the positive item's attribute values (multi-hot, padding value left
+  out), binary cross-entropy averaged over queries and values, times
+  ``lambda_attr`` (the paper's and code's ``lamdas``), added to the retrieval
+  loss of whichever loss the model trains with.
+
+Defaults are the authors' Beauty configuration: 4 layers, 4 heads, hidden and
+inner 256, attribute width 64, hidden dropout 0.5, attention dropout 0.3,
+``gate`` fusion, sum pooling, linear predictor, lambda 10.
+
+Deviations from the authors' code:
+  * before ``concat`` and ``gate`` fusion the scores of keys a query may not see
+    (later items, padding) are set to 0; the authors' fusion layers read the
+    whole score row, future items included, and mask only afterwards, which
+    lets the fused scores of training positions depend on later items. The
+    fusion layers still span ``max_seq_len`` keys (shorter rows are
+    zero-padded), so the learned weights are per absolute key position as in
+    the original;
+  * one ``attribute_hidden_size`` and one ``lambda_attr`` for every field (the
+    code takes a list per field);
+  * duplicate values of an item are counted once (the code's one-hot sum
+    labels a duplicate 2), and an item without a value gets a zero attribute
+    vector (max pooling in the code gives it -1e9);
+  * training scores every position of a sequence in one pass (causal), as
+    tfseq's ``sasrec`` does; ``TrainConfig.all_positions=False`` trains RecBole's
+    separate prefixes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import tensorflow as tf
+
+from tfseq.config import ConfigError
+from tfseq.data.item_features import ItemFeatures
+from tfseq.models import MODELS
+from tfseq.models.attributes import ItemAttributes, check_pooling_mode
+from tfseq.models.base import SequentialRecommender, gather_last
+from tfseq.models.layers import (
+    Init,
+    TransformerBlock,
+    attention_mask,
+    check_config,
+    check_heads,
+    last_window,
+    normal_init,
+)
+
+FUSION_TYPES = ("sum", "concat", "gate")
+ATTRIBUTE_PREDICTORS = ("linear", "none")
+_MASKED = -1e9  # added to the logits of masked keys before the softmax
+
+
+@dataclasses.dataclass(frozen=True)
+class DIFSRConfig:
+    """DIF-SR's hyperparameters; defaults are the authors' Amazon Beauty run.
+
+    Attributes:
+      hidden_size: item embedding width = every layer's width = the query width.
+      attribute_hidden_size: width of each field's attribute embeddings and of its
+        query/key projections; must be divisible by ``num_heads``.
+      num_layers: transformer blocks.
+      num_heads: attention heads; must divide ``hidden_size``.
+      inner_size: feed-forward width.
+      hidden_dropout_prob: dropout on the input embeddings and each sublayer's output.
+      attn_dropout_prob: dropout on the attention weights.
+      layer_norm_eps: LayerNorm epsilon.
+      initializer_range: standard deviation of the normal initialiser.
+      max_seq_len: number of learned positions (the reader's ``max_seq_len`` too).
+      fusion_type: how the streams' attention scores are fused: sum, concat or gate.
+      pooling_mode: how a multi-valued attribute becomes one vector: sum, mean or max.
+      attribute_predictor: ``linear`` (the auxiliary attribute loss) or ``none``.
+      lambda_attr: weight of the auxiliary attribute loss (the authors' ``lamdas``).
+    """
+
+    hidden_size: int = 256
+    attribute_hidden_size: int = 64
+    num_layers: int = 4
+    num_heads: int = 4
+    inner_size: int = 256
+    hidden_dropout_prob: float = 0.5
+    attn_dropout_prob: float = 0.3
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    max_seq_len: int = 50
+    fusion_type: str = "gate"
+    pooling_mode: str = "sum"
+    attribute_predictor: str = "linear"
+    lambda_attr: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_config(
+            self,
+            at_least_one=("hidden_size", "attribute_hidden_size", "num_layers", "num_heads", "inner_size",
+                          "max_seq_len"),
+            positive=("layer_norm_eps", "initializer_range"),
+            probabilities=("hidden_dropout_prob", "attn_dropout_prob"),
+        )
+        check_heads(self, "hidden_size")
+        check_heads(self, "attribute_hidden_size")
+        check_pooling_mode(self)
+        for name, allowed in (("fusion_type", FUSION_TYPES), ("attribute_predictor", ATTRIBUTE_PREDICTORS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"DIFSRConfig.{name} must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, name)!r}")
+        if not (self.lambda_attr >= 0 and math.isfinite(self.lambda_attr)):
+            raise ConfigError(f"DIFSRConfig.lambda_attr must be >= 0, got {self.lambda_attr}")
+
+
+class DecoupledAttention(tf.keras.layers.Layer):
+    """DIF-SR's multi-head attention: per-stream scores, fused, over the items' values.
+
+    Streams, in the authors' order: each attribute field, the items, the positions.
+
+    Args:
+      hidden_size: the items' width; the value and output width.
+      attribute_size: each field's attribute width.
+      num_fields: number of attribute fields.
+      num_heads: attention heads (every stream is split into the same number of heads).
+      max_seq_len: the key span of the ``concat`` and ``gate`` fusion layers.
+      fusion_type: sum, concat or gate.
+      dropout: dropout on the attention weights.
+      init: the weights' initialisers.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        attribute_size: int,
+        num_fields: int,
+        num_heads: int,
+        max_seq_len: int,
+        fusion_type: str,
+        dropout: float,
+        init: Init,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if fusion_type not in FUSION_TYPES:
+            raise ValueError(f"fusion_type must be one of {FUSION_TYPES}, got {fusion_type!r}")
+        self.hidden_size, self.num_heads = hidden_size, num_heads
+        self.head_size = hidden_size // num_heads
+        self.max_seq_len = max_seq_len
+        self.fusion_type = fusion_type
+        self.item_qkv = init.dense(3 * hidden_size, name="item_qkv")
+        self.position_qk = init.dense(2 * hidden_size, name="position_qk")
+        self.attribute_qk = [init.dense(2 * attribute_size, name=f"attribute_qk_{i}") for i in range(num_fields)]
+        if fusion_type == "concat":
+            self.fusion = init.dense(max_seq_len, name="fusion")  # (fields + 2) * max_seq_len -> max_seq_len
+        elif fusion_type == "gate":
+            self.gate_hidden = init.dense(max_seq_len, activation=tf.nn.relu, name="gate_hidden")
+            self.gate_energy = init.dense(1, name="gate_energy")
+        self.dropout = tf.keras.layers.Dropout(dropout)
+        self.output_dense = init.dense(hidden_size, name="output")
+
+    def _heads(self, x: tf.Tensor) -> tf.Tensor:
+        """``[..., T, W]`` -> ``[..., heads, T, W / heads]``."""
+        shape = tf.shape(x)
+        rank = len(x.shape)
+        x = tf.reshape(x, tf.concat([shape[:-1], [self.num_heads, shape[-1] // self.num_heads]], axis=0))
+        perm = [*range(rank - 2), rank - 1, rank - 2, rank]
+        return tf.transpose(x, perm)
+
+    def _scores(self, projection: tf.keras.layers.Layer, x: tf.Tensor) -> tf.Tensor:
+        """``q·k`` of one stream: ``x [B|1, L, W]`` -> ``[B|1, heads, L, L]`` (unscaled)."""
+        query, key = tf.split(projection(x), 2, axis=-1)
+        return tf.linalg.matmul(self._heads(query), self._heads(key), transpose_b=True)
+
+    def stream_scores(
+        self, x: tf.Tensor, positions: tf.Tensor, attributes: Sequence[tf.Tensor]
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The unscaled scores of every stream and the items' values.
+
+        Returns:
+          ``scores [B, heads, L(query), S, L(key)]`` with ``S = fields + 2`` (fields, items,
+          positions) and ``values [B, heads, L, H / heads]``.
+        """
+        item_query, item_key, item_value = tf.split(self.item_qkv(x), 3, axis=-1)
+        item_scores = tf.linalg.matmul(self._heads(item_query), self._heads(item_key), transpose_b=True)
+        position_scores = self._scores(self.position_qk, positions[tf.newaxis])  # [1, heads, L, L]
+        streams = [self._scores(qk, a) for qk, a in zip(self.attribute_qk, attributes)]
+        streams += [item_scores, tf.broadcast_to(position_scores, tf.shape(item_scores))]
+        return tf.stack(streams, axis=-2), self._heads(item_value)
+
+    def fuse(self, scores: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """``scores [B, heads, Q, S, L]`` -> fused ``[B, heads, Q, L]``; keys outside ``mask [B, Q|1, L]`` read 0."""
+        allowed = mask[:, tf.newaxis, :, tf.newaxis, :]  # [B, 1, Q|1, 1, L]
+        scores = tf.where(allowed, scores, tf.zeros_like(scores))
+        if self.fusion_type == "sum":
+            return tf.reduce_sum(scores, axis=-2)
+        length = tf.shape(scores)[-1]
+        check = tf.debugging.assert_less_equal(
+            length, self.max_seq_len, message=f"sequence longer than max_seq_len={self.max_seq_len}")
+        with tf.control_dependencies([check]):
+            padded = tf.pad(scores, [[0, 0]] * 4 + [[0, self.max_seq_len - length]])  # [B, heads, Q, S, max_len]
+        if self.fusion_type == "concat":
+            shape = tf.shape(padded)
+            rows = tf.reshape(padded, tf.concat([shape[:3], [-1]], axis=0))  # [B, heads, Q, S * max_len]
+            rows.set_shape([None, None, None, scores.shape[-2] * self.max_seq_len])
+            return self.fusion(rows)[..., :length]
+        padded.set_shape([None, None, None, scores.shape[-2], self.max_seq_len])
+        energy = self.gate_energy(self.gate_hidden(padded))  # [B, heads, Q, S, 1]
+        weights = tf.nn.softmax(energy, axis=-2)
+        return tf.reduce_sum(weights * scores, axis=-2)
+
+    def call(
+        self,
+        x: tf.Tensor,
+        mask: tf.Tensor,
+        query_positions: tf.Tensor | None = None,
+        training: bool = False,
+        *,
+        positions: tf.Tensor,
+        attributes: Sequence[tf.Tensor],
+    ) -> tf.Tensor:
+        """Attends from every position of ``x``.
+
+        Args:
+          x: the items' stream ``[B, L, H]``.
+          mask: ``[B, L, L]`` bool, True where query i may attend to key j.
+          query_positions: not supported (None).
+          training: applies attention dropout.
+          positions: the position table's first L rows ``[L, H]``.
+          attributes: per field the pooled attribute embeddings ``[B, L, A]``.
+
+        Returns:
+          ``[B, L, H]``.
+        """
+        if query_positions is not None:
+            raise ValueError("DecoupledAttention attends from every position")
+        scores, values = self.stream_scores(x, positions, attributes)
+        logits = self.fuse(scores, mask) * (1.0 / math.sqrt(self.head_size))
+        logits += (1.0 - tf.cast(mask[:, tf.newaxis], logits.dtype)) * _MASKED
+        weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
+        context = tf.transpose(tf.linalg.matmul(weights, values), [0, 2, 1, 3])  # [B, L, heads, d]
+        shape = tf.shape(context)
+        return self.output_dense(tf.reshape(context, [shape[0], shape[1], self.hidden_size]))
+
+
+@MODELS.register("difsr", DIFSRConfig)
+class DIFSR(SequentialRecommender):
+    """Causal: ``encode_all`` gives the query after every position. Needs ``item_features``."""
+
+    causal = True
+    uses_item_features = True
+
+    def __init__(self, config: DIFSRConfig, num_items: int, *, item_features: ItemFeatures | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(config, num_items, item_features=item_features, **kwargs)
+        assert item_features is not None  # checked by the base class
+        init = normal_init(config.initializer_range)
+        self.item_embedding = tf.keras.layers.Embedding(
+            num_items, config.hidden_size, embeddings_initializer=init.kernel(), name="item_embedding"
+        )
+        self.attributes = ItemAttributes(
+            item_features, config.attribute_hidden_size, config.pooling_mode, init, name="attributes"
+        )
+        self.positions = self.add_weight(
+            "positions", shape=[config.max_seq_len, config.hidden_size], initializer=init.kernel()
+        )
+        self.norm = init.layer_norm(config.layer_norm_eps, name="norm")
+        self.dropout = tf.keras.layers.Dropout(config.hidden_dropout_prob)
+        num_fields = len(item_features.fields)
+        self.blocks = [
+            TransformerBlock(
+                config.hidden_size, config.num_heads, config.inner_size, config.hidden_dropout_prob,
+                config.attn_dropout_prob, config.layer_norm_eps, init,
+                attention=DecoupledAttention(
+                    config.hidden_size, config.attribute_hidden_size, num_fields, config.num_heads,
+                    config.max_seq_len, config.fusion_type, config.attn_dropout_prob, init, name="attention",
+                ),
+                name=f"block_{i}",
+            )
+            for i in range(config.num_layers)
+        ]
+        self.attribute_predictors = [
+            init.dense(size, name=f"attribute_predictor_{i}")
+            for i, size in enumerate(self.attributes.vocab_sizes)
+        ] if config.attribute_predictor == "linear" else []
+        for predictor in self.attribute_predictors:  # every variable exists before training
+            predictor.build(tf.TensorShape([None, config.hidden_size]))
+
+    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, H]``.
+
+        Longer inputs raise: they have no learned positions.
+        """
+        length = tf.shape(item_ids)[1]
+        check = tf.debugging.assert_less_equal(
+            length, self.config.max_seq_len,
+            message=f"sequence longer than max_seq_len={self.config.max_seq_len}; keep the last "
+                    f"max_seq_len items of each history",
+        )
+        with tf.control_dependencies([check]):
+            positions = self.positions[:length]  # [L, H]
+        x = self.dropout(self.norm(self.item_embedding(item_ids)), training=training)
+        attributes = self.attributes(item_ids)  # per field [B, L, A]
+        mask = attention_mask(item_ids, causal=True)  # [B, L, L]
+        for block in self.blocks:
+            x = block(x, mask, training=training, positions=positions, attributes=attributes)
+        return x
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` (any ``L``) -> the query after each history ``[B, H]``."""
+        window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
+        return gather_last(self.encode_all(window, training=training), window)
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The input item table ``[num_items, hidden_size]``."""
+        return self.item_embedding.embeddings
+
+    def attribute_losses(self, query: tf.Tensor, positive_ids: tf.Tensor) -> list[tf.Tensor]:
+        """Per field, the mean binary cross-entropy of predicting the positives' values from the queries.
+
+        ``mean over t and v >= 1 of softplus(z[t, v]) - y[t, v] * z[t, v]`` with
+        ``z = predictor(query) [T, V]`` and ``y`` the multi-hot values of ``positive_ids [T]``
+        (the padding value 0 left out). The ``y * z`` sum is gathered at the positives' values
+        (each item's values are distinct), so no ``[T, V]`` label matrix is built.
+        """
+        losses = []
+        count = tf.cast(tf.shape(query)[0], query.dtype)
+        for field, predictor in enumerate(self.attribute_predictors):
+            size = self.attributes.vocab_sizes[field]
+            if size < 2:  # a field without values: nothing to predict
+                continue
+            logits = predictor(query)  # [T, V]
+            values = self.attributes.value_ids(field, positive_ids)  # [T, M]
+            picked = tf.gather(logits, values, batch_dims=1)  # [T, M]
+            positive = tf.reduce_sum(picked * tf.cast(values > 0, logits.dtype))
+            total = tf.reduce_sum(tf.nn.softplus(logits[:, 1:])) - positive
+            losses.append(total / tf.maximum(count * (size - 1), 1.0))
+        return losses
+
+    def auxiliary_loss(self, query: tf.Tensor, positive_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``lambda_attr`` times the sum over fields of :meth:`attribute_losses`."""
+        losses = self.attribute_losses(query, positive_ids)
+        if not losses or self.config.lambda_attr == 0:
+            return tf.constant(0.0)
+        return self.config.lambda_attr * tf.add_n(losses)
