@@ -40,6 +40,12 @@ paper's), used when no ``--params_file`` is given:
 * hrm: HRM's aggregation (average or max, both layers; Wang et al., SIGIR
   2015), the recent-item ``window`` (RecBole's ``high_order``), embedding
   size, learning rate and dropout (216 trials; prefer ``--oracle random``);
+* difsr: DIF-SR's fusion type (sum, concat, gate), the attribute loss weight
+  ``lambda_attr`` (the authors' ``lamdas``), learning rate and hidden dropout
+  around the authors' Beauty run (gate, 10, 1e-4, 0.5) at its 4 x 256 shape
+  (54 trials; prefer ``--oracle random``). Needs ``--item_features``;
+* sasrec_f: SASRec's dropouts and learning rate at RecBole's SASRecF shape,
+  and the attribute pooling (sum or mean) (24 trials). Needs ``--item_features``;
 * pop: nothing to tune (one trial).
 """
 
@@ -225,6 +231,18 @@ DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
         choice("embedding_size", [32, 64, 128]),
         choice("learning_rate", [0.01, 0.003, 0.001]),
         choice("dropout_prob", [0.0, 0.2, 0.4]),
+    ),
+    "difsr": (
+        choice("fusion_type", ["sum", "concat", "gate"]),
+        choice("lambda_attr", [5.0, 10.0, 15.0]),
+        choice("learning_rate", [0.001, 0.0003, 0.0001]),
+        choice("hidden_dropout_prob", [0.3, 0.5]),
+    ),
+    "sasrec_f": (
+        choice("learning_rate", [0.005, 0.001, 0.0005]),
+        choice("attn_dropout_prob", [0.2, 0.5]),
+        choice("hidden_dropout_prob", [0.2, 0.5]),
+        choice("pooling_mode", ["sum", "mean"]),
     ),
     "pop": (),
 }

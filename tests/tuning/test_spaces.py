@@ -157,3 +157,14 @@ def test_hyper_result_follows_recbole_layout():
         "recall@10 : 0.2    mrr@10 : 0.05    ndcg@10 : 0.09    hit@10 : 0.2    precision@10 : 0.02\n"
         "\n"
     )
+
+
+def test_side_feature_models_search_fusion_lambda_learning_rate_and_dropout():
+    difsr = {p.name: p.grid() for p in spaces.default_space("difsr")}
+    assert difsr["fusion_type"] == ("sum", "concat", "gate")
+    assert 10.0 in difsr["lambda_attr"] and 0.0001 in difsr["learning_rate"]  # the authors' Beauty run
+    assert {"hidden_dropout_prob"} < set(difsr)
+    assert len(spaces.grid(spaces.default_space("difsr"))) == 54
+    assert {p.name for p in spaces.default_space("sasrec_f")} == {
+        "learning_rate", "attn_dropout_prob", "hidden_dropout_prob", "pooling_mode"
+    }
