@@ -55,6 +55,27 @@ def quality_table(results: dict, dataset: str) -> str:
     return table(header, [r[2] for r in rows])
 
 
+def side_features_table(results: dict, dataset: str) -> str:
+    """difsr / sasrec_f / sasrec on one dataset: the issue's metrics, masked NDCG@10, s/epoch, peak RSS."""
+    order = ("sasrec", "sasrec_f", "difsr")
+    rows = []
+    for key in sorted(k for k in results["runs"] if k.startswith(f"{dataset}/")):
+        _, model, *tag = key.split("/")
+        run = results["runs"][key]
+        test = run["test"]
+        rows.append((order.index(model) if model in order else 9, [
+            f"`{model}`" + (f" ({', '.join(tag)})" if tag else ""),
+            f4(test["ndcg@10"]), f4(test["recall@10"]), f4(test["ndcg@20"]), f4(test["recall@20"]),
+            f4(run["test_history_masked"]["ndcg@10"]), f"{run['best_epoch']} / {run['epochs_run']}",
+            f"{run['seconds_per_epoch']:.1f}" if run.get("seconds_per_epoch") else "–",
+            f"{run['peak_rss_mib']:,.0f}",
+        ]))
+    rows.sort(key=lambda r: r[0])
+    header = ["model", "test NDCG@10", "test Recall@10", "test NDCG@20", "test Recall@20",
+              "test NDCG@10, history masked", "best / run epochs", "s/epoch", "peak RSS MiB"]
+    return table(header, [r[1] for r in rows])
+
+
 def speed_table(results: dict) -> str:
     rows = []
     for key, run in sorted(results["runs"].items()):
@@ -158,6 +179,10 @@ def readme_blocks() -> dict[str, str]:
     soak = load("soak")
     if soak:
         blocks["soak"] = soak_table(soak)
+    side = load("side_features")
+    if side:
+        datasets = sorted({k.split("/")[0] for k in side["runs"]}, key=lambda d: (d != "beauty", d))
+        blocks["side_features"] = "\n\n".join(f"{d}:\n\n{side_features_table(side, d)}" for d in datasets)
     return blocks
 
 
