@@ -30,7 +30,7 @@ from tfseq.scoring import mask_history, score_items  # noqa: F401  (mask_history
 
 NUM_USERS = "num_users"
 
-Batch = Mapping[str, Any]  # {"item_ids": [B, L] right-padded histories, "target": [B]}
+Batch = Mapping[str, Any]  # {"item_ids": [B, L] right-padded histories, "target": [B], optional "user_ids": [B]}
 
 
 def rank_targets(scores: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -58,6 +58,8 @@ class Evaluator:
       model: a ``SequentialRecommender`` (anything with ``encode(item_ids [B, L],
         training) -> [B, D]`` and ``candidate_embeddings(training) -> [N, D]``).
       exclude_history: set history items to -inf before ranking.
+
+    Batches with ``user_ids`` pass them to a model that uses users (others ignore them).
     """
 
     def __init__(self, model: Any, exclude_history: bool = False) -> None:
@@ -69,13 +71,18 @@ class Evaluator:
             tf.TensorSpec([None, None], tf.float32),  # candidates
         )
         self._ranks = tf.function(self._batch_ranks, input_signature=spec)
+        self._user_ranks = tf.function(
+            self._batch_ranks, input_signature=(*spec, tf.TensorSpec([None], tf.int64))  # + user_ids
+        )
+        self.uses_user = bool(getattr(model, "uses_user", False))
 
     def _batch_ranks(
-        self, item_ids: tf.Tensor, targets: tf.Tensor, candidates: tf.Tensor
+        self, item_ids: tf.Tensor, targets: tf.Tensor, candidates: tf.Tensor, user_ids: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """``[B]`` ranks, and whether every score was finite or -inf (a NaN would rank first)."""
         scores = score_items(
-            self.model, item_ids, exclude_history=self.exclude_history, candidates=candidates
+            self.model, item_ids, exclude_history=self.exclude_history, candidates=candidates,
+            user_ids=user_ids,
         )  # [B, N]
         return rank_targets(scores, targets), tf.reduce_all(scores < np.inf)
 
@@ -96,7 +103,11 @@ class Evaluator:
         for batch in batches:
             item_ids = tf.cast(batch[schema.ITEM_IDS], tf.int64)
             targets = tf.cast(batch[schema.TARGET], tf.int64)
-            ranks, finite = self._ranks(item_ids, targets, candidates)
+            if self.uses_user and schema.USER_IDS in batch:
+                user_ids = tf.cast(batch[schema.USER_IDS], tf.int64)
+                ranks, finite = self._user_ranks(item_ids, targets, candidates, user_ids)
+            else:
+                ranks, finite = self._ranks(item_ids, targets, candidates)
             if not bool(finite):
                 raise FloatingPointError("the model's queries contain NaN or Inf")
             yield ranks.numpy()

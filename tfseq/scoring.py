@@ -34,6 +34,7 @@ def score_items(
     exclude_history: bool = False,
     candidates: tf.Tensor | None = None,
     fallback: tf.Tensor | None = None,
+    user_ids: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Ranking scores ``[B, N]`` float32 for right-padded histories ``item_ids [B, L]``.
 
@@ -44,12 +45,15 @@ def score_items(
       candidates: ``[N, D]`` the candidate table when the caller holds it already
         (evaluation fetches it once per pass); default: the model's.
       fallback: ``[N]`` scores for rows with no item at all (serving's popularity).
+      user_ids: ``[B]`` int user vocabulary indices (0 = unknown) for a model that
+        uses users (``uses_user``); ``None`` = no user. Other models ignore them.
 
     Returns:
       ``query @ candidates.T`` with column ``PAD_ID`` at -inf (and the history,
       when ``exclude_history``).
     """
-    query = tf.cast(model.encode(item_ids, training=False), tf.float32)  # [B, D]
+    users = {schema.USER_IDS: user_ids} if user_ids is not None and getattr(model, "uses_user", False) else {}
+    query = tf.cast(model.encode(item_ids, training=False, **users), tf.float32)  # [B, D]
     if candidates is None:
         candidates = tf.cast(model.candidate_embeddings(training=False), tf.float32)  # [N, D]
     scores = tf.linalg.matmul(query, candidates, transpose_b=True)  # [B, N]

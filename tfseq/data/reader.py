@@ -25,6 +25,12 @@ prefix ``i_1 .. i_t`` of a training sequence predicts ``i_{t+1}``.
   ``max_seq_len``; the most recent window, the one that matters most for
   next-item prediction, has the full context at its last position.
 
+Models that read the user (``uses_user``) ask for ``users=True``: every batch
+then also carries ``user_ids [B]``, the user vocabulary index
+(``user_vocab.txt``) of each example's user, or 0 for a user without training
+records (:func:`user_index`: a user the model never trained on is unknown to
+it). Other models' batches are unchanged.
+
 Batches of similar lengths are grouped to keep padding small: each epoch the
 examples are shuffled (seeded), cut into pools of ``pool_batches`` batches,
 sorted by length inside each pool, cut into batches, and the batches are
@@ -36,16 +42,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Iterator
+import posixpath
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
 
 from tfseq.data import schema
 from tfseq.data.formats import DataError
-from tfseq.data.vocab import DatasetMetadata
+from tfseq.data.vocab import USER_VOCAB, DatasetMetadata, read_vocabulary
 
 TARGETS = schema.TARGETS  # [B, L] next item after every position (causal batches)
+USER_IDS = schema.USER_IDS  # [B] user vocabulary index, 0 = unknown (models that use users)
 DEFAULT_POOL_BATCHES = 32
 _PARSE_BATCH = 2048
 
@@ -102,12 +110,15 @@ class Windows:
       targets: ``[E]`` int64 the item each window predicts (prefix and
         evaluation examples), or ``None`` for causal windows, whose targets are
         the items one step later, ``items[start + 1 : start + length + 1]``.
+      user_ids: ``[E]`` int64 user vocabulary index of each window's user (0 =
+        unknown), or ``None`` when the batches carry no user.
     """
 
     items: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
     targets: np.ndarray | None
+    user_ids: np.ndarray | None = None
 
     @property
     def causal(self) -> bool:
@@ -124,7 +135,8 @@ class Windows:
     def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The padded batch of windows ``indices [B]``.
 
-        Returns ``item_ids [B, L]`` plus ``target [B]`` or (causal) ``targets [B, L]``.
+        Returns ``item_ids [B, L]`` plus ``target [B]`` or (causal) ``targets [B, L]``,
+        and ``user_ids [B]`` when the windows carry users.
 
         ``L`` is the longest of these windows; shorter ones are right-padded with ``PAD_ID``.
         """
@@ -139,6 +151,8 @@ class Windows:
             batch[TARGETS] = np.where(valid, self.items[next_positions], schema.PAD_ID)
         else:
             batch[schema.TARGET] = self.targets[indices]
+        if self.user_ids is not None:
+            batch[USER_IDS] = self.user_ids[indices]
         return batch
 
 
@@ -210,6 +224,35 @@ def load_split(transform_dir: str, metadata: DatasetMetadata, split: str) -> Seq
     return sequences.take(np.argsort(sequences.users, kind="stable"))
 
 
+def user_index(transform_dir: str, metadata: DatasetMetadata, trained_users: Iterable[str]) -> dict[str, int]:
+    """Raw user -> user vocabulary index (``user_vocab.txt``) for ``trained_users``, the users
+    with training records; every other user is unknown (index 0) to the reader and the export.
+
+    Raises:
+      DataError: the vocabulary disagrees with ``metadata.num_users``, or lacks a trained user.
+    """
+    path = posixpath.join(transform_dir, USER_VOCAB)
+    vocabulary = read_vocabulary(path)
+    if len(vocabulary) != metadata.num_users + 1:
+        raise DataError(f"{path}: {len(vocabulary) - 1} users, metadata.json says {metadata.num_users}")
+    index = {raw: n for n, raw in enumerate(vocabulary) if n}
+    trained = set(trained_users)
+    missing = sorted(trained - index.keys())
+    if missing:
+        raise DataError(f"{path}: training user {missing[0]!r} is not in the user vocabulary")
+    return {raw: index[raw] for raw in trained}
+
+
+def training_user_index(transform_dir: str, metadata: DatasetMetadata) -> dict[str, int]:
+    """:func:`user_index` of the users of the ``train`` split."""
+    return user_index(transform_dir, metadata, load_split(transform_dir, metadata, "train").users)
+
+
+def user_ids_of(users: np.ndarray, index: Mapping[str, int]) -> np.ndarray:
+    """``[U]`` int64 vocabulary index of each raw user of ``users [U]`` (0 = unknown)."""
+    return np.fromiter((index.get(user, schema.PAD_ID) for user in users), np.int64, len(users))
+
+
 def _check_range(sequences: Sequences, num_items: int, pattern: str) -> None:
     """Raises a DataError naming the first record whose item or target is not a vocabulary index."""
     item_owner = np.repeat(np.arange(len(sequences)), sequences.lengths)
@@ -233,13 +276,16 @@ def _padded_items(sequences: Sequences) -> np.ndarray:
     return np.append(sequences.items, np.int64(schema.PAD_ID))
 
 
-def training_windows(sequences: Sequences, *, causal: bool, max_seq_len: int) -> Windows:
+def training_windows(
+    sequences: Sequences, *, causal: bool, max_seq_len: int, user_ids: np.ndarray | None = None
+) -> Windows:
     """All training examples of ``sequences`` (see the module docstring for both modes).
 
     Prefix mode: for ``i_1 .. i_n``, ``n - 1`` windows, the one predicting
     ``i_{t+1}`` holding ``i_{max(1, t - max_seq_len + 1)} .. i_t``.
     Causal mode: ``ceil((n - 1) / max_seq_len)`` windows per sequence, which
     together predict each of ``i_2 .. i_n`` once.
+    ``user_ids [U]`` (one per record), when given, is copied to each record's windows.
     """
     if max_seq_len < 1:
         raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
@@ -253,7 +299,8 @@ def training_windows(sequences: Sequences, *, causal: bool, max_seq_len: int) ->
         is_target = positions > owner_start
         ends = positions[is_target]  # window = items[start:end], target = items[end]
         starts = np.maximum(owner_start[is_target], ends - max_seq_len)
-        return Windows(items, starts, ends - starts, items[ends])
+        owners = np.repeat(np.arange(len(sequences)), lengths)[is_target]
+        return Windows(items, starts, ends - starts, items[ends], _per_window(user_ids, owners))
     num_targets = np.maximum(lengths - 1, 0)  # targets i_2 .. i_n
     per_sequence = -(-num_targets // max_seq_len)  # ceil
     owner = np.repeat(np.arange(len(sequences)), per_sequence)
@@ -262,7 +309,13 @@ def training_windows(sequences: Sequences, *, causal: bool, max_seq_len: int) ->
     last = num_targets[owner] - from_end * max_seq_len  # last target (1-based step) of the window
     first_target = np.maximum(1, last - max_seq_len + 1)
     # window inputs are steps first_target-1 .. last-1 (0-based), targets one step later
-    return Windows(items, first[owner] + first_target - 1, last - first_target + 1, None)
+    return Windows(items, first[owner] + first_target - 1, last - first_target + 1, None,
+                   _per_window(user_ids, owner))
+
+
+def _per_window(user_ids: np.ndarray | None, owners: np.ndarray) -> np.ndarray | None:
+    """The user of each window, from ``user_ids [U]`` and the record ``owners [E]`` of the windows."""
+    return None if user_ids is None else np.asarray(user_ids, np.int64)[owners]
 
 
 def evaluation_order(sequences: Sequences) -> np.ndarray:
@@ -270,14 +323,18 @@ def evaluation_order(sequences: Sequences) -> np.ndarray:
     return np.argsort(sequences.lengths, kind="stable")
 
 
-def evaluation_windows(sequences: Sequences, *, max_seq_len: int) -> Windows:
-    """One window per record (in :func:`evaluation_order`): last ``max_seq_len`` items + target."""
+def evaluation_windows(
+    sequences: Sequences, *, max_seq_len: int, user_ids: np.ndarray | None = None
+) -> Windows:
+    """One window per record (in :func:`evaluation_order`): last ``max_seq_len`` items + target
+    (+ the record's user from ``user_ids [U]``, when given)."""
     if max_seq_len < 1:
         raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
     order = evaluation_order(sequences)
     lengths = np.minimum(sequences.lengths[order], max_seq_len)
     starts = sequences.offsets[1:][order] - lengths
-    return Windows(_padded_items(sequences), starts, lengths, sequences.targets[order])
+    return Windows(_padded_items(sequences), starts, lengths, sequences.targets[order],
+                   _per_window(user_ids, order))
 
 
 # -- batching ---------------------------------------------------------------------------
@@ -337,6 +394,8 @@ def windows_dataset(
         signature[TARGETS] = tf.TensorSpec([None, None], tf.int64)
     else:
         signature[schema.TARGET] = tf.TensorSpec([None], tf.int64)
+    if windows.user_ids is not None:
+        signature[USER_IDS] = tf.TensorSpec([None], tf.int64)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     num_batches = math.ceil(len(windows) / batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
@@ -389,10 +448,14 @@ def training_data(
     batch_size: int,
     seed: int,
     shuffle: bool = True,
+    users: bool = False,
 ) -> TrainingData:
-    """The ``train`` split's windows (prefix or causal layout) with their batching settings."""
+    """The ``train`` split's windows (prefix or causal layout) with their batching settings
+    (``users``: batches carry ``user_ids``)."""
     sequences = load_split(transform_dir, metadata, "train")
-    windows = training_windows(sequences, causal=causal, max_seq_len=max_seq_len)
+    user_ids = (user_ids_of(sequences.users, user_index(transform_dir, metadata, sequences.users))
+                if users else None)
+    windows = training_windows(sequences, causal=causal, max_seq_len=max_seq_len, user_ids=user_ids)
     return TrainingData(windows, batch_size=batch_size, seed=seed, shuffle=shuffle)
 
 
@@ -405,6 +468,7 @@ def training_dataset(
     batch_size: int,
     seed: int,
     shuffle: bool = True,
+    users: bool = False,
 ) -> tf.data.Dataset:
     """Training batches of the ``train`` split (see the module docstring).
 
@@ -412,11 +476,11 @@ def training_dataset(
     ``{"item_ids": [B, L], "targets": [B, L]}`` (causal), int64, right-padded,
     ``L <= max_seq_len``. ``shuffle=False`` keeps the natural order (user, then
     position) without length bucketing. :func:`training_data` also gives the
-    number of targets.
+    number of targets. ``users`` adds ``user_ids [B]``.
     """
     return training_data(
         transform_dir, metadata, causal=causal, max_seq_len=max_seq_len,
-        batch_size=batch_size, seed=seed, shuffle=shuffle,
+        batch_size=batch_size, seed=seed, shuffle=shuffle, users=users,
     ).dataset()
 
 
@@ -427,16 +491,19 @@ def evaluation_dataset(
     *,
     max_seq_len: int,
     batch_size: int,
+    users: bool = False,
 ) -> tf.data.Dataset:
-    """``{"item_ids": [B, L], "target": [B]}`` for ``valid``/``test``.
+    """``{"item_ids": [B, L], "target": [B]}`` for ``valid``/``test`` (+ ``user_ids [B]`` with ``users``).
 
     Rows come shortest history first (:func:`evaluation_order`; the users in
     that order are :func:`evaluation_users`), so a batch pads little. Histories
     are truncated to their last ``max_seq_len`` items and right-padded to the
-    batch's longest one.
+    batch's longest one. With ``users``, a user without training records has
+    ``user_ids`` 0 (:func:`user_index`).
     """
     sequences = load_evaluation_split(transform_dir, metadata, split)
-    windows = evaluation_windows(sequences, max_seq_len=max_seq_len)
+    user_ids = user_ids_of(sequences.users, training_user_index(transform_dir, metadata)) if users else None
+    windows = evaluation_windows(sequences, max_seq_len=max_seq_len, user_ids=user_ids)
     return windows_dataset(windows, batch_size=batch_size)
 
 
