@@ -96,9 +96,9 @@ def test_the_query_at_t_sees_only_the_items_its_taps_reach(config):
         assert np.all(changed[:, position] != item_ids[:, position])
         after = model.encode_all(tf.constant(changed)).numpy()[:, t]
         if t - position in reachable_lookbacks(config):
-            assert np.abs(after - base).max() > 1e-7, position
-        else:  # not a bit changes
-            np.testing.assert_array_equal(after, base)
+            assert np.abs(after - base).max() > 1e-4, position  # the smallest such change here is 1e-3
+        else:  # nothing changes (up to a GPU kernel's rounding)
+            np.testing.assert_allclose(after, base, atol=1e-6)
     # encode convolves only the last `field` items: a long history answers as its tail does
     np.testing.assert_allclose(
         model.encode(tf.constant(item_ids)).numpy(),
@@ -117,7 +117,7 @@ def test_causal_for_every_layer_shape(config):
         changed[:, t + 1:] = rng.integers(1, NUM_ITEMS, changed[:, t + 1:].shape)
         changed[1, t + 1:] = 0
         after = model.encode_all(tf.constant(changed)).numpy()
-        np.testing.assert_array_equal(after[:, : t + 1], before[:, : t + 1])
+        np.testing.assert_allclose(after[:, : t + 1], before[:, : t + 1], atol=1e-6)
 
 
 def test_saved_model_scores_like_the_model_at_any_length(tmp_path):
