@@ -135,6 +135,7 @@ def rest_predict(manager: ModelManager, name: str, version: int | None, body: An
     if ("instances" in body) == ("inputs" in body):
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, 'the request needs exactly one of "instances" or "inputs"')
     row_format = "instances" in body
+    required = servable.required_inputs(signature_name)  # a bare value goes to the one input without a default
     payload = body["instances"] if row_format else body["inputs"]
     if row_format:
         if not isinstance(payload, list) or not payload:
@@ -142,15 +143,22 @@ def rest_predict(manager: ModelManager, name: str, version: int | None, body: An
         servable.limits.check_shape("instances", [len(payload)])
         if all(isinstance(row, dict) for row in payload):
             columns = {k: [row.get(k) for row in payload] for k in set().union(*payload)}
-        elif len(specs) == 1:
-            columns = {next(iter(specs)): payload}
+        elif len(required) == 1:
+            columns = {required[0]: payload}
         else:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"signature {signature_name!r} has inputs {sorted(specs)}: instances must be objects",
             )
+    elif isinstance(payload, dict):
+        columns = payload
+    elif len(required) == 1:
+        columns = {required[0]: payload}
     else:
-        columns = payload if isinstance(payload, dict) else {next(iter(specs)): payload}
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"signature {signature_name!r} has inputs {sorted(specs)}: \"inputs\" must be an object",
+        )
     unknown = sorted(set(columns) - set(specs))
     if unknown:
         raise ServingError(

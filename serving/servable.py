@@ -14,6 +14,8 @@ module and nothing of each other, so every front end raises and catches the one
   ``MAX_RETRY_BACKOFF_S``; each failed attempt is logged once, and the highest
   loadable version keeps serving meanwhile. A version whose files do not change
   is not retried.
+* an input a request leaves out is filled from its SignatureDef default, if
+  it has one (as TF Serving does); it is not counted in the batch-size check.
 * a request is validated before anything is materialised: a TensorProto must
   hold exactly as many values as its shape says, with no negative dimension;
   batch size, history length and total elements are capped by :class:`Limits`.
@@ -202,7 +204,7 @@ def _check_input(name: str, array: np.ndarray, spec: meta_graph_pb2.TensorInfo, 
             )
 
 
-def _check_names(kind: str, signature: str, given: set[str], known: set[str], *, exact: bool) -> None:
+def _check_names(kind: str, signature: str, given: set[str], known: set[str], *, required: set[str]) -> None:
     unknown = sorted(given - known)
     if unknown:
         raise ServingError(
@@ -210,7 +212,7 @@ def _check_names(kind: str, signature: str, given: set[str], known: set[str], *,
             f"unknown {kind} name(s) {', '.join(map(repr, unknown))} for signature {signature!r}; "
             f"expected: {', '.join(sorted(known))}",
         )
-    missing = sorted(known - given) if exact else []
+    missing = sorted(required - given)
     if missing:
         raise ServingError(
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -236,6 +238,11 @@ class Servable:
         self.signature_defs = read_signature_defs(path)
         self._loaded = tf.saved_model.load(path)
         self._functions = {k: self._loaded.signatures[k] for k in self.signature_defs}
+        # SignatureDef defaults: TF Serving substitutes them for inputs a request leaves out.
+        self._defaults = {
+            k: {name: tf.make_ndarray(proto) for name, proto in v.defaults.items()}
+            for k, v in self.signature_defs.items()
+        }
 
     def signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         name = signature_name or SERVING_SIGNATURE
@@ -247,11 +254,16 @@ class Servable:
             )
         return self.signature_defs[name]
 
+    def required_inputs(self, signature_name: str) -> list[str]:
+        """The inputs of a signature that have no default, sorted."""
+        name = signature_name or SERVING_SIGNATURE
+        return sorted(set(self.signature(name).inputs) - set(self._defaults[name]))
+
     def input_arrays(self, signature_name: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """TensorProtos -> arrays, refusing unknown/missing names, wrong dtypes and malformed or oversized tensors."""
         name = signature_name or SERVING_SIGNATURE
         specs = self.signature(name).inputs
-        _check_names("input", name, set(inputs), set(specs), exact=True)
+        _check_names("input", name, set(inputs), set(specs), required=set(specs) - set(self._defaults[name]))
         arrays = {}
         for key, proto in inputs.items():
             if proto.dtype != specs[key].dtype:
@@ -276,9 +288,12 @@ class Servable:
         """Runs a signature on validated-name arrays; returns the (filtered) outputs."""
         name = signature_name or SERVING_SIGNATURE
         signature = self.signature(name)
-        _check_names("input", name, set(arrays), set(signature.inputs), exact=True)
+        defaults = self._defaults[name]
+        _check_names("input", name, set(arrays), set(signature.inputs), required=set(signature.inputs) - set(defaults))
         wanted = set(output_filter) or set(signature.outputs)
-        _check_names("output", name, wanted, set(signature.outputs), exact=False)
+        _check_names("output", name, wanted, set(signature.outputs), required=set())
+        filled = {k: v for k, v in defaults.items() if k not in arrays}
+        arrays = {**arrays, **filled}
         tensors = {}
         for key, array in arrays.items():
             _check_input(key, array, signature.inputs[key], name)
@@ -291,7 +306,7 @@ class Servable:
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"input {key!r} of signature {name!r}: cannot read as {dtype.name}: {e}",
                 ) from None
-        batch_sizes = {t.shape[0] for t in tensors.values() if t.shape.rank}
+        batch_sizes = {t.shape[0] for k, t in tensors.items() if t.shape.rank and k not in filled}
         if len(batch_sizes) > 1:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"inputs disagree on the batch size: {sorted(batch_sizes)}"

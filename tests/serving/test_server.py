@@ -524,3 +524,41 @@ def test_response_tensors_read_back_identically(array):
 def test_a_missing_model_base_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing_dir"):
         server.ModelManager("toy", str(tmp_path / "missing_dir"))
+
+
+class _UserDefault(tf.Module):
+    """A signature whose ``user_id`` input has a default (the empty vector), as exports of user models have."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.string, name="history"),
+            tf.TensorSpec([None], tf.string, name="user_id"),
+        ]
+    )
+    def count(self, history, user_id=tf.constant([], tf.string)):
+        known = tf.reduce_sum(tf.cast(tf.not_equal(history, ""), tf.int32), axis=1)  # [B]
+        return {"known": known, "users": tf.fill(tf.shape(known), tf.size(user_id))}  # [B], [B]
+
+
+def test_an_input_left_out_is_filled_from_its_signature_default(tmp_path):
+    from serving import rest
+
+    module = _UserDefault()
+    tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures={"serving_default": module.count})
+    manager = server.ModelManager("m", str(tmp_path / "m"), poll_seconds=60)
+    assert manager.poll_once() == 1
+
+    def ask(users=None):
+        request = client.predict_request([["a", "b"], ["c"]], model_name="m", signature="serving_default")
+        if users is not None:
+            request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(np.array(users, dtype=object)))
+        response = server.predict(manager, request)
+        return [tf.make_ndarray(response.outputs[k]).tolist() for k in ("known", "users")]
+
+    # history [["a", "b"], ["c", ""]]: 2 and 1 known entries; the default user_id holds 0 users
+    assert ask() == [[2, 1], [0, 0]]
+    assert ask(["u1", "u2"]) == [[2, 1], [2, 2]]
+    with pytest.raises(server.ServingError, match="batch size"):
+        ask(["u1", "u2", "u3"])
+    answer = rest.rest_predict(manager, "m", None, {"instances": [["a", "b"], ["c", ""]]})
+    assert answer == {"predictions": [{"known": 2, "users": 0}, {"known": 1, "users": 0}]}
