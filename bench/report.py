@@ -76,6 +76,32 @@ def side_features_table(results: dict, dataset: str) -> str:
     return table(header, [r[1] for r in rows])
 
 
+def families_table(results: dict, experiment: str) -> str:
+    """One experiment of bench/families.py: Spotlight's MRR, or MetaSpore's @20 metrics beside NDCG@10 / pop."""
+    runs = {k.split("/", 1)[1]: v for k, v in results["runs"].items() if k.startswith(f"{experiment}/")}
+    pop = runs.get("pop", {}).get("test", {}).get("ndcg@10")
+    rows = []
+    for model, run in runs.items():
+        test, loss = run["test"], run["settings"].get("loss", "softmax")
+        speed = f"{run['seconds_per_epoch']:.1f}" if run.get("seconds_per_epoch") else "–"
+        epochs = f"{run['best_epoch']} / {run['epochs_run']}"
+        if experiment.startswith("spotlight"):
+            rows.append((-test.get("mrr", 0), [f"`{model}`", loss, f4(test.get("mrr")), f4(run["valid"].get("mrr")),
+                                               f4(test.get("ndcg@10")), epochs, speed]))
+        else:
+            ratio = f"{test['ndcg@10'] / pop:.2f}×" if pop else "–"
+            rows.append((-test["ndcg@10"], [f"`{model}`", loss, f4(test["ndcg@10"]), ratio,
+                                            f4(test.get("precision@20")), f4(test.get("recall@20")),
+                                            f4(test.get("map@20")), f4(test.get("ndcg@20")), epochs, speed]))
+    rows.sort(key=lambda r: r[0])
+    if experiment.startswith("spotlight"):
+        header = ["model", "loss", "test MRR", "valid MRR", "test NDCG@10", "best / run epochs", "s/epoch"]
+    else:
+        header = ["model", "loss", "test NDCG@10", "× pop", "P@20", "R@20", "MAP@20", "NDCG@20",
+                  "best / run epochs", "s/epoch"]
+    return table(header, [r[1] for r in rows])
+
+
 def speed_table(results: dict) -> str:
     rows = []
     for key, run in sorted(results["runs"].items()):
@@ -179,6 +205,10 @@ def readme_blocks() -> dict[str, str]:
     soak = load("soak")
     if soak:
         blocks["soak"] = soak_table(soak)
+    families = load("families")
+    if families:
+        experiments = sorted({k.split("/")[0] for k in families["runs"]})
+        blocks["families"] = "\n\n".join(f"{e}:\n\n{families_table(families, e)}" for e in experiments)
     side = load("side_features")
     if side:
         datasets = sorted({k.split("/")[0] for k in side["runs"]}, key=lambda d: (d != "beauty", d))
