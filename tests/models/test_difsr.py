@@ -145,6 +145,11 @@ def test_decoupled_attention_matches_numpy_oracle(fusion_type):
     want = np_decoupled_attention(layer, x, positions, attributes, item_ids)
     real = item_ids != 0
     np.testing.assert_allclose(got[real], want[real], atol=2e-5)
+    last = real.sum(1) - 1  # one query per row, as encode's last block: the same numbers
+    keys = layers.padding_mask(tf.constant(item_ids))[:, tf.newaxis, :]
+    only = layer(tf.constant(x), keys, tf.constant(last), positions=tf.constant(positions),
+                 attributes=[tf.constant(a) for a in attributes]).numpy()
+    np.testing.assert_allclose(only[:, 0], want[np.arange(3), last], atol=2e-5)
     assert not np.allclose(got, layer(tf.constant(x), mask, training=True, positions=tf.constant(positions),
                                       attributes=[tf.constant(a) for a in attributes]).numpy())
 

@@ -59,7 +59,7 @@ from tfseq.config import ConfigError
 from tfseq.data.item_features import ItemFeatures
 from tfseq.models import MODELS
 from tfseq.models.attributes import ItemAttributes, check_pooling_mode
-from tfseq.models.base import SequentialRecommender, gather_last
+from tfseq.models.base import SequentialRecommender, sequence_lengths
 from tfseq.models.layers import (
     Init,
     TransformerBlock,
@@ -68,6 +68,7 @@ from tfseq.models.layers import (
     check_heads,
     last_window,
     normal_init,
+    padding_mask,
 )
 
 FUSION_TYPES = ("sum", "concat", "gate")
@@ -185,26 +186,39 @@ class DecoupledAttention(tf.keras.layers.Layer):
         perm = [*range(rank - 2), rank - 1, rank - 2, rank]
         return tf.transpose(x, perm)
 
-    def _scores(self, projection: tf.keras.layers.Layer, x: tf.Tensor) -> tf.Tensor:
-        """``q·k`` of one stream: ``x [B|1, L, W]`` -> ``[B|1, heads, L, L]`` (unscaled)."""
+    def _query_key(self, projection: tf.keras.layers.Layer, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """One stream's per-head queries and keys: ``x [B|1, L, W]`` -> two ``[B|1, heads, L, W / heads]``."""
         query, key = tf.split(projection(x), 2, axis=-1)
-        return tf.linalg.matmul(self._heads(query), self._heads(key), transpose_b=True)
+        return self._heads(query), self._heads(key)
 
     def stream_scores(
-        self, x: tf.Tensor, positions: tf.Tensor, attributes: Sequence[tf.Tensor]
+        self,
+        x: tf.Tensor,
+        positions: tf.Tensor,
+        attributes: Sequence[tf.Tensor],
+        query_positions: tf.Tensor | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """The unscaled scores of every stream and the items' values.
 
         Returns:
-          ``scores [B, heads, L(query), S, L(key)]`` with ``S = fields + 2`` (fields, items,
-          positions) and ``values [B, heads, L, H / heads]``.
+          ``scores [B, heads, Q, S, L]`` with ``S = fields + 2`` (fields, items, positions) and
+          ``Q = L``, or ``Q = 1`` for ``query_positions [B]``; ``values [B, heads, L, H / heads]``.
         """
         item_query, item_key, item_value = tf.split(self.item_qkv(x), 3, axis=-1)
-        item_scores = tf.linalg.matmul(self._heads(item_query), self._heads(item_key), transpose_b=True)
-        position_scores = self._scores(self.position_qk, positions[tf.newaxis])  # [1, heads, L, L]
-        streams = [self._scores(qk, a) for qk, a in zip(self.attribute_qk, attributes)]
-        streams += [item_scores, tf.broadcast_to(position_scores, tf.shape(item_scores))]
-        return tf.stack(streams, axis=-2), self._heads(item_value)
+        pairs = [self._query_key(qk, a) for qk, a in zip(self.attribute_qk, attributes)]
+        pairs.append((self._heads(item_query), self._heads(item_key)))
+        position_query, position_key = self._query_key(self.position_qk, positions[tf.newaxis])  # [1, heads, L, d]
+        batch = tf.shape(x)[0]
+        if query_positions is not None:  # one query row per sequence
+            index = query_positions[:, tf.newaxis]  # [B, 1]
+            pairs = [(tf.gather(q, index, axis=2, batch_dims=1), k) for q, k in pairs]
+            position_query = tf.transpose(tf.gather(position_query[0], index, axis=1), [1, 0, 2, 3])
+        else:
+            position_query = tf.repeat(position_query, batch, axis=0)
+        pairs.append((position_query, position_key))
+        streams = [tf.linalg.matmul(q, k, transpose_b=True) for q, k in pairs]  # [B|1, heads, Q, L] each
+        shape = tf.shape(streams[0])
+        return tf.stack([tf.broadcast_to(s, shape) for s in streams], axis=-2), self._heads(item_value)
 
     def fuse(self, scores: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """``scores [B, heads, Q, S, L]`` -> fused ``[B, heads, Q, L]``; keys outside ``mask [B, Q|1, L]`` read 0."""
@@ -241,18 +255,16 @@ class DecoupledAttention(tf.keras.layers.Layer):
 
         Args:
           x: the items' stream ``[B, L, H]``.
-          mask: ``[B, L, L]`` bool, True where query i may attend to key j.
-          query_positions: not supported (None).
+          mask: ``[B, Q|1, L]`` bool, True where query i may attend to key j.
+          query_positions: ``[B]`` int: one query per row (``Q = 1``); None: all ``Q = L``.
           training: applies attention dropout.
           positions: the position table's first L rows ``[L, H]``.
           attributes: per field the pooled attribute embeddings ``[B, L, A]``.
 
         Returns:
-          ``[B, L, H]``.
+          ``[B, Q, H]``.
         """
-        if query_positions is not None:
-            raise ValueError("DecoupledAttention attends from every position")
-        scores, values = self.stream_scores(x, positions, attributes)
+        scores, values = self.stream_scores(x, positions, attributes, query_positions)
         logits = self.fuse(scores, mask) * (1.0 / math.sqrt(self.head_size))
         logits += (1.0 - tf.cast(mask[:, tf.newaxis], logits.dtype)) * _MASKED
         weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
@@ -309,6 +321,18 @@ class DIFSR(SequentialRecommender):
 
         Longer inputs raise: they have no learned positions.
         """
+        return self._encode(item_ids, training=training)
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` (any ``L``) -> the query after each history ``[B, H]``.
+
+        The last block computes only each row's last real position.
+        """
+        window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
+        return self._encode(window, training=training, last_only=True)
+
+    def _encode(self, item_ids: tf.Tensor, training: bool = False, last_only: bool = False) -> tf.Tensor:
+        """``[B, L, H]``, or ``[B, H]`` at each row's last real position with ``last_only``."""
         length = tf.shape(item_ids)[1]
         check = tf.debugging.assert_less_equal(
             length, self.config.max_seq_len,
@@ -320,14 +344,15 @@ class DIFSR(SequentialRecommender):
         x = self.dropout(self.norm(self.item_embedding(item_ids)), training=training)
         attributes = self.attributes(item_ids)  # per field [B, L, A]
         mask = attention_mask(item_ids, causal=True)  # [B, L, L]
-        for block in self.blocks:
+        for block in self.blocks[:-1] if last_only else self.blocks:
             x = block(x, mask, training=training, positions=positions, attributes=attributes)
-        return x
-
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` (any ``L``) -> the query after each history ``[B, H]``."""
-        window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
-        return gather_last(self.encode_all(window, training=training), window)
+        if not last_only:
+            return x
+        # The last real position attends to every real key: its causal row is the padding mask.
+        last = tf.maximum(sequence_lengths(item_ids) - 1, 0)  # [B]
+        keys = padding_mask(item_ids)[:, tf.newaxis, :]  # [B, 1, L]
+        return self.blocks[-1](x, keys, query_positions=last, training=training, positions=positions,
+                               attributes=attributes)[:, 0]
 
     def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
         """The input item table ``[num_items, hidden_size]``."""
