@@ -44,7 +44,9 @@ Deviations from the authors' code:
     vector (max pooling in the code gives it -1e9);
   * training scores every position of a sequence in one pass (causal), as
     tfseq's ``sasrec`` does; ``TrainConfig.all_positions=False`` trains RecBole's
-    separate prefixes.
+    separate prefixes;
+  * ``encode`` runs the last block for each history's last item only (the same
+    numbers, less work) and keeps a history's last ``max_seq_len`` items.
 """
 
 from __future__ import annotations
