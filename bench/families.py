@@ -30,13 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import SOURCES, WORK, PeakMemory, data_pipeline, machine, read_results, write_results  # noqa: E402
 
-SPOTLIGHT_SPLIT = {"split": "user", "valid_fraction": 0.1, "test_fraction": 0.1, "max_seq_len": 200}
+SPOTLIGHT_SPLIT = {"split": "user", "valid_fraction": 0.1, "test_fraction": 0.1, "max_seq_len": 200,
+                   "valid_metric": "mrr"}
 # Spotlight's best ML-1M settings (its README / movielens_sequence experiment).
 SPOTLIGHT_MODELS: dict[str, dict[str, Any]] = {
     "pooling": {"loss": "adaptive_hinge", "embedding_size": 32},
     "cnn": {"loss": "adaptive_hinge", "embedding_size": 256, "kernel_width": 3, "num_layers": 3,
             "dilation": "1 2 4", "nonlinearity": "relu", "residual": True, "dropout_prob": 0.0},
-    "lstm": {"loss": "adaptive_hinge", "embedding_size": 32, "learning_rate": 0.05, "batch_size": 256},
+    "lstm": {"loss": "adaptive_hinge", "embedding_size": 32, "learning_rate": 0.05, "batch_size": 256,
+             "dropout_prob": 0.0},
     "gru4rec": {"loss": "softmax"},
     "sasrec": {"loss": "softmax"},
 }

@@ -67,7 +67,8 @@ def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "beauty"])
-    parser.add_argument("--models", nargs="+", default=["pop", "sasrec", "gru4rec", "core_trm", "core_ave"])
+    parser.add_argument("--models", nargs="+",
+                        default=["pop", "sasrec", "gru4rec", "core_trm", "core_ave", "cnn", "lstm", "pooling", "hrm"])
     parser.add_argument("--losses", nargs="+", default=["softmax"])
     parser.add_argument("--epochs", type=int, default=100, help="upper bound; early stopping decides")
     parser.add_argument("--exclude_seen", action="store_true")

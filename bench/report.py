@@ -14,8 +14,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parents[1] / "README.md"
-MODELS = ("pop", "gru4rec", "sasrec", "core_ave", "core_trm")
-LOSSES = ("softmax", "sampled_softmax", "bpr")
+MODELS = ("pop", "gru4rec", "sasrec", "core_ave", "core_trm", "sasrec_f", "difsr", "cnn", "lstm", "pooling", "hrm")
+LOSSES = ("softmax", "sampled_softmax", "bpr", "hinge", "adaptive_hinge")
 
 
 def load(name: str) -> dict | None:

@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "beauty"])
     parser.add_argument(
-        "--models", nargs="+", default=["gru4rec", "sasrec", "core_ave", "core_trm", "pop"]
+        "--models", nargs="+",
+        default=["gru4rec", "sasrec", "core_ave", "core_trm", "cnn", "lstm", "pooling", "hrm", "pop"],
     )
     parser.add_argument("--epochs", type=int, default=2, help="the first one includes tracing")
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value hyperparameters")

@@ -129,11 +129,11 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
         if self.patience < 0:
             raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
-        from tfseq.metrics.ranking import METRICS
+        from tfseq.metrics.ranking import METRICS, UNCUT_METRICS
 
         name, _, k = self.valid_metric.partition("@")
-        if name not in METRICS or not k.isdigit() or int(k) < 1:
+        if self.valid_metric not in UNCUT_METRICS and (name not in METRICS or not k.isdigit() or int(k) < 1):
             raise ConfigError(
-                f"--valid_metric must look like ndcg@10, with a metric in {', '.join(METRICS)}; "
-                f"got {self.valid_metric!r}"
+                f"--valid_metric must look like ndcg@10, with a metric in {', '.join(METRICS)}, "
+                f"or be one of {', '.join(UNCUT_METRICS)} (no cut-off); got {self.valid_metric!r}"
             )

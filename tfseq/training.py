@@ -114,7 +114,12 @@ def make_optimizer(config: TrainConfig) -> tf.keras.optimizers.Optimizer:
 
 
 def metric_cutoff(valid_metric: str) -> int:
-    """The K of a metric name: ``"ndcg@10"`` -> 10."""
+    """The K of a metric name: ``"ndcg@10"`` -> 10; a metric without a cut-off (``mrr``) -> 10,
+    the K whose metrics the progress lines show beside it."""
+    from tfseq.metrics.ranking import UNCUT_METRICS
+
+    if valid_metric in UNCUT_METRICS:
+        return 10
     try:
         return int(valid_metric.rsplit("@", 1)[1])
     except (IndexError, ValueError):
@@ -181,7 +186,7 @@ class _Validation(tf.keras.callbacks.Callback):
         for extra in TFRS_EXTRAS:
             logs.pop(extra, None)
         logs["loss"] = loss
-        logs.update({k: v for k, v in metrics.items() if k.endswith(self.log_suffix)})
+        logs.update({k: v for k, v in metrics.items() if k.endswith(self.log_suffix) or "@" not in k})
         seconds = time.perf_counter() - self._start
         self.rows.append(
             {"epoch": epoch + 1, "loss": loss, **metrics, "seconds": seconds, "train_seconds": train_seconds}

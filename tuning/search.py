@@ -215,10 +215,12 @@ def parse(argv: Sequence[str] | None = None) -> Search:
 
 
 def _check_objective(objective: str) -> str:
+    from tfseq.metrics.ranking import UNCUT_METRICS
+
     name, _, k = objective.partition("@")
-    if name not in METRICS or not k.isdigit() or int(k) < 1:
-        raise ConfigError(f"--objective must look like ndcg@10 with a metric in {', '.join(METRICS)}; "
-                          f"got {objective!r}")
+    if objective not in UNCUT_METRICS and (name not in METRICS or not k.isdigit() or int(k) < 1):
+        raise ConfigError(f"--objective must look like ndcg@10 with a metric in {', '.join(METRICS)}, or be "
+                          f"one of {', '.join(UNCUT_METRICS)}; got {objective!r}")
     return objective
 
 

@@ -244,7 +244,9 @@ class TrialRunner:
 
 
 def _ranking_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if "@" in k}
+    from tfseq.metrics.ranking import UNCUT_METRICS
+
+    return {k: float(v) for k, v in metrics.items() if "@" in k or k in UNCUT_METRICS}
 
 
 class SearchTuner(BaseTuner):

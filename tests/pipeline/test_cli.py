@@ -103,6 +103,7 @@ def test_recbole_spellings_mean_the_same_settings():
                                  "valid_metric": "NDCG@20", "MAX_ITEM_LIST_LENGTH": 30})
     assert ours == recbole
     assert cli.build_configs({"model": "CORE"}).experiment.model == "core_trm"
+    assert cli.build_configs({"valid_metric": "MRR"}).experiment.train.valid_metric == "mrr"  # no cut-off
     assert cli.build_configs({"model": "GRU4Rec", "loss_type": "CE"}).experiment.loss == "softmax"
     with pytest.raises(ConfigError, match="n_layers and num_layers"):
         cli.build_configs({"n_layers": 2, "num_layers": 3})
