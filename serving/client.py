@@ -23,7 +23,7 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving.signature import HISTORY, ITEM_IDS, PAD_TOKEN, SCORES, SERVING_SIGNATURE
+from serving.signature import HISTORY, ITEM_IDS, PAD_TOKEN, SCORES, SERVING_SIGNATURE, USER_ID
 
 # Failures worth another try: the server is not up yet, restarting, or too slow this once.
 RETRYABLE = (
@@ -58,14 +58,26 @@ def predict_request(
     model_name: str,
     signature: str = SERVING_SIGNATURE,
     version: int | None = None,
+    users: Sequence[str] | None = None,
 ) -> predict_pb2.PredictRequest:
-    """The PredictRequest for ``histories`` (lists of raw item IDs, most recent last)."""
+    """The PredictRequest for ``histories`` (lists of raw item IDs, most recent last).
+
+    ``users`` (one raw user ID per history, ``""`` = none) fills the ``user_id``
+    input of models that use users; ``None`` sends ``history`` alone.
+    """
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = int(version)
     request.inputs[HISTORY].CopyFrom(history_tensor_proto(histories))
+    if users is not None:
+        if len(users) != len(histories):
+            raise ValueError(f"{len(users)} users for {len(histories)} histories; give one per history")
+        proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+        proto.tensor_shape.dim.add().size = len(users)
+        proto.string_val.extend(str(user).encode("utf-8") for user in users)
+        request.inputs[USER_ID].CopyFrom(proto)
     return request
 
 

@@ -16,6 +16,15 @@ Signatures (names in ``serving/signature.py``):
 * ``embed``: ``history`` -> ``embedding`` float32 ``[B, D]``, the model's query
   (zeros for a history with no known ID).
 
+A model that reads the user (``uses_user``, e.g. ``hrm``) gets a second input in
+both signatures, ``user_id`` (string ``[B]``, one raw user ID per history),
+looked up in the asset ``assets/user_index.tsv`` (``raw<TAB>index`` for every
+user with training records). ``""``, an ID not in it, or no ``user_id`` at all
+(its SignatureDef default is the empty vector, which TF Serving substitutes
+for a missing input) is no user: the model's sequence-only path, the answer
+the evaluation gives a user with ``user_ids`` 0. A history with no known item
+still gets popularity. ID-only models keep ``history`` as their only input.
+
 The vocabulary travels as the asset ``assets/item_vocab.txt``: the lines of the
 Transform vocabulary after its padding line (TF's text-file tables reject empty
 lines), so asset line ``n`` (0-based) holds the raw ID of index ``n + 1``.
@@ -39,7 +48,7 @@ import posixpath
 import sys
 import tempfile
 import uuid
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -54,6 +63,7 @@ from serving.signature import (
     PAD_TOKEN,
     SCORES,
     SERVING_SIGNATURE,
+    USER_ID,
     list_versions,
 )
 from tfseq.data import schema
@@ -61,8 +71,23 @@ from tfseq.data.vocab import ITEM_VOCAB, read_vocabulary
 from tfseq.scoring import score_items
 
 ASSET_VOCAB = "item_vocab.txt"  # asset line n = raw ID of index n + 1
+ASSET_USERS = "user_index.tsv"  # models that use users: "raw<TAB>user vocabulary index" per trained user
 
 _HISTORY_SPEC = tf.TensorSpec([None, None], tf.string, name=HISTORY)
+_USER_SPEC = tf.TensorSpec([None], tf.string, name=USER_ID)
+_NO_USERS = tf.constant([], tf.string)  # user_id's default: no user for any history
+
+
+def user_index_text(user_index: Mapping[str, int], num_users: int) -> str:
+    """The ``user_index.tsv`` asset: ``raw<TAB>index`` lines, by index; raw IDs must be single-line, tab-free."""
+    lines = []
+    for raw, index in sorted(user_index.items(), key=lambda item: item[1]):
+        if not raw or any(c in raw for c in "\t\n\r"):
+            raise ValueError(f"user IDs must be non-empty, without tabs or line breaks, got {raw!r}")
+        if not 1 <= index < num_users:
+            raise ValueError(f"user {raw!r} has index {index}, outside the model's 1..{num_users - 1}")
+        lines.append(f"{raw}\t{index}\n")
+    return "".join(lines)
 
 
 class RecommenderModule(tf.Module):
@@ -78,6 +103,10 @@ class RecommenderModule(tf.Module):
       top_k: K, the number of items returned per history.
       exclude_history: never return an item of the history the model sees (its last ``max_seq_len`` known items).
       max_seq_len: only the last ``max_seq_len`` known items are encoded.
+      user_asset: models that use users: the ``user_index.tsv`` file (:func:`user_index_text`).
+
+    ``recommend`` and ``embed`` take ``(history)``, or ``(history, user_id=<none>)``
+    for a model that uses users.
     """
 
     def __init__(
@@ -89,6 +118,7 @@ class RecommenderModule(tf.Module):
         top_k: int,
         exclude_history: bool,
         max_seq_len: int,
+        user_asset: str | None = None,
     ) -> None:
         super().__init__(name="tfseq_servable")
         object.__setattr__(self, "_model", model)  # untracked: its variables are tracked below
@@ -118,6 +148,22 @@ class RecommenderModule(tf.Module):
         self.top_k = int(top_k)
         self.exclude_history = bool(exclude_history)
         self.max_seq_len = int(max_seq_len)
+        self.uses_user = bool(getattr(model, "uses_user", False))
+        if not self.uses_user:
+            self.recommend = tf.function(self._recommend, input_signature=[_HISTORY_SPEC])
+            self.embed = tf.function(self._embed, input_signature=[_HISTORY_SPEC])
+            return
+        if user_asset is None:
+            raise ValueError(f"{type(model).__name__} uses the user: give user_asset (the user index)")
+        self.user_index = tf.saved_model.Asset(user_asset)
+        self.raw_to_user = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                self.user_index, tf.string, 0, tf.int64, 1, delimiter="\t"
+            ),
+            default_value=schema.PAD_ID,  # unknown user
+        )
+        self.recommend = tf.function(self._recommend_for_users, input_signature=[_HISTORY_SPEC, _USER_SPEC])
+        self.embed = tf.function(self._embed_for_users, input_signature=[_HISTORY_SPEC, _USER_SPEC])
 
     def _known_items(self, history: tf.Tensor) -> tf.RaggedTensor:
         """Vocabulary indices of the known IDs of ``history [B, L]`` -> ragged ``[B, (n)]``."""
@@ -130,25 +176,45 @@ class RecommenderModule(tf.Module):
         missing_width = tf.maximum(1 - tf.shape(item_ids)[1], 0)
         return tf.pad(item_ids, [[0, 0], [0, missing_width]])
 
-    @tf.function(input_signature=[_HISTORY_SPEC])
-    def recommend(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _user_ids(self, user_id: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+        """``[B]`` user vocabulary indices of ``user_id`` (``[B]``, or ``[0]`` = no users); 0 = unknown."""
+        given = tf.size(user_id)
+        check = tf.debugging.Assert(
+            tf.logical_or(tf.equal(given, 0), tf.equal(given, batch)),
+            ["user_id must hold one user per history (or none); got", given, "users for", batch, "histories"],
+        )
+        with tf.control_dependencies([check]):
+            return tf.cond(
+                tf.equal(given, 0),
+                lambda: tf.zeros([batch], tf.int64),
+                lambda: self.raw_to_user.lookup(user_id),
+            )
+
+    def _recommend(self, history: tf.Tensor, user_ids: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         item_ids = self._model_input(self._known_items(history))  # [B, L']
         scores = score_items(
-            self._model, item_ids, exclude_history=self.exclude_history, fallback=self.popularity
+            self._model, item_ids, exclude_history=self.exclude_history, fallback=self.popularity,
+            user_ids=user_ids,
         )  # [B, N], the evaluation's scores; a history with no known item gets popularity
         top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)  # [B, K]
         raw = self.line_to_raw.lookup(tf.cast(top_ids, tf.int64) - 1)
         eligible = tf.math.is_finite(top_scores)
         return {ITEM_IDS: tf.where(eligible, raw, PAD_TOKEN), SCORES: top_scores}
 
-    @tf.function(input_signature=[_HISTORY_SPEC])
-    def embed(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _embed(self, history: tf.Tensor, user_ids: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         known = self._known_items(history)
+        users = {} if user_ids is None else self._model.user_inputs(user_ids)
         query = tf.cast(
-            self._model.encode(self._model_input(known), training=False), tf.float32
+            self._model.encode(self._model_input(known), training=False, **users), tf.float32
         )  # [B, D]
         empty = tf.equal(known.row_lengths(), 0)
         return {EMBEDDING: tf.where(empty[:, tf.newaxis], tf.zeros_like(query), query)}
+
+    def _recommend_for_users(self, history: tf.Tensor, user_id: tf.Tensor = _NO_USERS) -> dict[str, tf.Tensor]:
+        return self._recommend(history, self._user_ids(user_id, tf.shape(history)[0]))
+
+    def _embed_for_users(self, history: tf.Tensor, user_id: tf.Tensor = _NO_USERS) -> dict[str, tf.Tensor]:
+        return self._embed(history, self._user_ids(user_id, tf.shape(history)[0]))
 
 
 def _check_export_args(
@@ -194,6 +260,7 @@ def export_saved_model(
     exclude_history: bool = False,
     max_seq_len: int = 50,
     info: dict[str, Any] | None = None,
+    user_index: Mapping[str, int] | None = None,
 ) -> str:
     """Exports ``model`` as version ``version`` (default: next free) of ``model_name``.
 
@@ -209,6 +276,9 @@ def export_saved_model(
       exclude_history: never return items of the request's history.
       max_seq_len: histories are truncated to their last ``max_seq_len`` known items.
       info: extra JSON-able facts stored in ``assets.extra/tfseq_export.json``.
+      user_index: models that use users: raw user -> user vocabulary index of the
+        users with training records (``tfseq.data.reader.training_user_index``);
+        any other user is unknown to the SavedModel.
 
     Returns:
       The path of the new version directory.
@@ -222,6 +292,10 @@ def export_saved_model(
     _check_export_args(
         model, raw_ids, item_vocab_path, counts, model_name, version, top_k, max_seq_len
     )
+    uses_user = bool(getattr(model, "uses_user", False))
+    if uses_user and user_index is None:
+        raise ValueError(f"{type(model).__name__} uses the user: give user_index (the training users)")
+    users_text = user_index_text(user_index or {}, model.num_users) if uses_user else None
     model_dir = posixpath.join(serving_dir, model_name)
     if version is None:
         version = max(list_versions(model_dir), default=0) + 1
@@ -239,6 +313,11 @@ def export_saved_model(
             asset = posixpath.join(scratch, ASSET_VOCAB)
             with open(asset, "w", encoding="utf-8") as f:
                 f.write("".join(raw + "\n" for raw in raw_ids[1:]))
+            user_asset = None
+            if users_text is not None:
+                user_asset = posixpath.join(scratch, ASSET_USERS)
+                with open(user_asset, "w", encoding="utf-8") as f:
+                    f.write(users_text)
             module = RecommenderModule(
                 model,
                 vocab_asset=asset,
@@ -246,6 +325,7 @@ def export_saved_model(
                 top_k=top_k,
                 exclude_history=exclude_history,
                 max_seq_len=max_seq_len,
+                user_asset=user_asset,
             )
             tf.saved_model.save(
                 module,
@@ -255,7 +335,9 @@ def export_saved_model(
         histories = warmup.warmup_histories(
             raw_ids, counts.astype(np.int64), max_seq_len=max_seq_len
         )
-        warmup.write_warmup_requests(staging, histories, model_name=model_name)
+        known_users = sorted(user_index or {}, key=lambda raw: (user_index or {})[raw])[:1]
+        users = warmup.warmup_users(known_users[0] if known_users else "") if uses_user else None
+        warmup.write_warmup_requests(staging, histories, model_name=model_name, users=users)
         description = {
             "model_name": model_name,
             "version": version,
@@ -264,6 +346,7 @@ def export_saved_model(
             "max_seq_len": max_seq_len,
             "num_items": int(model.num_items),
             "model_class": type(model).__name__,
+            **({"inputs": [HISTORY, USER_ID]} if uses_user else {}),
             **(info or {}),
         }
         with tf.io.gfile.GFile(posixpath.join(staging, EXPORT_INFO_FILE), "w") as f:
@@ -291,11 +374,13 @@ def export_from_trainer(
     ``exclude_history`` None takes the run's own (``TrainConfig.exclude_history``),
     so the model is served as it was evaluated.
     """
+    from tfseq.data.reader import training_user_index
     from tfseq.data.vocab import DatasetMetadata
     from tfseq.experiment import load_trained_model
 
     metadata = DatasetMetadata.load(transform_dir)
     model, config = load_trained_model(trainer_dir, transform_dir)
+    user_index = training_user_index(transform_dir, metadata) if model.uses_user else None
     return export_saved_model(
         model,
         item_vocab_path=posixpath.join(transform_dir, ITEM_VOCAB),
@@ -307,6 +392,7 @@ def export_from_trainer(
         exclude_history=config.train.exclude_history if exclude_history is None else exclude_history,
         max_seq_len=config.train.max_seq_len,
         info={"model": config.model, "loss": config.loss, "trainer_dir": trainer_dir},
+        user_index=user_index,
     )
 
 

@@ -5,6 +5,13 @@
 ``[B, K]``), best first. ``embed``: ``history`` -> ``embedding`` (float32
 ``[B, D]``), the query vector for an external nearest-neighbour index.
 
+Models that read the user (``uses_user``, e.g. ``hrm``) take a second input in
+both signatures: ``user_id`` (string ``[B]``, raw user IDs; ``""`` or an
+unknown ID = no user). Its SignatureDef default is an empty vector, which
+means "no users": TF Serving fills a missing input from that default, so a
+request with ``history`` alone is answered as if every user were unknown.
+ID-only models keep ``history`` as their only input.
+
 Versions live in ``<model_base_path>/<integer>/`` (TF Serving's layout); any
 other name, such as an export's hidden temporary directory, is not a version.
 """
@@ -15,6 +22,7 @@ SERVING_SIGNATURE = "serving_default"  # TF Serving's default signature key
 EMBED_SIGNATURE = "embed"
 
 HISTORY = "history"  # input of both signatures
+USER_ID = "user_id"  # second input of both signatures, only for models that use users
 ITEM_IDS = "item_ids"
 SCORES = "scores"
 EMBEDDING = "embedding"

@@ -5,7 +5,9 @@ loads a version and makes the version available only afterwards, so the first
 real request does not pay for graph optimisation and kernel selection.
 ``serving/server.py`` replays them the same way. The histories cover the shapes
 requests take: empty, one item, a few popular items, a full ``max_seq_len``
-history, and one with an ID outside the vocabulary.
+history, and one with an ID outside the vocabulary. For a model that uses
+users, every request also sends ``user_id``: a known user, ``""`` and an
+unknown user in turn.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from serving.client import predict_request
 from serving.signature import EMBED_SIGNATURE, SERVING_SIGNATURE, WARMUP_FILE
 
 UNKNOWN_ITEM = "<tfseq-warmup-unknown-item>"
+UNKNOWN_USER = "<tfseq-warmup-unknown-user>"
 
 
 def warmup_histories(
@@ -49,15 +52,27 @@ def warmup_histories(
     ]
 
 
+def warmup_users(known_user: str) -> list[str]:
+    """The ``user_id`` values warm-up requests cycle through: ``known_user``, none, an unknown one."""
+    return [known_user, "", UNKNOWN_USER]
+
+
 def warmup_logs(
-    histories: Sequence[Sequence[str]], *, model_name: str
+    histories: Sequence[Sequence[str]], *, model_name: str, users: Sequence[str] | None = None
 ) -> list[prediction_log_pb2.PredictionLog]:
-    """One single-history and one batched request per signature, as PredictionLogs."""
+    """One single-history and one batched request per signature, as PredictionLogs.
+
+    ``users`` (models that use users): history ``i`` is sent with ``users[i % len(users)]``.
+    """
     logs = []
+    row_users = None if users is None else [users[i % len(users)] for i in range(len(histories))]
     for signature in (SERVING_SIGNATURE, EMBED_SIGNATURE):
-        batches = [[h] for h in histories] + [list(histories)]
-        for batch in batches:
-            request = predict_request(batch, model_name=model_name, signature=signature)
+        batches = [[i] for i in range(len(histories))] + [list(range(len(histories)))]
+        for rows in batches:
+            request = predict_request(
+                [histories[i] for i in rows], model_name=model_name, signature=signature,
+                users=None if row_users is None else [row_users[i] for i in rows],
+            )
             logs.append(
                 prediction_log_pb2.PredictionLog(
                     predict_log=prediction_log_pb2.PredictLog(request=request)
@@ -67,13 +82,17 @@ def warmup_logs(
 
 
 def write_warmup_requests(
-    saved_model_dir: str, histories: Sequence[Sequence[str]], *, model_name: str
+    saved_model_dir: str,
+    histories: Sequence[Sequence[str]],
+    *,
+    model_name: str,
+    users: Sequence[str] | None = None,
 ) -> str:
-    """Writes the warm-up file into ``saved_model_dir``; returns its path."""
+    """Writes the warm-up file into ``saved_model_dir`` (``users``: see :func:`warmup_logs`); returns its path."""
     path = posixpath.join(saved_model_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(posixpath.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
-        for log in warmup_logs(histories, model_name=model_name):
+        for log in warmup_logs(histories, model_name=model_name, users=users):
             writer.write(log.SerializeToString())
     return path
 

@@ -98,17 +98,31 @@ class Recommender:
         transform_dir = artifacts.stage_dir(artifacts.root_of_run(run_dir), "Transform")
         self.run_dir = run_dir
         self.model, self.config = load_trained_model(trainer_dir, transform_dir)
-        self.item_counts = np.asarray(DatasetMetadata.load(transform_dir).item_counts, np.float64)
+        metadata = DatasetMetadata.load(transform_dir)
+        self.item_counts = np.asarray(metadata.item_counts, np.float64)
         raw_ids = read_vocabulary(artifacts.join(transform_dir, artifacts.ITEM_VOCAB))
         self._scratch = tempfile.TemporaryDirectory(prefix="tfseq-recommender-")
         self._asset = os.path.join(self._scratch.name, "item_vocab.txt")
         with open(self._asset, "w", encoding="utf-8") as f:
             f.write("".join(raw + "\n" for raw in raw_ids[1:]))  # as the export's asset
+        self._user_asset: str | None = None
+        if self.uses_user:  # the export's user index: the users with training records
+            from serving.export import user_index_text
+            from tfseq.data.reader import training_user_index
+
+            self._user_asset = os.path.join(self._scratch.name, "user_index.tsv")
+            with open(self._user_asset, "w", encoding="utf-8") as f:
+                f.write(user_index_text(training_user_index(transform_dir, metadata), self.model.num_users))
         self._modules: dict[int, Any] = {}
 
     @property
     def exclude_history(self) -> bool:
         return self.config.train.exclude_history
+
+    @property
+    def uses_user(self) -> bool:
+        """Whether the model reads the user (``recommend(..., users=...)``)."""
+        return bool(getattr(self.model, "uses_user", False))
 
     def _module(self, k: int) -> Any:
         from serving.export import RecommenderModule
@@ -119,17 +133,31 @@ class Recommender:
             self._modules[k] = RecommenderModule(
                 self.model, vocab_asset=self._asset, popularity=self.item_counts, top_k=k,
                 exclude_history=self.exclude_history, max_seq_len=self.config.train.max_seq_len,
+                user_asset=self._user_asset,
             )
         return self._modules[k]
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10) -> Recommendations:
-        """The top ``k`` items after each history of raw item IDs (oldest first)."""
+    def recommend(
+        self, histories: Sequence[Sequence[str]], k: int = 10, users: Sequence[str] | None = None
+    ) -> Recommendations:
+        """The top ``k`` items after each history of raw item IDs (oldest first).
+
+        ``users``: one raw user ID per history (``""`` = none), for a model that
+        uses users; an unknown or missing user gets the model's sequence-only answer.
+        """
         import tensorflow as tf
 
         width = max((len(h) for h in histories), default=0)
         padded = [[str(i) for i in h] + [""] * (width - len(h)) for h in histories]
         history = tf.constant(padded, tf.string, shape=[len(padded), width])
-        answer = self._module(k).recommend(history)
+        if users is None:
+            answer = self._module(k).recommend(history)
+        elif not self.uses_user:
+            raise ValueError(f"model {self.config.model} does not use users; call recommend without users=")
+        elif len(users) != len(histories):
+            raise ValueError(f"{len(users)} users for {len(histories)} histories; give one per history")
+        else:
+            answer = self._module(k).recommend(history, tf.constant([str(u) for u in users], tf.string))
         item_ids = [[i.decode("utf-8") for i in row] for row in answer["item_ids"].numpy()]
         return Recommendations(item_ids=item_ids, scores=answer["scores"].numpy())
 
