@@ -455,7 +455,8 @@ class ItemFeatures:
     def save(self, directory: str) -> None:
         """Writes :data:`VALUES_FILE` and :data:`FIELDS_FILE` into ``directory``, each atomically."""
         buffer = io.BytesIO()
-        np.savez(buffer, *self.values)  # arr_0, arr_1, ... in field order
+        arrays: dict[str, Any] = {f"field_{i}": v for i, v in enumerate(self.values)}
+        np.savez(buffer, **arrays)
         meta = {"fields": list(self.fields), "vocabularies": [list(v) for v in self.vocabularies]}
         _atomic_write(posixpath.join(directory, VALUES_FILE), buffer.getvalue())
         _atomic_write(posixpath.join(directory, FIELDS_FILE), json.dumps(meta, ensure_ascii=False).encode("utf-8"))
@@ -469,7 +470,7 @@ class ItemFeatures:
             meta = json.loads(f.read().decode("utf-8"))
         with tf.io.gfile.GFile(posixpath.join(directory, VALUES_FILE), "rb") as f:
             arrays = np.load(io.BytesIO(f.read()))
-            values = tuple(arrays[f"arr_{i}"] for i in range(len(meta["fields"])))
+            values = tuple(arrays[f"field_{i}"] for i in range(len(meta["fields"])))
         return cls(tuple(meta["fields"]), values, tuple(tuple(v) for v in meta["vocabularies"]))
 
 
