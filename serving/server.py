@@ -169,7 +169,10 @@ def serve(
 def build_parser() -> argparse.ArgumentParser:
     limits, rest = Limits(), RestOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m serving.server", description=__doc__.split("\n")[0], allow_abbrev=False
+        prog="python -m serving.server",
+        description="Serves the highest version under --model_base_path over TF Serving's gRPC and REST APIs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--model_base_path", required=True, help="directory of integer version directories")
     parser.add_argument("--model_name", required=True)
@@ -215,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grpc_max_message_bytes",
         type=int,
         default=GRPC_MAX_MESSAGE_BYTES,
-        help="largest gRPC message received or sent (default TF Serving's: 2^31 - 1)",
+        help="largest gRPC message received or sent (the default, 2^31 - 1, is TF Serving's)",
     )
     parser.add_argument(
         "--rest_api_num_threads", type=int, default=rest.threads, help="REST worker threads (TF Serving's name)"
