@@ -18,7 +18,7 @@ module and nothing of each other, so every front end raises and catches the one
   it has one (as TF Serving does); it is not counted in the batch-size check.
 * a request is validated before anything is materialised: a TensorProto must
   hold exactly as many values as its shape says, with no negative dimension;
-  batch size, history length and total elements are capped by :class:`Limits`.
+  batch size, history length and elements per request are capped by :class:`Limits`.
   Codes: NOT_FOUND for an unknown model or version, INVALID_ARGUMENT for a bad
   request, RESOURCE_EXHAUSTED over the element cap, INTERNAL for a failure
   inside the model.
@@ -91,7 +91,7 @@ class Limits:
     Attributes:
       max_batch_size: most rows (dimension 0) of any input; more is INVALID_ARGUMENT.
       max_history_length: most entries in dimension 1 (a history's length); more is INVALID_ARGUMENT.
-      max_elements: most elements of one input; more is RESOURCE_EXHAUSTED.
+      max_elements: most elements of one request, all its inputs together; more is RESOURCE_EXHAUSTED.
     """
 
     max_batch_size: int = 1024
@@ -117,12 +117,14 @@ class Limits:
                 f"input {name!r}: length {shape[1]} (dimension 1) exceeds the limit of "
                 f"{self.max_history_length} (--max_history_length)",
             )
-        elements = math.prod(shape)
+        self.check_elements(math.prod(shape), f"input {name!r} (shape {list(shape)})")
+
+    def check_elements(self, elements: int, what: str = "the request's inputs") -> None:
+        """RESOURCE_EXHAUSTED if ``elements`` exceeds ``max_elements``."""
         if elements > self.max_elements:
             raise ServingError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"input {name!r}: {elements} elements (shape {list(shape)}) exceed the limit of "
-                f"{self.max_elements} per input (--max_elements)",
+                f"{what}: {elements} elements exceed the limit of {self.max_elements} per request (--max_elements)",
             )
 
 
@@ -264,15 +266,18 @@ class Servable:
         name = signature_name or SERVING_SIGNATURE
         specs = self.signature(name).inputs
         _check_names("input", name, set(inputs), set(specs), required=set(specs) - set(self._defaults[name]))
-        arrays = {}
-        for key, proto in inputs.items():
+        elements = 0
+        for key, proto in inputs.items():  # every input checked before anything is allocated
             if proto.dtype != specs[key].dtype:
                 raise ServingError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"input {key!r} of signature {name!r} must be {_dtype_name(specs[key].dtype)}, "
                     f"got {_dtype_name(proto.dtype)}",
                 )
-            tensor_proto_shape(key, proto, self.limits)  # before anything is allocated
+            elements += math.prod(tensor_proto_shape(key, proto, self.limits))
+        self.limits.check_elements(elements)
+        arrays = {}
+        for key, proto in inputs.items():
             try:
                 arrays[key] = tf.make_ndarray(proto)
             except Exception as e:  # noqa: BLE001  (any other malformation of the proto)
@@ -292,6 +297,7 @@ class Servable:
         _check_names("input", name, set(arrays), set(signature.inputs), required=set(signature.inputs) - set(defaults))
         wanted = set(output_filter) or set(signature.outputs)
         _check_names("output", name, wanted, set(signature.outputs), required=set())
+        self.limits.check_elements(sum(array.size for array in arrays.values()))
         filled = {k: v for k, v in defaults.items() if k not in arrays}
         arrays = {**arrays, **filled}
         tensors = {}

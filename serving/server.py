@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_elements",
         type=int,
         default=limits.max_elements,
-        help="most elements per input tensor (RESOURCE_EXHAUSTED)",
+        help="most elements per request, all inputs together (RESOURCE_EXHAUSTED)",
     )
     parser.add_argument(
         "--grpc_max_message_bytes",

@@ -545,7 +545,8 @@ def test_an_input_left_out_is_filled_from_its_signature_default(tmp_path):
 
     module = _UserDefault()
     tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures={"serving_default": module.count})
-    manager = server.ModelManager("m", str(tmp_path / "m"), poll_seconds=60)
+    # 5 elements per request: history [2, 2] alone (4) passes, with 2 users (6) it does not
+    manager = server.ModelManager("m", str(tmp_path / "m"), poll_seconds=60, limits=server.Limits(max_elements=5))
     assert manager.poll_once() == 1
 
     def ask(users=None):
@@ -557,6 +558,11 @@ def test_an_input_left_out_is_filled_from_its_signature_default(tmp_path):
 
     # history [["a", "b"], ["c", ""]]: 2 and 1 known entries; the default user_id holds 0 users
     assert ask() == [[2, 1], [0, 0]]
+    with pytest.raises(server.ServingError, match="6 elements") as failure:
+        ask(["u1", "u2"])
+    assert failure.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    manager = server.ModelManager("m", str(tmp_path / "m"), poll_seconds=60)
+    manager.poll_once()
     assert ask(["u1", "u2"]) == [[2, 1], [2, 2]]
     with pytest.raises(server.ServingError, match="batch size"):
         ask(["u1", "u2", "u3"])
