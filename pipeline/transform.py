@@ -264,7 +264,8 @@ def write_item_features(table: Any, output_dir: str) -> dict[str, Any]:
 
     raw_ids = vocab.read_vocabulary(artifacts.join(output_dir, vocab.ITEM_VOCAB))
     features, stats = item_features.build_item_features(table, raw_ids)
-    features.save(artifacts.join(output_dir, artifacts.ITEM_FEATURES))
+    for name, data in features.files().items():
+        artifacts.atomic_write_bytes(artifacts.join(output_dir, artifacts.ITEM_FEATURES, name), data)
     return {"file": table.path, **stats}
 
 

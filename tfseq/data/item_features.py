@@ -452,14 +452,26 @@ class ItemFeatures:
             raise KeyError(f"no item feature field {field!r}; fields: {', '.join(self.fields)}")
         return self.fields.index(field)
 
-    def save(self, directory: str) -> None:
-        """Writes :data:`VALUES_FILE` and :data:`FIELDS_FILE` into ``directory``, each atomically."""
+    def files(self) -> dict[str, bytes]:
+        """The table as files: ``{VALUES_FILE: npz bytes, FIELDS_FILE: json bytes}``.
+
+        The Transform stage writes them with the pipeline's one atomic writer
+        (``pipeline.artifacts``) into its staged output folder.
+        """
         buffer = io.BytesIO()
         arrays: dict[str, Any] = {f"field_{i}": v for i, v in enumerate(self.values)}
         np.savez(buffer, **arrays)
         meta = {"fields": list(self.fields), "vocabularies": [list(v) for v in self.vocabularies]}
-        _atomic_write(posixpath.join(directory, VALUES_FILE), buffer.getvalue())
-        _atomic_write(posixpath.join(directory, FIELDS_FILE), json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+        return {VALUES_FILE: buffer.getvalue(), FIELDS_FILE: json.dumps(meta, ensure_ascii=False).encode("utf-8")}
+
+    def save(self, directory: str) -> None:
+        """Writes :meth:`files` into ``directory`` (tests and tools; the pipeline writes through its stage)."""
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(directory)
+        for name, data in self.files().items():
+            with tf.io.gfile.GFile(posixpath.join(directory, name), "wb") as f:
+                f.write(data)
 
     @classmethod
     def load(cls, directory: str) -> "ItemFeatures":
@@ -472,17 +484,6 @@ class ItemFeatures:
             arrays = np.load(io.BytesIO(f.read()))
             values = tuple(arrays[f"field_{i}"] for i in range(len(meta["fields"])))
         return cls(tuple(meta["fields"]), values, tuple(tuple(v) for v in meta["vocabularies"]))
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """``data`` to a temporary file beside ``path``, then renamed over it."""
-    import tensorflow as tf  # gfile: local paths and every TF file system
-
-    tmp = f"{path}.tmp-{np.random.default_rng().integers(1 << 62):x}"
-    tf.io.gfile.makedirs(posixpath.dirname(path) or ".")
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def build_item_features(table: RawItemTable, item_vocab: Sequence[str]) -> tuple[ItemFeatures, dict[str, Any]]:
