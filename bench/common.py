@@ -34,6 +34,35 @@ def data_pipeline(settings: dict[str, Any], root: Path, beam_options: Any = None
                            root=str(root), beam_options=beam_options, progress=progress)
 
 
+def run_measured(settings: dict[str, Any], root: Path) -> tuple[Any, dict[str, Any]]:
+    """Runs ``settings`` through the Evaluator under ``root``; returns (the PipelineResult, its row).
+
+    The row: the run's name, valid and test metrics, best and run epochs, seconds per epoch of
+    training alone (steady state: after the first epoch, which traces), wall seconds, the
+    process's peak RSS and the run's config.
+    """
+    pipeline = data_pipeline(settings, root, progress=2)
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        result = pipeline.run(stop_after="Evaluator")
+        wall = time.perf_counter() - start
+    history = json.loads(Path(result.trainer_dir, "history.json").read_text())
+    epoch_seconds = [row["train_seconds"] for row in history["history"] if row.get("train_seconds") is not None]
+    steady = epoch_seconds[1:] or epoch_seconds
+    return result, {
+        "run": result.run,
+        "valid": result.metrics["valid"],
+        "test": result.metrics["test"],
+        "best_epoch": result.metrics["best_epoch"],
+        "epochs_run": history["epochs_run"],
+        "seconds_per_epoch": sum(steady) / len(steady) if steady else None,
+        "train_seconds": history["train_seconds"],
+        "wall_seconds": wall,
+        "peak_rss_mib": memory.peak_mib,
+        "config": json.loads(Path(result.trainer_dir, "config.json").read_text()),
+    }
+
+
 class PeakMemory:
     """Samples the process's resident memory in a background thread; ``peak_mib`` once stopped."""
 

@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SOURCES, WORK, PeakMemory, data_pipeline, machine, read_results, write_results  # noqa: E402
+from bench.common import SOURCES, WORK, machine, read_results, run_measured, write_results  # noqa: E402
 
 SPOTLIGHT_SPLIT = {"split": "user", "valid_fraction": 0.1, "test_fraction": 0.1, "max_seq_len": 200,
                    "valid_metric": "mrr"}
@@ -63,25 +62,11 @@ def run_one(experiment: str, model: str, epochs: int, patience: int) -> dict[str
     dataset, shared, models = EXPERIMENTS[experiment]
     settings = {**SOURCES[dataset], **shared, "model": model, "epochs": epochs, "patience": patience,
                 **models[model]}
-    pipeline = data_pipeline(settings, WORK / experiment, progress=2)
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        result = pipeline.run(stop_after="Evaluator")
-        wall = time.perf_counter() - start
-    history = json.loads(Path(result.trainer_dir, "history.json").read_text())
-    epoch_seconds = [row["train_seconds"] for row in history["history"] if row.get("train_seconds") is not None]
-    steady = epoch_seconds[1:] or epoch_seconds
-    return {
-        "run": result.run,
-        "valid": {k: v for k, v in result.metrics["valid"].items() if k in KEPT},
-        "test": {k: v for k, v in result.metrics["test"].items() if k in KEPT},
-        "best_epoch": result.metrics["best_epoch"],
-        "epochs_run": history["epochs_run"],
-        "seconds_per_epoch": sum(steady) / len(steady) if steady else None,
-        "wall_seconds": wall,
-        "peak_rss_mib": memory.peak_mib,
-        "settings": {k: v for k, v in settings.items() if k not in ("input", "input_format")},
-    }
+    _, row = run_measured(settings, WORK / experiment)
+    row["valid"] = {k: v for k, v in row["valid"].items() if k in KEPT}
+    row["test"] = {k: v for k, v in row["test"].items() if k in KEPT}
+    row["settings"] = {k: v for k, v in settings.items() if k not in ("input", "input_format")}
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:

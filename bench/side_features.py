@@ -17,22 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
-    DATASETS,
-    SOURCES,
-    WORK,
-    PeakMemory,
-    data_pipeline,
-    machine,
-    read_results,
-    write_results,
-)
+from bench.common import DATASETS, SOURCES, WORK, machine, read_results, run_measured, write_results  # noqa: E402
 
 FEATURES: dict[str, dict[str, Any]] = {
     "beauty": {"item_features": str(DATASETS / "amazon-beauty" / "Beauty_item2attributes.json")},
@@ -58,27 +48,9 @@ def masked_test(result: Any) -> dict[str, float]:
 def run_one(dataset: str, model: str, epochs: int, patience: int, extra: dict[str, Any]) -> dict[str, Any]:
     settings = {**SOURCES[dataset], **FEATURES[dataset], "model": model, "epochs": epochs, "patience": patience,
                 **extra}
-    pipeline = data_pipeline(settings, WORK / f"side-{dataset}", progress=2)
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        result = pipeline.run(stop_after="Evaluator")
-        wall = time.perf_counter() - start
-    history = json.loads(Path(result.trainer_dir, "history.json").read_text())
-    epoch_seconds = [row["train_seconds"] for row in history["history"] if row.get("train_seconds") is not None]
-    steady = epoch_seconds[1:] or epoch_seconds
-    return {
-        "run": result.run,
-        "valid": result.metrics["valid"],
-        "test": result.metrics["test"],
-        "test_history_masked": masked_test(result),
-        "best_epoch": result.metrics["best_epoch"],
-        "epochs_run": history["epochs_run"],
-        "seconds_per_epoch": sum(steady) / len(steady) if steady else None,
-        "train_seconds": history["train_seconds"],
-        "wall_seconds": wall,
-        "peak_rss_mib": memory.peak_mib,
-        "config": json.loads(Path(result.trainer_dir, "config.json").read_text()),
-    }
+    result, row = run_measured(settings, WORK / f"side-{dataset}")
+    row["test_history_masked"] = masked_test(result)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
