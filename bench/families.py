@@ -58,10 +58,10 @@ EXPERIMENTS: dict[str, tuple[str, dict[str, Any], dict[str, dict[str, Any]]]] = 
 KEPT = ("mrr", "ndcg@10", "recall@10", "precision@20", "recall@20", "map@20", "ndcg@20", "num_users")
 
 
-def run_one(experiment: str, model: str, epochs: int, patience: int) -> dict[str, Any]:
+def run_one(experiment: str, model: str, epochs: int, patience: int, extra: dict[str, Any]) -> dict[str, Any]:
     dataset, shared, models = EXPERIMENTS[experiment]
     settings = {**SOURCES[dataset], **shared, "model": model, "epochs": epochs, "patience": patience,
-                **models[model]}
+                **models[model], **extra}
     _, row = run_measured(settings, WORK / experiment)
     row["valid"] = {k: v for k, v in row["valid"].items() if k in KEPT}
     row["test"] = {k: v for k, v in row["test"].items() if k in KEPT}
@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", help="default: every model of the experiment")
     parser.add_argument("--epochs", type=int, default=30, help="the same budget for every model")
     parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--set", nargs="*", default=[], help="extra setting=value for every model")
+    parser.add_argument("--tag", help="suffix of the result keys (runs with --set values)")
     args = parser.parse_args(argv)
+    extra = dict(kv.split("=", 1) for kv in args.set)
     results = read_results("families")
     results["machine"] = machine()
     runs = results.setdefault("runs", {})
@@ -83,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models or list(EXPERIMENTS[experiment][2]):
             if model not in EXPERIMENTS[experiment][2]:
                 continue
-            key = f"{experiment}/{model}"
+            key = f"{experiment}/{model}" + (f"/{args.tag}" if args.tag else "")
             print(f"== {key}", flush=True)
-            runs[key] = run_one(experiment, model, args.epochs, args.patience)
+            runs[key] = run_one(experiment, model, args.epochs, args.patience, extra)
             write_results("families", results)
             print(json.dumps(runs[key]["test"]), flush=True)
     return 0

@@ -78,7 +78,8 @@ def side_features_table(results: dict, dataset: str) -> str:
 
 def families_table(results: dict, experiment: str) -> str:
     """One experiment of bench/families.py: Spotlight's MRR, or MetaSpore's @20 metrics beside NDCG@10 / pop."""
-    runs = {k.split("/", 1)[1]: v for k, v in results["runs"].items() if k.startswith(f"{experiment}/")}
+    runs = {k.split("/", 1)[1].replace("/", " (", 1) + (")" if k.count("/") > 1 else ""): v
+            for k, v in results["runs"].items() if k.startswith(f"{experiment}/")}
     pop = runs.get("pop", {}).get("test", {}).get("ndcg@10")
     rows = []
     for model, run in runs.items():
@@ -86,11 +87,13 @@ def families_table(results: dict, experiment: str) -> str:
         speed = f"{run['seconds_per_epoch']:.1f}" if run.get("seconds_per_epoch") else "–"
         epochs = f"{run['best_epoch']} / {run['epochs_run']}"
         if experiment.startswith("spotlight"):
-            rows.append((-test.get("mrr", 0), [f"`{model}`", loss, f4(test.get("mrr")), f4(run["valid"].get("mrr")),
+            name = f"`{model.split(' ')[0]}`" + (model[len(model.split(' ')[0]):])
+            rows.append((-test.get("mrr", 0), [name, loss, f4(test.get("mrr")), f4(run["valid"].get("mrr")),
                                                f4(test.get("ndcg@10")), epochs, speed]))
         else:
             ratio = f"{test['ndcg@10'] / pop:.2f}×" if pop else "–"
-            rows.append((-test["ndcg@10"], [f"`{model}`", loss, f4(test["ndcg@10"]), ratio,
+            name = f"`{model.split(' ')[0]}`" + (model[len(model.split(' ')[0]):])
+            rows.append((-test["ndcg@10"], [name, loss, f4(test["ndcg@10"]), ratio,
                                             f4(test.get("precision@20")), f4(test.get("recall@20")),
                                             f4(test.get("map@20")), f4(test.get("ndcg@20")), epochs, speed]))
     rows.sort(key=lambda r: r[0])
