@@ -162,9 +162,9 @@ def test_wrong_number_of_negatives_is_an_error():
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ConfigError, match="num_negatives >= 1"):
+    with pytest.raises(ConfigError, match=r"BPRConfig\.num_negatives must be >= 1, got 0"):
         BPRConfig(num_negatives=0)
-    with pytest.raises(ConfigError, match="chunk_size >= 1"):
+    with pytest.raises(ConfigError, match=r"BPRConfig\.chunk_size must be >= 1, got 0"):
         BPRConfig(chunk_size=0)
     with pytest.raises(ConfigError, match="sampler must be one of uniform, popularity"):
         BPRConfig(sampler="zipf")

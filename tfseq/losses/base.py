@@ -1,4 +1,5 @@
-"""RetrievalLoss: the interface every loss implements (query + candidates -> scalar)."""
+"""RetrievalLoss: the interface every loss implements (query + candidates -> scalar), the sampled-negatives
+variant and the chunked sum over query rows."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from tfseq.losses.samplers import ItemSampler
 
 
 class RetrievalLoss(tf.keras.layers.Layer):
@@ -43,6 +46,44 @@ class RetrievalLoss(tf.keras.layers.Layer):
         ``candidates [N, D]`` is the model's whole candidate table; row 0 is
         padding and is never a valid answer.
         """
+        raise NotImplementedError
+
+
+class SampledNegativesLoss(RetrievalLoss):
+    """A loss over negatives drawn from ``config.sampler``; ``loss_given_negatives`` takes them as given.
+
+    ``call`` draws the negatives (:meth:`sample_negatives`) and hands them to
+    :meth:`loss_given_negatives`, which tests call with chosen negatives.
+
+    Attributes:
+      sampler: the :class:`~tfseq.losses.samplers.ItemSampler` of the negatives.
+    """
+
+    def __init__(self, config: Any, **kwargs: Any):
+        super().__init__(config, **kwargs)
+        self.sampler = ItemSampler(self.item_counts, config.sampler)
+
+    def call(
+        self,
+        query: tf.Tensor,
+        positive_ids: tf.Tensor,
+        candidates: tf.Tensor,
+        training: bool = False,
+    ) -> tf.Tensor:
+        return self.loss_given_negatives(query, positive_ids, candidates, self.sample_negatives(positive_ids))
+
+    def sample_negatives(self, positive_ids: tf.Tensor) -> tf.Tensor:
+        """The negative item IDs (int64) drawn for the positives ``positive_ids [T]``."""
+        raise NotImplementedError
+
+    def loss_given_negatives(
+        self,
+        query: tf.Tensor,
+        positive_ids: tf.Tensor,
+        candidates: tf.Tensor,
+        negative_ids: tf.Tensor,
+    ) -> tf.Tensor:
+        """The loss with the negatives ``negative_ids`` given instead of sampled (shapes as in ``call``)."""
         raise NotImplementedError
 
 

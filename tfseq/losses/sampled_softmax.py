@@ -47,8 +47,8 @@ import tensorflow_recommenders as tfrs
 
 from tfseq.config import ConfigError
 from tfseq.losses import LOSSES
-from tfseq.losses.base import RetrievalLoss, sum_over_row_chunks
-from tfseq.losses.samplers import SAMPLERS, ItemSampler, smoothed_popularity
+from tfseq.losses.base import SampledNegativesLoss, sum_over_row_chunks
+from tfseq.losses.samplers import check_sampler, smoothed_popularity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +72,7 @@ class SampledSoftmaxConfig:
             raise ConfigError(f"num_negatives must be >= 0, got {self.num_negatives}")
         if self.chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        check_sampler(self.sampler)
 
 
 def mean_cross_entropy() -> tf.keras.losses.Loss:
@@ -84,7 +83,7 @@ def mean_cross_entropy() -> tf.keras.losses.Loss:
 
 
 @LOSSES.register("sampled_softmax", SampledSoftmaxConfig)
-class SampledSoftmaxLoss(RetrievalLoss):
+class SampledSoftmaxLoss(SampledNegativesLoss):
     """In-batch + ``num_negatives`` sampled negatives, softmax cross-entropy, mean over queries.
 
     Attributes:
@@ -95,24 +94,17 @@ class SampledSoftmaxLoss(RetrievalLoss):
 
     def __init__(self, config: SampledSoftmaxConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self.sampler = ItemSampler(self.item_counts, config.sampler)
         self.batch_probabilities = tf.constant(smoothed_popularity(self.item_counts))  # [N]
         self.task = tfrs.tasks.Retrieval(
             loss=mean_cross_entropy(), remove_accidental_hits=config.remove_accidental_hits
         )
 
-    def call(
-        self,
-        query: tf.Tensor,
-        positive_ids: tf.Tensor,
-        candidates: tf.Tensor,
-        training: bool = False,
-    ) -> tf.Tensor:
+    def sample_negatives(self, positive_ids: tf.Tensor) -> tf.Tensor:
+        """``[M]`` draws shared by the whole batch (none when ``num_negatives`` is 0)."""
         if self.config.num_negatives:
             negative_ids, _ = self.sampler.sample(self.config.num_negatives)  # [M]
-        else:
-            negative_ids = tf.zeros([0], tf.int64)
-        return self.loss_given_negatives(query, positive_ids, candidates, negative_ids)
+            return negative_ids
+        return tf.zeros([0], tf.int64)
 
     def loss_given_negatives(
         self,

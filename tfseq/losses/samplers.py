@@ -12,9 +12,16 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfseq.config import ConfigError
 from tfseq.data import schema
 
 SAMPLERS = ("uniform", "popularity")
+
+
+def check_sampler(kind: str) -> None:
+    """Raises ConfigError (a ValueError) unless ``kind`` is one of :data:`SAMPLERS`."""
+    if kind not in SAMPLERS:
+        raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
 
 
 def validated_counts(item_counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -67,8 +74,7 @@ class ItemSampler:
     """
 
     def __init__(self, item_counts: Sequence[int] | np.ndarray, kind: str = "uniform") -> None:
-        if kind not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
+        check_sampler(kind)
         counts = validated_counts(item_counts)
         self.kind = kind
         self.num_items = len(counts)
