@@ -1,11 +1,12 @@
-"""SequentialRecommender: the tfrs.Model every tfseq model subclasses.
+"""SequentialRecommender: the tfrs.Model every tfseq model subclasses; the history helpers it needs.
 
 A model owns the item embedding table (row 0 = padding), which is both its
 input embedding and its candidate tower (weight tying), and maps a right-padded
 history ``item_ids [B, L]`` to a query vector ``[B, D]``. Scores are
 ``query @ candidate_embeddings().T``; the loss (a ``RetrievalLoss`` from the
 ``LOSSES`` registry) turns queries and candidates into a scalar, so any model
-trains with any loss.
+trains with any loss. :class:`EmbeddingRecommender` is the setup the models
+whose encoder reads the (dropped-out) item embeddings share.
 """
 
 from __future__ import annotations
@@ -154,6 +155,56 @@ class SequentialRecommender(tfrs.Model):
         return loss + tf.cast(self.auxiliary_loss(query, positive_ids, training=training), loss.dtype)
 
 
+class EmbeddingRecommender(SequentialRecommender):
+    """An item table ``[num_items, embedding_size]`` read with dropout by the model's encoder, and scored
+    against as it is (weight tying): the setup of ``gru4rec``, ``cnn``, ``lstm`` and ``pooling``.
+
+    A causal subclass implements ``encode_all``; ``encode`` runs it on each
+    history's last :attr:`history_window` items and returns the last real
+    position's output.
+
+    Args:
+      config: a config with ``embedding_size`` and ``dropout_prob`` (on the looked-up embeddings).
+      num_items: vocabulary size including padding.
+      embedding_stddev: the table's N(0, stddev) initialiser; None: ``1 / embedding_size``
+        (Spotlight's ``ScaledEmbedding``).
+      **kwargs: as :class:`SequentialRecommender`.
+    """
+
+    def __init__(self, config: Any, num_items: int, *, embedding_stddev: float | None = None, **kwargs: Any) -> None:
+        super().__init__(config, num_items, **kwargs)
+        width = config.embedding_size
+        stddev = 1.0 / width if embedding_stddev is None else embedding_stddev
+        self.item_embedding = tf.keras.layers.Embedding(
+            num_items, width, name="item_embedding",
+            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=stddev),
+        )
+        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
+
+    @property
+    def history_window(self) -> int | None:
+        """How many last items of a history can reach its query (None: all); ``encode`` keeps only those."""
+        return None
+
+    def embed(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> their embeddings after dropout ``[B, L, embedding_size]``."""
+        return self.embedding_dropout(self.item_embedding(item_ids), training=training)
+
+    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the query after each history ``[B, embedding_size]``.
+
+        Only each row's last :attr:`history_window` items are encoded, and
+        columns that are padding in every row are dropped: neither can change a
+        real position's output.
+        """
+        window = last_window(item_ids, self.history_window)  # [B, W]
+        return gather_last(self.encode_all(window, training=training), window)
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The input item table ``[num_items, embedding_size]``."""
+        return self.item_embedding.embeddings
+
+
 def sequence_lengths(item_ids: tf.Tensor) -> tf.Tensor:
     """Number of non-padding items per right-padded row ``[B]``."""
     return tf.reduce_sum(tf.cast(tf.not_equal(item_ids, schema.PAD_ID), tf.int32), axis=1)
@@ -166,3 +217,21 @@ def gather_last(sequence: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
     """
     last = tf.maximum(sequence_lengths(item_ids) - 1, 0)
     return tf.gather(sequence, last, axis=1, batch_dims=1)
+
+
+def last_window(item_ids: tf.Tensor, width: int | None = None) -> tf.Tensor:
+    """Each row's last ``width`` items (all when None), right-padded to the longest row.
+
+    Drops the columns that are padding in every row, and applies the reader's
+    truncation (a history keeps its last ``max_seq_len`` items) to longer
+    inputs, e.g. serving requests. ``item_ids [B, L]`` with ``L >= 1`` ->
+    ``[B, W]``, ``1 <= W <= min(L, width)``.
+    """
+    lengths = sequence_lengths(item_ids)  # [B]
+    kept = lengths if width is None else tf.minimum(lengths, width)
+    columns = tf.maximum(tf.reduce_max(tf.concat([kept, [1]], axis=0)), 1)  # W (>= 1 if B = 0)
+    start = lengths - kept  # [B]: first kept position
+    offsets = tf.range(columns)[tf.newaxis, :]  # [1, W]
+    positions = tf.minimum(start[:, tf.newaxis] + offsets, tf.shape(item_ids)[1] - 1)  # [B, W]
+    window = tf.gather(item_ids, positions, batch_dims=1)
+    return tf.where(offsets < kept[:, tf.newaxis], window, tf.zeros_like(window))

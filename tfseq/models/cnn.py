@@ -46,8 +46,8 @@ import tensorflow as tf
 
 from tfseq.config import ConfigError
 from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender, gather_last
-from tfseq.models.layers import check_config, last_window
+from tfseq.models.base import EmbeddingRecommender
+from tfseq.models.layers import check_config
 
 NONLINEARITIES = {"tanh": tf.math.tanh, "relu": tf.nn.relu}
 
@@ -107,19 +107,15 @@ class CNNConfig:
 
 
 @MODELS.register("cnn", CNNConfig)
-class CNN(SequentialRecommender):
-    """Causal: ``encode_all`` gives the query after every position."""
+class CNN(EmbeddingRecommender):
+    """Causal: ``encode_all`` gives the query after every position; ``encode`` convolves only the last
+    ``receptive_field`` items of each history, the only ones that can reach its query."""
 
     causal = True
 
     def __init__(self, config: CNNConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
         width = config.embedding_size
-        self.item_embedding = tf.keras.layers.Embedding(
-            num_items, width, name="item_embedding",
-            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=1.0 / width),
-        )
-        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
         limit = 1.0 / math.sqrt(width * config.kernel_width)  # torch.nn.Conv default: 1/sqrt(fan_in)
 
         def uniform() -> tf.keras.initializers.Initializer:
@@ -136,21 +132,12 @@ class CNN(SequentialRecommender):
 
     def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the query after every position ``[B, L, embedding_size]``."""
-        x = self.embedding_dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
+        x = self.embed(item_ids, training=training)  # [B, L, E]
         for convolution in self.convolutions:
             y = self.activation(convolution(x))  # [B, L, E]: position t sees inputs <= t
             x = x + y if self.config.residual else y
         return x
 
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` -> the query after each history ``[B, embedding_size]``.
-
-        Only each row's last ``receptive_field`` items can reach its query, so
-        only those are convolved.
-        """
-        window = last_window(item_ids, self.config.receptive_field)  # [B, W]
-        return gather_last(self.encode_all(window, training=training), window)
-
-    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
-        """The input item table ``[num_items, embedding_size]``."""
-        return self.item_embedding.embeddings
+    @property
+    def history_window(self) -> int:
+        return self.config.receptive_field

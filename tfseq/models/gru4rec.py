@@ -30,8 +30,8 @@ import math
 import tensorflow as tf
 
 from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender, gather_last
-from tfseq.models.layers import check_config, last_window
+from tfseq.models.base import EmbeddingRecommender
+from tfseq.models.layers import check_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,19 +58,14 @@ class GRU4RecConfig:
 
 
 @MODELS.register("gru4rec", GRU4RecConfig)
-class GRU4Rec(SequentialRecommender):
+class GRU4Rec(EmbeddingRecommender):
     """Causal: ``encode_all`` gives the query after every position."""
 
     causal = True
 
     def __init__(self, config: GRU4RecConfig, num_items: int, **kwargs) -> None:
-        super().__init__(config, num_items, **kwargs)
         table_stddev = math.sqrt(2.0 / (num_items + config.embedding_size))  # xavier_normal_
-        self.item_embedding = tf.keras.layers.Embedding(
-            num_items, config.embedding_size, name="item_embedding",
-            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=table_stddev),
-        )
-        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
+        super().__init__(config, num_items, embedding_stddev=table_stddev, **kwargs)
         self.gru_layers = [
             tf.keras.layers.GRU(
                 config.hidden_size, return_sequences=True, use_bias=False,
@@ -91,20 +86,7 @@ class GRU4Rec(SequentialRecommender):
 
     def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the query after every position ``[B, L, embedding_size]``."""
-        x = self.embedding_dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
+        x = self.embed(item_ids, training=training)  # [B, L, E]
         for gru in self.gru_layers:
             x = gru(x, training=training)  # [B, L, hidden]
         return self.projection(x)
-
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` -> the query after each history ``[B, embedding_size]``.
-
-        Columns that are padding in every row are dropped first: they cannot
-        change a real position's output.
-        """
-        window = last_window(item_ids)  # [B, W]
-        return gather_last(self.encode_all(window, training=training), window)
-
-    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
-        """The input item table ``[num_items, embedding_size]``."""
-        return self.item_embedding.embeddings

@@ -1,10 +1,12 @@
-"""Pieces shared by the models: initialisers, masks, history windows, pooling, the transformer.
+"""Pieces shared by the models: initialisers, config checks, masks, pooling, the transformer.
 
 Every function takes RIGHT-padded ``item_ids [B, L]`` (``PAD_ID`` = 0 after
 the last real item) and works for any ``L >= 1``, so models trace once with
 ``TensorSpec([None, None])``. The transformer is RecBole's (and SASRec's):
 learned positions added to the item embeddings, LayerNorm, dropout, then
 post-LN blocks of multi-head self-attention and a GELU feed-forward layer.
+``last_window`` (each history's last items) lives in :mod:`tfseq.models.base`,
+beside ``gather_last``, and is importable from here too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import tensorflow as tf
 
 from tfseq.config import ConfigError
 from tfseq.data import schema
-from tfseq.models.base import sequence_lengths
+from tfseq.models.base import last_window, sequence_lengths  # noqa: F401  (last_window: models import it here)
 
 Initializer: TypeAlias = tf.keras.initializers.Initializer
 
@@ -108,7 +110,7 @@ def check_heads(config: Any, hidden_field: str) -> None:
         )
 
 
-# -- masks, windows, pooling ---------------------------------------------------------
+# -- masks, pooling ------------------------------------------------------------------
 def padding_mask(item_ids: tf.Tensor) -> tf.Tensor:
     """``[B, L]`` bool: True at real items."""
     return tf.not_equal(item_ids, schema.PAD_ID)
@@ -126,24 +128,6 @@ def attention_mask(item_ids: tf.Tensor, causal: bool) -> tf.Tensor:
     length = tf.shape(item_ids)[1]
     lower = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)  # [L, L]: j <= i
     return tf.logical_and(keys, lower[tf.newaxis])
-
-
-def last_window(item_ids: tf.Tensor, width: int | None = None) -> tf.Tensor:
-    """Each row's last ``width`` items (all when None), right-padded to the longest row.
-
-    Drops the columns that are padding in every row, and applies the reader's
-    truncation (a history keeps its last ``max_seq_len`` items) to longer
-    inputs, e.g. serving requests. ``item_ids [B, L]`` with ``L >= 1`` ->
-    ``[B, W]``, ``1 <= W <= min(L, width)``.
-    """
-    lengths = sequence_lengths(item_ids)  # [B]
-    kept = lengths if width is None else tf.minimum(lengths, width)
-    columns = tf.maximum(tf.reduce_max(tf.concat([kept, [1]], axis=0)), 1)  # W (>= 1 if B = 0)
-    start = lengths - kept  # [B]: first kept position
-    offsets = tf.range(columns)[tf.newaxis, :]  # [1, W]
-    positions = tf.minimum(start[:, tf.newaxis] + offsets, tf.shape(item_ids)[1] - 1)  # [B, W]
-    window = tf.gather(item_ids, positions, batch_dims=1)
-    return tf.where(offsets < kept[:, tf.newaxis], window, tf.zeros_like(window))
 
 
 def masked_mean(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

@@ -32,8 +32,8 @@ import dataclasses
 import tensorflow as tf
 
 from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender, gather_last
-from tfseq.models.layers import check_config, last_window
+from tfseq.models.base import EmbeddingRecommender
+from tfseq.models.layers import check_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,38 +54,18 @@ class LSTMConfig:
 
 
 @MODELS.register("lstm", LSTMConfig)
-class LSTM(SequentialRecommender):
+class LSTM(EmbeddingRecommender):
     """Causal: ``encode_all`` gives the query after every position."""
 
     causal = True
 
     def __init__(self, config: LSTMConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
-        width = config.embedding_size
-        self.item_embedding = tf.keras.layers.Embedding(
-            num_items, width, name="item_embedding",
-            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=1.0 / width),
-        )
-        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
-        self.lstm = tf.keras.layers.LSTM(width, return_sequences=True, name="lstm")
+        self.lstm = tf.keras.layers.LSTM(config.embedding_size, return_sequences=True, name="lstm")
 
     def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the hidden state after every position ``[B, L, embedding_size]``.
 
         Right padding follows the real items, so it never reaches a real position's state.
         """
-        x = self.embedding_dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
-        return self.lstm(x, training=training)
-
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` -> the hidden state after each history ``[B, embedding_size]``.
-
-        Columns that are padding in every row are dropped first: they cannot
-        change a real position's state.
-        """
-        window = last_window(item_ids)  # [B, W]
-        return gather_last(self.encode_all(window, training=training), window)
-
-    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
-        """The input item table ``[num_items, embedding_size]``."""
-        return self.item_embedding.embeddings
+        return self.lstm(self.embed(item_ids, training=training), training=training)

@@ -28,7 +28,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender
+from tfseq.models.base import EmbeddingRecommender
 from tfseq.models.layers import check_config, masked_mean, padding_mask, running_mean
 
 
@@ -49,35 +49,19 @@ class PoolingConfig:
 
 
 @MODELS.register("pooling", PoolingConfig)
-class Pooling(SequentialRecommender):
+class Pooling(EmbeddingRecommender):
     """Causal: the running mean at position t is the query after the first t + 1 items."""
 
     causal = True
-
-    def __init__(self, config: PoolingConfig, num_items: int, **kwargs) -> None:
-        super().__init__(config, num_items, **kwargs)
-        width = config.embedding_size
-        self.item_embedding = tf.keras.layers.Embedding(
-            num_items, width, name="item_embedding",
-            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=1.0 / width),
-        )
-        self.embedding_dropout = tf.keras.layers.Dropout(config.dropout_prob)
-
-    def _embedded(self, item_ids: tf.Tensor, training: bool) -> tf.Tensor:
-        return self.embedding_dropout(self.item_embedding(item_ids), training=training)  # [B, L, E]
 
     def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the mean of the items up to every position ``[B, L, embedding_size]``.
 
         Padding is never averaged in; a position with no real item so far gives zeros.
         """
-        return running_mean(self._embedded(item_ids, training), padding_mask(item_ids))
+        return running_mean(self.embed(item_ids, training=training), padding_mask(item_ids))
 
     def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the mean of each history's items ``[B, embedding_size]``
         (zeros for an empty history)."""
-        return masked_mean(self._embedded(item_ids, training), padding_mask(item_ids))
-
-    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
-        """The item table ``[num_items, embedding_size]``."""
-        return self.item_embedding.embeddings
+        return masked_mean(self.embed(item_ids, training=training), padding_mask(item_ids))
