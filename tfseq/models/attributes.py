@@ -57,8 +57,7 @@ class ItemAttributes(tf.keras.layers.Layer):
             for i, values in enumerate(features.values)
         ]
         self.embeddings = [
-            tf.keras.layers.Embedding(size, embedding_size, embeddings_initializer=init.kernel(),
-                                      name=f"embedding_{i}")
+            init.embedding(size, embedding_size, name=f"embedding_{i}")
             for i, size in enumerate(self.vocab_sizes)
         ]
 

@@ -39,7 +39,7 @@ import tensorflow as tf
 from tfseq.models import MODELS
 from tfseq.models.base import SequentialRecommender
 from tfseq.models.layers import (
-    TransformerEncoder,
+    causal_encoder,
     check_config,
     check_heads,
     last_window,
@@ -119,10 +119,7 @@ class CORE(SequentialRecommender):
     def __init__(self, config: COREConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
         self.init = uniform_init(1.0 / math.sqrt(config.embedding_size))
-        self.item_embedding = tf.keras.layers.Embedding(
-            num_items, config.embedding_size, embeddings_initializer=self.init.kernel(),
-            name="item_embedding",
-        )
+        self.item_embedding = self.init.embedding(num_items, config.embedding_size, name="item_embedding")
         self.sess_dropout = tf.keras.layers.Dropout(config.sess_dropout)
         self.item_dropout = tf.keras.layers.Dropout(config.item_dropout)
 
@@ -165,19 +162,7 @@ class CORETrm(CORE):
 
     def __init__(self, config: CORETrmConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
-        self.encoder = TransformerEncoder(
-            hidden_size=config.embedding_size,
-            num_layers=config.num_layers,
-            num_heads=config.num_heads,
-            inner_size=config.inner_size,
-            hidden_dropout_prob=config.hidden_dropout_prob,
-            attn_dropout_prob=config.attn_dropout_prob,
-            layer_norm_eps=config.layer_norm_eps,
-            max_seq_len=config.max_seq_len,
-            causal=True,
-            init=self.init,
-            name="encoder",
-        )
+        self.encoder = causal_encoder(config, config.embedding_size, self.init)
         self.weight_head = self.init.dense(1, name="weight_head")
 
     def item_logits(self, item_ids: tf.Tensor, x: tf.Tensor, training: bool = False) -> tf.Tensor:

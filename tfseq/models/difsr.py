@@ -61,16 +61,16 @@ from tfseq.config import ConfigError
 from tfseq.data.item_features import ItemFeatures
 from tfseq.models import MODELS
 from tfseq.models.attributes import ItemAttributes, check_pooling_mode
-from tfseq.models.base import SequentialRecommender, sequence_lengths
+from tfseq.models.base import SequentialRecommender
 from tfseq.models.layers import (
     Init,
     TransformerBlock,
-    attention_mask,
     check_config,
     check_heads,
+    check_length,
     last_window,
     normal_init,
-    padding_mask,
+    run_blocks,
 )
 
 FUSION_TYPES = ("sum", "concat", "gate")
@@ -287,9 +287,7 @@ class DIFSR(SequentialRecommender):
         super().__init__(config, num_items, item_features=item_features, **kwargs)
         assert item_features is not None  # checked by the base class
         init = normal_init(config.initializer_range)
-        self.item_embedding = tf.keras.layers.Embedding(
-            num_items, config.hidden_size, embeddings_initializer=init.kernel(), name="item_embedding"
-        )
+        self.item_embedding = init.embedding(num_items, config.hidden_size, name="item_embedding")
         self.attributes = ItemAttributes(
             item_features, config.attribute_hidden_size, config.pooling_mode, init, name="attributes"
         )
@@ -336,25 +334,12 @@ class DIFSR(SequentialRecommender):
     def _encode(self, item_ids: tf.Tensor, training: bool = False, last_only: bool = False) -> tf.Tensor:
         """``[B, L, H]``, or ``[B, H]`` at each row's last real position with ``last_only``."""
         length = tf.shape(item_ids)[1]
-        check = tf.debugging.assert_less_equal(
-            length, self.config.max_seq_len,
-            message=f"sequence longer than max_seq_len={self.config.max_seq_len}; keep the last "
-                    f"max_seq_len items of each history",
-        )
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([check_length(length, self.config.max_seq_len)]):
             positions = self.positions[:length]  # [L, H]
         x = self.dropout(self.norm(self.item_embedding(item_ids)), training=training)
         attributes = self.attributes(item_ids)  # per field [B, L, A]
-        mask = attention_mask(item_ids, causal=True)  # [B, L, L]
-        for block in self.blocks[:-1] if last_only else self.blocks:
-            x = block(x, mask, training=training, positions=positions, attributes=attributes)
-        if not last_only:
-            return x
-        # The last real position attends to every real key: its causal row is the padding mask.
-        last = tf.maximum(sequence_lengths(item_ids) - 1, 0)  # [B]
-        keys = padding_mask(item_ids)[:, tf.newaxis, :]  # [B, 1, L]
-        return self.blocks[-1](x, keys, query_positions=last, training=training, positions=positions,
-                               attributes=attributes)[:, 0]
+        return run_blocks(self.blocks, x, item_ids, causal=True, training=training, last_only=last_only,
+                          positions=positions, attributes=attributes)
 
     def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
         """The input item table ``[num_items, hidden_size]``."""

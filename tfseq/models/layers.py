@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable, TypeAlias
+from typing import Any, Callable, Iterable, Sequence, TypeAlias
 
 import tensorflow as tf
 
@@ -48,6 +48,9 @@ class Init:
             epsilon=epsilon, gamma_initializer=self.norm_scale(),
             beta_initializer=self.norm_offset(), **kwargs,
         )
+
+    def embedding(self, rows: int, width: int, **kwargs: Any) -> tf.keras.layers.Embedding:
+        return tf.keras.layers.Embedding(rows, width, embeddings_initializer=self.kernel(), **kwargs)
 
 
 def normal_init(stddev: float) -> Init:
@@ -164,6 +167,14 @@ def masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
 _MASKED = -1e9  # added to the logits of masked keys before the softmax
 
 
+def check_length(length: tf.Tensor, max_seq_len: int) -> tf.Operation:
+    """The assertion that a sequence of ``length`` positions has learned positions (``<= max_seq_len``)."""
+    return tf.debugging.assert_less_equal(
+        length, max_seq_len,
+        message=f"sequence longer than max_seq_len={max_seq_len}; keep the last max_seq_len items of each history",
+    )
+
+
 class PositionalEmbedding(tf.keras.layers.Layer):
     """Adds a learned vector per position; position 0 is the first item (RecBole).
 
@@ -186,12 +197,7 @@ class PositionalEmbedding(tf.keras.layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         """``x [B, L, D]`` -> ``x + positions[:L]``; raises if ``L > max_len``."""
         length = tf.shape(x)[1]
-        check = tf.debugging.assert_less_equal(
-            length, self.max_len,
-            message=f"sequence longer than max_seq_len={self.max_len}; keep the last "
-                    f"max_seq_len items of each history",
-        )
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([check_length(length, self.max_len)]):
             return x + self.embeddings[tf.newaxis, :length]
 
 
@@ -302,6 +308,41 @@ class TransformerBlock(tf.keras.layers.Layer):
         return self.output_norm(x + self.output_dropout(hidden, training=training))
 
 
+def run_blocks(
+    blocks: Sequence[tf.keras.layers.Layer],
+    x: tf.Tensor,
+    item_ids: tf.Tensor,
+    *,
+    causal: bool,
+    training: bool = False,
+    last_only: bool = False,
+    **attention_inputs: Any,
+) -> tf.Tensor:
+    """Runs :class:`TransformerBlock` s over ``x [B, L, H]``, the input stream of ``item_ids [B, L]``.
+
+    Args:
+      blocks: the blocks, in order.
+      causal: position i attends only to positions <= i (padding keys are always masked).
+      last_only: (causal only) return just each row's last real position ``[B, H]``; the
+        last block then computes that one position.
+      **attention_inputs: passed to every block's attention (DIF-SR's streams).
+
+    Returns:
+      ``[B, L, H]``, or ``[B, H]`` with ``last_only``.
+    """
+    if last_only and not causal:
+        raise ValueError("last_only needs a causal encoder")
+    mask = attention_mask(item_ids, causal)
+    for block in blocks[:-1] if last_only else blocks:
+        x = block(x, mask, training=training, **attention_inputs)
+    if not last_only:
+        return x
+    # The last real position attends to every real key: its causal row is the padding mask.
+    last = tf.maximum(sequence_lengths(item_ids) - 1, 0)  # [B]
+    keys = padding_mask(item_ids)[:, tf.newaxis, :]  # [B, 1, L]
+    return blocks[-1](x, keys, query_positions=last, training=training, **attention_inputs)[:, 0]
+
+
 class TransformerEncoder(tf.keras.layers.Layer):
     """Positions + LayerNorm + dropout + ``num_layers`` :class:`TransformerBlock` s.
 
@@ -362,15 +403,24 @@ class TransformerEncoder(tf.keras.layers.Layer):
         Returns:
           ``[B, L, H]``, or ``[B, H]`` with ``last_only``.
         """
-        if last_only and not self.causal:
-            raise ValueError("last_only needs a causal encoder")
         x = self.dropout(self.norm(self.positions(embedded)), training=training)
-        mask = attention_mask(item_ids, self.causal)
-        for block in self.blocks[:-1] if last_only else self.blocks:
-            x = block(x, mask, training=training)
-        if not last_only:
-            return x
-        # The last real position attends to every real key: its causal row is the padding mask.
-        last = tf.maximum(sequence_lengths(item_ids) - 1, 0)  # [B]
-        keys = padding_mask(item_ids)[:, tf.newaxis, :]  # [B, 1, L]
-        return self.blocks[-1](x, keys, query_positions=last, training=training)[:, 0]
+        return run_blocks(self.blocks, x, item_ids, causal=self.causal, training=training, last_only=last_only)
+
+
+def causal_encoder(config: Any, hidden_size: int, init: Init) -> TransformerEncoder:
+    """The causal :class:`TransformerEncoder` ``encoder`` of a config with RecBole's transformer fields:
+    ``num_layers``, ``num_heads``, ``inner_size``, ``hidden_dropout_prob``, ``attn_dropout_prob``,
+    ``layer_norm_eps`` and ``max_seq_len``."""
+    return TransformerEncoder(
+        hidden_size=hidden_size,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        inner_size=config.inner_size,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attn_dropout_prob=config.attn_dropout_prob,
+        layer_norm_eps=config.layer_norm_eps,
+        max_seq_len=config.max_seq_len,
+        causal=True,
+        init=init,
+        name="encoder",
+    )

@@ -27,13 +27,7 @@ import tensorflow as tf
 
 from tfseq.models import MODELS
 from tfseq.models.base import SequentialRecommender
-from tfseq.models.layers import (
-    TransformerEncoder,
-    check_config,
-    check_heads,
-    last_window,
-    normal_init,
-)
+from tfseq.models.layers import causal_encoder, check_config, check_heads, last_window, normal_init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,44 +68,35 @@ class SASRecConfig:
 
 @MODELS.register("sasrec", SASRecConfig)
 class SASRec(SequentialRecommender):
-    """Causal: ``encode_all`` gives the query after every position."""
+    """Causal: ``encode_all`` gives the query after every position.
+
+    Attributes:
+      init: the weights' initialisers (RecBole's normal init).
+    """
 
     causal = True
 
     def __init__(self, config: SASRecConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
-        init = normal_init(config.initializer_range)
-        self.item_embedding = tf.keras.layers.Embedding(
-            num_items, config.hidden_size, embeddings_initializer=init.kernel(),
-            name="item_embedding",
-        )
-        self.encoder = TransformerEncoder(
-            hidden_size=config.hidden_size,
-            num_layers=config.num_layers,
-            num_heads=config.num_heads,
-            inner_size=config.inner_size,
-            hidden_dropout_prob=config.hidden_dropout_prob,
-            attn_dropout_prob=config.attn_dropout_prob,
-            layer_norm_eps=config.layer_norm_eps,
-            max_seq_len=config.max_seq_len,
-            causal=True,
-            init=init,
-            name="encoder",
-        )
+        self.init = normal_init(config.initializer_range)
+        self.item_embedding = self.init.embedding(num_items, config.hidden_size, name="item_embedding")
+        self.encoder = causal_encoder(config, config.hidden_size, self.init)
+
+    def embed(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the encoder's input ``[B, L, H]``: the items' embeddings."""
+        return self.item_embedding(item_ids)
 
     def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, H]``.
 
         Longer inputs raise: they have no learned positions.
         """
-        return self.encoder(self.item_embedding(item_ids), item_ids, training=training)
+        return self.encoder(self.embed(item_ids), item_ids, training=training)
 
     def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (any ``L``) -> the query after each history ``[B, H]``."""
         window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
-        return self.encoder(
-            self.item_embedding(window), window, training=training, last_only=True
-        )
+        return self.encoder(self.embed(window), window, training=training, last_only=True)
 
     def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
         """The input item table ``[num_items, hidden_size]``."""

@@ -27,9 +27,7 @@ import tensorflow as tf
 from tfseq.data.item_features import ItemFeatures
 from tfseq.models import MODELS
 from tfseq.models.attributes import ItemAttributes, check_pooling_mode
-from tfseq.models.base import SequentialRecommender
-from tfseq.models.layers import TransformerEncoder, last_window, normal_init
-from tfseq.models.sasrec import SASRecConfig
+from tfseq.models.sasrec import SASRec, SASRecConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,51 +46,21 @@ class SASRecFConfig(SASRecConfig):
 
 
 @MODELS.register("sasrec_f", SASRecFConfig)
-class SASRecF(SequentialRecommender):
-    """Causal: ``encode_all`` gives the query after every position. Needs ``item_features``."""
+class SASRecF(SASRec):
+    """:class:`~tfseq.models.sasrec.SASRec` whose input embedding also reads the items' attributes; the
+    candidates stay the ID embeddings alone. Causal. Needs ``item_features``."""
 
-    causal = True
     uses_item_features = True
 
     def __init__(self, config: SASRecFConfig, num_items: int, *, item_features: ItemFeatures | None = None,
                  **kwargs: Any) -> None:
         super().__init__(config, num_items, item_features=item_features, **kwargs)
         assert item_features is not None  # checked by the base class
-        init = normal_init(config.initializer_range)
-        self.item_embedding = tf.keras.layers.Embedding(
-            num_items, config.hidden_size, embeddings_initializer=init.kernel(), name="item_embedding"
-        )
         self.attributes = ItemAttributes(
-            item_features, config.hidden_size, config.pooling_mode, init, name="attributes"
+            item_features, config.hidden_size, config.pooling_mode, self.init, name="attributes"
         )
-        self.concat = init.dense(config.hidden_size, name="concat")  # (1 + fields) * H -> H
-        self.encoder = TransformerEncoder(
-            hidden_size=config.hidden_size,
-            num_layers=config.num_layers,
-            num_heads=config.num_heads,
-            inner_size=config.inner_size,
-            hidden_dropout_prob=config.hidden_dropout_prob,
-            attn_dropout_prob=config.attn_dropout_prob,
-            layer_norm_eps=config.layer_norm_eps,
-            max_seq_len=config.max_seq_len,
-            causal=True,
-            init=init,
-            name="encoder",
-        )
+        self.concat = self.init.dense(config.hidden_size, name="concat")  # (1 + fields) * H -> H
 
     def embed(self, item_ids: tf.Tensor) -> tf.Tensor:
         """``item_ids [B, L]`` -> ``concat([item, attribute_1, ...]) @ W + b`` ``[B, L, H]``."""
         return self.concat(tf.concat([self.item_embedding(item_ids), *self.attributes(item_ids)], axis=-1))
-
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, H]``."""
-        return self.encoder(self.embed(item_ids), item_ids, training=training)
-
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` (any ``L``) -> the query after each history ``[B, H]``."""
-        window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
-        return self.encoder(self.embed(window), window, training=training, last_only=True)
-
-    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
-        """The input item table (ID embeddings only) ``[num_items, hidden_size]``."""
-        return self.item_embedding.embeddings
