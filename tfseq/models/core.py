@@ -41,7 +41,7 @@ from tfseq.models.base import SequentialRecommender
 from tfseq.models.layers import (
     causal_encoder,
     check_config,
-    check_heads,
+    check_transformer_config,
     last_window,
     masked_mean,
     masked_softmax,
@@ -101,12 +101,7 @@ class CORETrmConfig(COREConfig):
 
     def check(self) -> None:
         super().check()
-        check_config(
-            self, at_least_one=("num_layers", "num_heads", "inner_size", "max_seq_len"),
-            positive=("layer_norm_eps",),
-            probabilities=("hidden_dropout_prob", "attn_dropout_prob"),
-        )
-        check_heads(self, "embedding_size")
+        check_transformer_config(self, "embedding_size")
 
 
 class CORE(SequentialRecommender):

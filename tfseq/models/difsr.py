@@ -65,9 +65,11 @@ from tfseq.models.base import SequentialRecommender
 from tfseq.models.layers import (
     Init,
     TransformerBlock,
+    attend,
     check_config,
     check_heads,
     check_length,
+    check_transformer_config,
     last_window,
     normal_init,
     run_blocks,
@@ -75,7 +77,6 @@ from tfseq.models.layers import (
 
 FUSION_TYPES = ("sum", "concat", "gate")
 ATTRIBUTE_PREDICTORS = ("linear", "none")
-_MASKED = -1e9  # added to the logits of masked keys before the softmax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,14 +117,8 @@ class DIFSRConfig:
     lambda_attr: float = 10.0
 
     def __post_init__(self) -> None:
-        check_config(
-            self,
-            at_least_one=("hidden_size", "attribute_hidden_size", "num_layers", "num_heads", "inner_size",
-                          "max_seq_len"),
-            positive=("layer_norm_eps", "initializer_range"),
-            probabilities=("hidden_dropout_prob", "attn_dropout_prob"),
-        )
-        check_heads(self, "hidden_size")
+        check_config(self, at_least_one=("hidden_size", "attribute_hidden_size"), positive=("initializer_range",))
+        check_transformer_config(self)
         check_heads(self, "attribute_hidden_size")
         check_pooling_mode(self)
         for name, allowed in (("fusion_type", FUSION_TYPES), ("attribute_predictor", ATTRIBUTE_PREDICTORS)):
@@ -268,11 +263,7 @@ class DecoupledAttention(tf.keras.layers.Layer):
         """
         scores, values = self.stream_scores(x, positions, attributes, query_positions)
         logits = self.fuse(scores, mask) * (1.0 / math.sqrt(self.head_size))
-        logits += (1.0 - tf.cast(mask[:, tf.newaxis], logits.dtype)) * _MASKED
-        weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
-        context = tf.transpose(tf.linalg.matmul(weights, values), [0, 2, 1, 3])  # [B, L, heads, d]
-        shape = tf.shape(context)
-        return self.output_dense(tf.reshape(context, [shape[0], shape[1], self.hidden_size]))
+        return attend(logits, mask, values, self.dropout, self.output_dense, self.hidden_size, training)
 
 
 @MODELS.register("difsr", DIFSRConfig)

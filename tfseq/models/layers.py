@@ -113,6 +113,16 @@ def check_heads(config: Any, hidden_field: str) -> None:
         )
 
 
+def check_transformer_config(config: Any, hidden_field: str = "hidden_size") -> None:
+    """:func:`check_config` of RecBole's transformer fields (those :func:`causal_encoder` reads), and
+    :func:`check_heads` of ``hidden_field``."""
+    check_config(
+        config, at_least_one=("num_layers", "num_heads", "inner_size", "max_seq_len"),
+        positive=("layer_norm_eps",), probabilities=("hidden_dropout_prob", "attn_dropout_prob"),
+    )
+    check_heads(config, hidden_field)
+
+
 # -- masks, pooling ------------------------------------------------------------------
 def padding_mask(item_ids: tf.Tensor) -> tf.Tensor:
     """``[B, L]`` bool: True at real items."""
@@ -201,6 +211,37 @@ class PositionalEmbedding(tf.keras.layers.Layer):
             return x + self.embeddings[tf.newaxis, :length]
 
 
+def attend(
+    logits: tf.Tensor,
+    mask: tf.Tensor,
+    values: tf.Tensor,
+    dropout: tf.keras.layers.Layer,
+    output_dense: tf.keras.layers.Layer,
+    hidden_size: int,
+    training: bool,
+) -> tf.Tensor:
+    """Multi-head attention after the scores: masked softmax over the keys, attention dropout, the values'
+    weighted sum, heads merged, output projection.
+
+    Args:
+      logits: scaled scores ``[B, heads, Q, L]``.
+      mask: ``[B, Q|1, L]`` bool, True where the query may attend to the key.
+      values: ``[B, heads, L, hidden_size / heads]``.
+      dropout: the attention dropout.
+      output_dense: the output projection.
+      hidden_size: the merged heads' width.
+      training: applies attention dropout.
+
+    Returns:
+      ``output_dense`` of the ``[B, Q, hidden_size]`` context.
+    """
+    logits += (1.0 - tf.cast(mask[:, tf.newaxis], logits.dtype)) * _MASKED
+    weights = dropout(tf.nn.softmax(logits, axis=-1), training=training)
+    context = tf.transpose(tf.linalg.matmul(weights, values), [0, 2, 1, 3])  # [B, Q, heads, d]
+    shape = tf.shape(context)
+    return output_dense(tf.reshape(context, [shape[0], shape[1], hidden_size]))
+
+
 class SelfAttention(tf.keras.layers.Layer):
     """Multi-head scaled dot-product self-attention with one fused Q/K/V projection.
 
@@ -251,11 +292,7 @@ class SelfAttention(tf.keras.layers.Layer):
         query, key, value = self._heads(query), self._heads(key), self._heads(value)
         logits = tf.linalg.matmul(query, key, transpose_b=True)  # [B, heads, Q, L]
         logits = logits * (1.0 / math.sqrt(self.head_size))
-        logits += (1.0 - tf.cast(mask[:, tf.newaxis], logits.dtype)) * _MASKED
-        weights = self.dropout(tf.nn.softmax(logits, axis=-1), training=training)
-        context = tf.transpose(tf.linalg.matmul(weights, value), [0, 2, 1, 3])  # [B, Q, heads, d]
-        shape = tf.shape(context)
-        return self.output_dense(tf.reshape(context, [shape[0], shape[1], self.hidden_size]))
+        return attend(logits, mask, value, self.dropout, self.output_dense, self.hidden_size, training)
 
 
 class TransformerBlock(tf.keras.layers.Layer):

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tfseq.models import MODELS
 from tfseq.models.base import SequentialRecommender
-from tfseq.models.layers import causal_encoder, check_config, check_heads, last_window, normal_init
+from tfseq.models.layers import causal_encoder, check_config, check_transformer_config, last_window, normal_init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,13 +57,8 @@ class SASRecConfig:
     max_seq_len: int = 50
 
     def __post_init__(self) -> None:
-        check_config(
-            self,
-            at_least_one=("hidden_size", "num_layers", "num_heads", "inner_size", "max_seq_len"),
-            positive=("layer_norm_eps", "initializer_range"),
-            probabilities=("hidden_dropout_prob", "attn_dropout_prob"),
-        )
-        check_heads(self, "hidden_size")
+        check_config(self, at_least_one=("hidden_size",), positive=("initializer_range",))
+        check_transformer_config(self)
 
 
 @MODELS.register("sasrec", SASRecConfig)
