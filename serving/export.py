@@ -101,7 +101,7 @@ class RecommenderModule(tf.Module):
       vocab_asset: a file with the raw IDs of indices ``1 .. num_items-1``, one a line.
       popularity: ``[num_items]`` scores for histories with no known item.
       top_k: K, the number of items returned per history.
-      exclude_history: never return an item of the history the model sees (its last ``max_seq_len`` known items).
+      exclude_history: never return an item of the (known part of the) history, older items included.
       max_seq_len: only the last ``max_seq_len`` known items are encoded.
       user_asset: models that use users: the ``user_index.tsv`` file (:func:`user_index_text`).
 
@@ -191,10 +191,11 @@ class RecommenderModule(tf.Module):
             )
 
     def _recommend(self, history: tf.Tensor, user_ids: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        item_ids = self._model_input(self._known_items(history))  # [B, L']
+        known = self._known_items(history)
+        item_ids = self._model_input(known)  # [B, L']
         scores = score_items(
             self._model, item_ids, exclude_history=self.exclude_history, fallback=self.popularity,
-            user_ids=user_ids,
+            user_ids=user_ids, history_ids=known.to_tensor(default_value=schema.PAD_ID),
         )  # [B, N], the evaluation's scores; a history with no known item gets popularity
         top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)  # [B, K]
         raw = self.line_to_raw.lookup(tf.cast(top_ids, tf.int64) - 1)

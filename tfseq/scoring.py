@@ -35,6 +35,7 @@ def score_items(
     candidates: tf.Tensor | None = None,
     fallback: tf.Tensor | None = None,
     user_ids: tf.Tensor | None = None,
+    history_ids: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Ranking scores ``[B, N]`` float32 for right-padded histories ``item_ids [B, L]``.
 
@@ -47,6 +48,9 @@ def score_items(
       fallback: ``[N]`` scores for rows with no item at all (serving's popularity).
       user_ids: ``[B]`` int user vocabulary indices (0 = unknown) for a model that
         uses users (``uses_user``); ``None`` = no user. Other models ignore them.
+      history_ids: ``[B, H]`` the items to mask with ``exclude_history`` when they are more
+        than the model reads (serving masks every known item of a request, also those
+        before the last ``max_seq_len``); default ``item_ids``.
 
     Returns:
       ``query @ candidates.T`` with column ``PAD_ID`` at -inf (and the history,
@@ -63,5 +67,5 @@ def score_items(
     padding = tf.one_hot(schema.PAD_ID, tf.shape(scores)[1], on_value=-np.inf, off_value=0.0)
     scores = scores + padding[tf.newaxis, :]
     if exclude_history:
-        scores = mask_history(scores, item_ids)
+        scores = mask_history(scores, item_ids if history_ids is None else history_ids)
     return scores
