@@ -104,6 +104,34 @@ def build(
     return model
 
 
+def assert_causal(model, item_ids: np.ndarray, *, seed: int, padded_row: int, atol: float) -> np.ndarray:
+    """For every position t of ``item_ids [B, L]``: the items after t replaced by random ones (and by padding
+    in row ``padded_row``) leave ``encode_all`` at positions ``<= t`` as it was. Returns the original
+    ``encode_all(item_ids)`` ``[B, L, D]``."""
+    before = model.encode_all(tf.constant(item_ids)).numpy()
+    rng = np.random.default_rng(seed)
+    for t in range(item_ids.shape[1] - 1):
+        changed = item_ids.copy()
+        changed[:, t + 1:] = rng.integers(1, NUM_ITEMS, changed[:, t + 1:].shape)
+        changed[padded_row, t + 1:] = 0
+        after = model.encode_all(tf.constant(changed)).numpy()
+        np.testing.assert_allclose(after[:, : t + 1], before[:, : t + 1], atol=atol)
+    return before
+
+
+def assert_saved_model_scores_like_the_model(model, path: str) -> None:
+    """A SavedModel of ``model.score`` (histories of any batch size and length) answers as the model does
+    on 2 histories of width 3 and 5 of width 11."""
+    module = tf.Module()
+    module.model = model
+    module.score = tf.function(model.score, input_signature=[tf.TensorSpec([None, None], tf.int64)])
+    tf.saved_model.save(module, path)
+    loaded = tf.saved_model.load(path)
+    for rows, length, seed in ((2, 3, 6), (5, 11, 7)):
+        item_ids = tf.constant(random_histories(rows, length, seed=seed))
+        np.testing.assert_allclose(loaded.score(item_ids).numpy(), model.score(item_ids).numpy(), atol=1e-6)
+
+
 @pytest.fixture(params=MODELS.names())
 def model_name(request) -> str:
     return request.param

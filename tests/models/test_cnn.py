@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.models.conftest import NUM_ITEMS, build, random_histories
+from tests.models.conftest import (
+    NUM_ITEMS,
+    assert_causal,
+    assert_saved_model_scores_like_the_model,
+    build,
+    random_histories,
+)
 from tfseq.config import ConfigError, from_dict
 from tfseq.models.cnn import CNNConfig
 
@@ -109,27 +115,12 @@ def test_the_query_at_t_sees_only_the_items_its_taps_reach(config):
 @pytest.mark.parametrize("config", CONFIGS[1:], ids=["tanh_plain_dilated", "one_wide_layer"])
 def test_causal_for_every_layer_shape(config):
     model = build("cnn", config)
-    item_ids = random_histories(4, 8, seed=4, min_len=8)
-    before = model.encode_all(tf.constant(item_ids)).numpy()
-    rng = np.random.default_rng(5)
-    for t in range(7):
-        changed = item_ids.copy()
-        changed[:, t + 1:] = rng.integers(1, NUM_ITEMS, changed[:, t + 1:].shape)
-        changed[1, t + 1:] = 0
-        after = model.encode_all(tf.constant(changed)).numpy()
-        np.testing.assert_allclose(after[:, : t + 1], before[:, : t + 1], atol=1e-6)
+    assert_causal(model, random_histories(4, 8, seed=4, min_len=8), seed=5, padded_row=1, atol=1e-6)
 
 
 def test_saved_model_scores_like_the_model_at_any_length(tmp_path):
     model = build("cnn", CONFIGS[1])
-    module = tf.Module()
-    module.model = model
-    module.score = tf.function(model.score, input_signature=[tf.TensorSpec([None, None], tf.int64)])
-    tf.saved_model.save(module, str(tmp_path))
-    loaded = tf.saved_model.load(str(tmp_path))
-    for rows, length, seed in ((2, 3, 6), (5, 11, 7)):
-        item_ids = tf.constant(random_histories(rows, length, seed=seed))
-        np.testing.assert_allclose(loaded.score(item_ids).numpy(), model.score(item_ids).numpy(), atol=1e-6)
+    assert_saved_model_scores_like_the_model(model, str(tmp_path))
 
 
 def test_config_checks_and_flag_strings():

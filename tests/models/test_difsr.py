@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tests.models.conftest import (
     NUM_ITEMS,
+    assert_causal,
     build,
     causal_batch,
     cycle_sequences,
@@ -178,14 +179,7 @@ def test_each_stream_changes_the_attention():
 def test_output_at_t_ignores_later_items_and_padding_for_every_fusion_type(fusion_type):
     model = build("difsr", small(fusion_type=fusion_type))
     item_ids = random_histories(5, 6, seed=2, min_len=6)
-    before = model.encode_all(tf.constant(item_ids)).numpy()
-    rng = np.random.default_rng(3)
-    for t in range(5):
-        changed = item_ids.copy()
-        changed[:, t + 1:] = rng.integers(1, NUM_ITEMS, changed[:, t + 1:].shape)
-        changed[0, t + 1:] = 0
-        after = model.encode_all(tf.constant(changed)).numpy()
-        np.testing.assert_allclose(after[:, : t + 1], before[:, : t + 1], atol=1e-5)
+    before = assert_causal(model, item_ids, seed=3, padded_row=0, atol=1e-5)
     padded = np.pad(item_ids[:, :4], [(0, 0), (0, 3)])  # wider than the history, narrower than max_seq_len
     np.testing.assert_allclose(model.encode_all(tf.constant(padded)).numpy()[:, :4], before[:, :4], atol=1e-5)
 

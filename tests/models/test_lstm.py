@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.models.conftest import NUM_ITEMS, build, random_histories
+from tests.models.conftest import (
+    NUM_ITEMS,
+    assert_causal,
+    assert_saved_model_scores_like_the_model,
+    build,
+    random_histories,
+)
 from tfseq.config import ConfigError
 from tfseq.models.lstm import LSTMConfig
 
@@ -56,14 +62,7 @@ def test_hidden_states_match_a_numpy_lstm_and_the_query_is_the_last_real_one():
 def test_the_state_at_t_ignores_later_items_and_every_earlier_item_reaches_it():
     model = build("lstm", CONFIG)
     item_ids = random_histories(4, 6, seed=2, min_len=6)
-    before = model.encode_all(tf.constant(item_ids)).numpy()
-    rng = np.random.default_rng(3)
-    for t in range(5):
-        changed = item_ids.copy()
-        changed[:, t + 1:] = rng.integers(1, NUM_ITEMS, changed[:, t + 1:].shape)
-        changed[2, t + 1:] = 0
-        after = model.encode_all(tf.constant(changed)).numpy()
-        np.testing.assert_allclose(after[:, : t + 1], before[:, : t + 1], atol=1e-6)
+    before = assert_causal(model, item_ids, seed=3, padded_row=2, atol=1e-6)
     # the first item still moves the last state: nothing truncates the recurrence
     changed = item_ids.copy()
     changed[:, 0] = changed[:, 0] % (NUM_ITEMS - 1) + 1
@@ -73,14 +72,7 @@ def test_the_state_at_t_ignores_later_items_and_every_earlier_item_reaches_it():
 
 def test_saved_model_scores_like_the_model_at_any_length(tmp_path):
     model = build("lstm", CONFIG)
-    module = tf.Module()
-    module.model = model
-    module.score = tf.function(model.score, input_signature=[tf.TensorSpec([None, None], tf.int64)])
-    tf.saved_model.save(module, str(tmp_path))
-    loaded = tf.saved_model.load(str(tmp_path))
-    for rows, length, seed in ((2, 3, 6), (5, 11, 7)):
-        item_ids = tf.constant(random_histories(rows, length, seed=seed))
-        np.testing.assert_allclose(loaded.score(item_ids).numpy(), model.score(item_ids).numpy(), atol=1e-6)
+    assert_saved_model_scores_like_the_model(model, str(tmp_path))
 
 
 def test_config_checks():

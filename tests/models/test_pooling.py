@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.models.conftest import NUM_ITEMS, build, random_histories, right_pad
+from tests.models.conftest import (
+    NUM_ITEMS,
+    assert_saved_model_scores_like_the_model,
+    build,
+    random_histories,
+    right_pad,
+)
 from tfseq.config import ConfigError
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
@@ -81,14 +87,7 @@ def test_learns_which_items_go_together_with_spotlights_hinge_losses(loss):
 
 def test_saved_model_scores_like_the_model_at_any_length(tmp_path):
     model = build("pooling", CONFIG)
-    module = tf.Module()
-    module.model = model
-    module.score = tf.function(model.score, input_signature=[tf.TensorSpec([None, None], tf.int64)])
-    tf.saved_model.save(module, str(tmp_path))
-    loaded = tf.saved_model.load(str(tmp_path))
-    for rows, length, seed in ((2, 3, 6), (5, 11, 7)):
-        item_ids = tf.constant(random_histories(rows, length, seed=seed))
-        np.testing.assert_allclose(loaded.score(item_ids).numpy(), model.score(item_ids).numpy(), atol=1e-6)
+    assert_saved_model_scores_like_the_model(model, str(tmp_path))
     assert model.candidate_embeddings().shape == (NUM_ITEMS, 8)
 
 
