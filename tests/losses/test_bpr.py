@@ -1,4 +1,5 @@
-"""``bpr``: -mean log σ(pos - neg) over each positive's own sampled negatives, hits left out."""
+"""``bpr``: -mean log σ(pos - neg) over each positive's own sampled negatives, hits left out (sampling and
+chunks: test_pairwise.py)."""
 
 from __future__ import annotations
 
@@ -95,23 +96,6 @@ def test_is_a_mean_over_pairs_not_a_sum():
     assert thrice == pytest.approx(once, rel=1e-6)
 
 
-@pytest.mark.parametrize("sampler", ["uniform", "popularity"])
-def test_call_draws_num_negatives_per_positive(sampler):
-    rng = np.random.default_rng(1)
-    counts = rng.integers(0, 50, 30)
-    query = tf.constant(rng.normal(size=(5, 4)), tf.float32)
-    candidates = tf.constant(rng.normal(size=(30, 4)), tf.float32)
-    positives = tf.constant(rng.integers(1, 30, 5))
-    loss = build(counts, sampler=sampler, num_negatives=2)
-    tf.random.set_seed(3)
-    value = float(loss(query, positives, candidates, training=True))
-    tf.random.set_seed(3)
-    negatives, _ = loss.sampler.sample(10)  # 5 positives x 2
-    assert value == pytest.approx(
-        float(loss.loss_given_negatives(query, positives, candidates, negatives)), rel=1e-6
-    )
-
-
 def test_trains_inside_tf_function_with_finite_gradients():
     rng = np.random.default_rng(2)
     loss = build(np.array([0, 9, 1, 1]), sampler="popularity", num_negatives=4)
@@ -130,35 +114,6 @@ def test_trains_inside_tf_function_with_finite_gradients():
         grads = [tf.convert_to_tensor(g).numpy() for g in grads]
         assert all(np.all(np.isfinite(g)) for g in grads)
         np.testing.assert_array_equal(grads[1][0], 0.0)  # padding is never positive or negative
-
-
-@pytest.mark.parametrize("chunk_size", [1, 2, 4, 9])
-def test_chunked_scoring_gives_the_oracle_value_and_the_same_gradients(chunk_size):
-    # T = 9 queries, M = 3: chunks of 2 and 4 leave a padded last chunk; hits present.
-    rng = np.random.default_rng(5)
-    query = tf.constant(rng.normal(size=(9, 4)), tf.float32)
-    candidates = tf.constant(rng.normal(size=(6, 4)), tf.float32)
-    positives = tf.constant(rng.integers(1, 6, 9))
-    negatives = tf.constant(rng.integers(1, 6, 27))
-
-    def value_and_grads(loss):
-        with tf.GradientTape() as tape:
-            tape.watch([query, candidates])
-            value = loss.loss_given_negatives(query, positives, candidates, negatives)
-        return float(value), [tf.convert_to_tensor(g).numpy() for g in tape.gradient(value, [query, candidates])]
-
-    expected = oracle(query.numpy(), positives.numpy(), candidates.numpy(), negatives.numpy(), hits=True)
-    value, grads = value_and_grads(build(num_negatives=3, chunk_size=chunk_size))
-    whole_value, whole_grads = value_and_grads(build(num_negatives=3, chunk_size=64))
-    assert value == pytest.approx(expected, rel=1e-5)
-    assert whole_value == pytest.approx(expected, rel=1e-5)
-    for chunked, whole in zip(grads, whole_grads):
-        np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-7)
-
-
-def test_wrong_number_of_negatives_is_an_error():
-    with pytest.raises(tf.errors.InvalidArgumentError, match="num_negatives=2 negatives per positive"):
-        given(build(num_negatives=2), np.ones((3, 1)), [1, 2, 3], CANDIDATES, [1, 2, 3, 1])
 
 
 def test_config_rejects_bad_values():

@@ -1,5 +1,5 @@
 """``hinge`` / ``adaptive_hinge``: Spotlight's pairwise hinges over each positive's own sampled negatives,
-against hand arithmetic and a NumPy oracle; hits left out; chunking changes nothing."""
+against hand arithmetic and a NumPy oracle; hits left out. Sampling and chunks: test_pairwise.py."""
 
 from __future__ import annotations
 
@@ -138,49 +138,6 @@ def test_adaptive_gradient_reaches_only_the_hardest_negative():
     np.testing.assert_allclose(gradient, [[0, 0], [-1, 0], [1, 0], [0, 0]])
 
 
-@pytest.mark.parametrize("name", ["hinge", "adaptive_hinge"])
-def test_call_draws_num_negatives_per_positive(name):
-    rng = np.random.default_rng(1)
-    counts = rng.integers(0, 50, 30)
-    query = tf.constant(rng.normal(size=(5, 4)), tf.float32)
-    candidates = tf.constant(rng.normal(size=(30, 4)), tf.float32)
-    positives = tf.constant(rng.integers(1, 30, 5))
-    loss = build(name, counts, sampler="popularity", num_negatives=3)
-    tf.random.set_seed(3)
-    value = float(loss(query, positives, candidates, training=True))
-    tf.random.set_seed(3)
-    negatives, _ = loss.sampler.sample(15)  # 5 positives x 3
-    assert value == pytest.approx(
-        float(loss.loss_given_negatives(query, positives, candidates, negatives)), rel=1e-6
-    )
-
-
-@pytest.mark.parametrize("name", ["hinge", "adaptive_hinge"])
-@pytest.mark.parametrize("chunk_size", [1, 2, 4, 9])
-def test_chunked_scoring_gives_the_oracle_value_and_the_same_gradients(name, chunk_size):
-    # T = 9 queries, M = 3: chunks of 2 and 4 leave a padded last chunk; hits present.
-    rng = np.random.default_rng(5)
-    query = tf.constant(rng.normal(size=(9, 4)), tf.float32)
-    candidates = tf.constant(rng.normal(size=(6, 4)), tf.float32)
-    positives = tf.constant(rng.integers(1, 6, 9))
-    negatives = tf.constant(rng.integers(1, 6, 27))
-
-    def value_and_grads(loss):
-        with tf.GradientTape() as tape:
-            tape.watch([query, candidates])
-            value = loss.loss_given_negatives(query, positives, candidates, negatives)
-        return float(value), [tf.convert_to_tensor(g).numpy() for g in tape.gradient(value, [query, candidates])]
-
-    expected = oracle(query.numpy(), positives.numpy(), candidates.numpy(), negatives.numpy(),
-                      adaptive=name == "adaptive_hinge", hits=True)
-    value, grads = value_and_grads(build(name, num_negatives=3, chunk_size=chunk_size))
-    whole_value, whole_grads = value_and_grads(build(name, num_negatives=3, chunk_size=64))
-    assert value == pytest.approx(expected, rel=1e-5)
-    assert whole_value == pytest.approx(expected, rel=1e-5)
-    for chunked, whole in zip(grads, whole_grads):
-        np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-7)
-
-
 def test_defaults_are_spotlights_and_bad_values_are_rejected():
     assert (HingeConfig().num_negatives, HingeConfig().margin) == (1, 1.0)
     assert (AdaptiveHingeConfig().num_negatives, AdaptiveHingeConfig().sampler) == (5, "uniform")
@@ -192,5 +149,3 @@ def test_defaults_are_spotlights_and_bad_values_are_rejected():
         HingeConfig(chunk_size=0)
     with pytest.raises(ConfigError, match="sampler must be one of uniform, popularity"):
         HingeConfig(sampler="zipf")
-    with pytest.raises(tf.errors.InvalidArgumentError, match="num_negatives=2 negatives per positive"):
-        given(build("hinge", num_negatives=2), np.ones((3, 1)), [1, 2, 3], CANDIDATES, [1, 2, 3, 1])
