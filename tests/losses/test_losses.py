@@ -36,6 +36,9 @@ def test_config_is_frozen_and_shares_no_key_with_train_config(loss_name):
 
 
 def test_default_loss_is_finite_positive_scalar_in_eager_and_graph(loss_name):
+    # Seeded: a hinge is 0 when every sampled pair keeps its margin, which unseeded draws of one negative
+    # for 3 rows gave about 1 run in 5.
+    tf.keras.utils.set_random_seed(0)
     loss = LOSSES.build(loss_name, item_counts=COUNTS)
     assert isinstance(loss, RetrievalLoss)
     rng = np.random.default_rng(0)
