@@ -39,7 +39,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import artifacts
 from pipeline import transforms as T
-from tfseq.config import ConfigError
+from tfseq.config import ConfigError, to_dict
 from tfseq.data import schema, vocab
 from tfseq.data.formats import DataError
 from tfseq.data.vocab import DatasetMetadata, SplitInfo
@@ -301,7 +301,7 @@ def dataset_stats(
         "dropped": {"malformed": sum(malformed.values()), **{r: dropped.get(r, 0) for r in T.REASONS}},
         "malformed": malformed,
         "kcore_rounds": rounds,
-        "config": dataclasses.asdict(config),
+        "config": to_dict(config),
     }
 
 
