@@ -6,7 +6,6 @@ from tfseq.registry import Registry
 MODELS: Registry = Registry("model")
 
 # Explicit imports register every model; a new model module is added here.
-from tfseq.models import cnn, core, difsr, gru4rec, lstm, pooling, pop, sasrec, sasrec_f  # noqa: E402,F401
-from tfseq.models import hrm  # noqa: E402,F401
+from tfseq.models import cnn, core, difsr, gru4rec, hrm, lstm, pooling, pop, sasrec, sasrec_f  # noqa: E402,F401
 
 __all__ = ["MODELS"]
