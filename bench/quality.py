@@ -41,6 +41,7 @@ def masked_test_metrics(trainer_dir: str, transform_dir: str, config) -> dict:
     data = evaluation_dataset(
         transform_dir, DatasetMetadata.load(transform_dir), "test",
         max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
+        users=bool(getattr(model, "uses_user", False)),
     )
     return evaluate(model, data, exclude_history=True)
 

@@ -41,7 +41,8 @@ def masked_test(result: Any) -> dict[str, float]:
     model, _ = load_trained_model(result.trainer_dir, result.transform_dir)
     config = ExperimentConfig.from_json_file(str(Path(result.trainer_dir, CONFIG)))
     data = evaluation_dataset(result.transform_dir, DatasetMetadata.load(result.transform_dir), "test",
-                              max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size)
+                              max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
+                              users=bool(getattr(model, "uses_user", False)))
     return evaluate(model, data, exclude_history=True)
 
 
