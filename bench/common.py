@@ -110,8 +110,13 @@ def machine() -> dict[str, Any]:
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:
+    """Writes ``payload`` atomically; its ``runs`` are merged into the file's, so two benchmark
+    processes writing one results file keep each other's rows."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
+    if "runs" in payload and path.exists():
+        on_disk = json.loads(path.read_text()).get("runs", {})
+        payload = {**payload, "runs": {**on_disk, **payload["runs"]}}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
     tmp.replace(path)
