@@ -8,6 +8,7 @@ Keras 2 API, and TF 2.16+ would otherwise hand it Keras 3.
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # the user's own choice wins over ours
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -11,15 +11,19 @@ def quiet_startup(verbose: bool = False) -> None:
 
     TensorFlow's C++ runtime writes oneDNN/CUDA notices ("failed call to
     cuInit" on every machine without a GPU) straight to file descriptor 2,
-    before Python logging exists, and Beam warns about optional GCP clients.
+    before Python logging exists, and later logs oneDNN's int64 fallbacks as
+    errors (so its log level goes to 3 unless the user set
+    ``TF_CPP_MIN_LOG_LEVEL``; real failures still raise Python exceptions);
+    Beam warns about optional GCP clients.
     None of it is actionable, so stderr is pointed at /dev/null while they load
     and initialise their devices, then restored: later errors still show.
     """
-    import tfseq  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+    import tfseq  # TF_USE_LEGACY_KERAS before TensorFlow
 
     if verbose:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if tfseq.USER_TF_LOG_LEVEL is None:  # also oneDNN's int64 notices during training, logged as errors
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
