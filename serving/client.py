@@ -159,10 +159,14 @@ class RecommenderClient:
         *,
         signature: str = SERVING_SIGNATURE,
         version: int | None = None,
+        users: Sequence[str] | None = None,
     ) -> Recommendations:
-        """Top-K ``(item_id, score)`` per history; K is fixed when the model is exported."""
+        """Top-K ``(item_id, score)`` per history; K is fixed when the model is exported.
+
+        ``users`` (one raw user ID per history) goes to models that read the user (``hrm``).
+        """
         request = predict_request(
-            histories, model_name=self.model_name, signature=signature, version=version
+            histories, model_name=self.model_name, signature=signature, version=version, users=users
         )
         return parse_recommendations(self.predict(request))
 
@@ -185,15 +189,16 @@ def recommend(
     version: int | None = None,
     timeout_s: float = 5.0,
     retries: int = 2,
+    users: Sequence[str] | None = None,
 ) -> Recommendations:
     """One-shot :meth:`RecommenderClient.recommend` (opens and closes a channel)."""
     with RecommenderClient(target, model_name, timeout_s=timeout_s, retries=retries) as client:
-        return client.recommend(histories, signature=signature, version=version)
+        return client.recommend(histories, signature=signature, version=version, users=users)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m serving.client", description=__doc__.split("\n")[0]
+        prog="python -m serving.client", description=__doc__.split("\n")[0], allow_abbrev=False
     )
     parser.add_argument("--target", default="localhost:8500", help="host:port of the gRPC server")
     parser.add_argument("--model_name", default="tfseq")
@@ -202,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         help="space-separated raw item IDs, oldest first; repeat the flag for a batch",
+    )
+    parser.add_argument(
+        "--user", action="append",
+        help="the raw user ID of each --history, in order, for models that read the user (hrm)",
     )
     parser.add_argument(
         "--k", type=int, default=10, help="print at most k items (K is fixed at export)"
@@ -216,8 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     histories = [h.split() for h in args.history]
+    if args.user is not None and len(args.user) != len(histories):
+        parser.error(f"--user given {len(args.user)} times for {len(histories)} --history; give one per history")
     try:
         results = recommend(
             histories,
@@ -226,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             version=args.version,
             timeout_s=args.timeout_s,
             retries=args.retries,
+            users=args.user,
         )
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)

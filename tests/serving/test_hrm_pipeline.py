@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ def test_the_export_of_a_pipeline_run_takes_history_and_user_id(hrm_run):
         "serving_default": {HISTORY, USER_ID}, "embed": {HISTORY, USER_ID}}
 
 
-def test_the_server_answers_with_and_without_a_user_as_tfseq_load(hrm_run, tmp_path):
+def test_the_server_answers_with_and_without_a_user_as_tfseq_load(hrm_run, tmp_path, capsys):
     import tfseq
 
     root, result = hrm_run
@@ -71,6 +72,14 @@ def test_the_server_answers_with_and_without_a_user_as_tfseq_load(hrm_run, tmp_p
             with_users = client.parse_recommendations(
                 rpc.predict(client.predict_request(histories, model_name="tfseq", users=users)))
             alone = rpc.recommend(histories)  # no user_id input at all: its default, no users
+            assert rpc.recommend(histories, users=users) == with_users
+        argv = ["--target", target, "--model_name", "tfseq", "--json", "--k", "3"]
+        for history, user in zip(histories[:2], users[:2]):
+            argv += ["--history", " ".join(history), "--user", user]
+        capsys.readouterr()
+        assert client.main(argv) == 0  # python -m serving.client --user
+        printed = json.loads(capsys.readouterr().out)
+        assert [[r["item_id"] for r in row] for row in printed] == [row[:3] for row in want_users.item_ids[:2]]
         for got, want in ((with_users, want_users), (alone, want_alone)):
             assert [[i for i, _ in row] for row in got] == want.item_ids
             np.testing.assert_allclose([[s for _, s in row] for row in got], want.scores, rtol=1e-5, atol=1e-5)
