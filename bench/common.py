@@ -63,6 +63,22 @@ def run_measured(settings: dict[str, Any], root: Path) -> tuple[Any, dict[str, A
     }
 
 
+def masked_test_metrics(trainer_dir: str, transform_dir: str) -> dict[str, float]:
+    """A trained run's test metrics with the history masked (``exclude_history``), whatever it was trained with."""
+    from tfseq.data.reader import evaluation_dataset
+    from tfseq.data.vocab import DatasetMetadata
+    from tfseq.evaluation import evaluate
+    from tfseq.experiment import load_trained_model
+
+    model, config = load_trained_model(trainer_dir, transform_dir)
+    data = evaluation_dataset(
+        transform_dir, DatasetMetadata.load(transform_dir), "test",
+        max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
+        users=bool(getattr(model, "uses_user", False)),
+    )
+    return evaluate(model, data, exclude_history=True)
+
+
 class PeakMemory:
     """Samples the process's resident memory in a background thread; ``peak_mib`` once stopped."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, preprocess, read_results, write_results  # noqa: E402
+from bench.common import machine, masked_test_metrics, preprocess, read_results, write_results  # noqa: E402
 
 # Per-model settings for the benchmark runs (RecBole defaults unless a note says why).
 MODEL_PARAMS: dict[str, dict] = {
@@ -28,22 +28,6 @@ MODEL_PARAMS: dict[str, dict] = {
     "core_ave": {"learning_rate": 0.001},
     "core_trm": {"learning_rate": 0.001},
 }
-
-
-def masked_test_metrics(trainer_dir: str, transform_dir: str, config) -> dict:
-    """The same trained model on the test split with history items masked (--exclude_history)."""
-    from tfseq.data.reader import evaluation_dataset
-    from tfseq.data.vocab import DatasetMetadata
-    from tfseq.evaluation import evaluate
-    from tfseq.experiment import load_trained_model
-
-    model, _ = load_trained_model(trainer_dir, transform_dir)
-    data = evaluation_dataset(
-        transform_dir, DatasetMetadata.load(transform_dir), "test",
-        max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
-        users=bool(getattr(model, "uses_user", False)),
-    )
-    return evaluate(model, data, exclude_history=True)
 
 
 def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen: bool, extra: dict) -> dict:
@@ -60,7 +44,7 @@ def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen
         run_trainer(config, transform_dir, f"{work}/trainer", verbose=0)
         metrics = run_evaluator(f"{work}/trainer", transform_dir, f"{work}/evaluator")
         metrics["wall_seconds"] = time.perf_counter() - start
-        metrics["test_exclude_seen"] = masked_test_metrics(f"{work}/trainer", transform_dir, config)
+        metrics["test_exclude_seen"] = masked_test_metrics(f"{work}/trainer", transform_dir)
     metrics["config"] = config.to_flat()
     return metrics
 

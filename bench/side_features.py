@@ -22,7 +22,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DATASETS, SOURCES, WORK, machine, read_results, run_measured, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    DATASETS,
+    SOURCES,
+    WORK,
+    machine,
+    masked_test_metrics,
+    read_results,
+    run_measured,
+    write_results,
+)
 
 FEATURES: dict[str, dict[str, Any]] = {
     "beauty": {"item_features": str(DATASETS / "amazon-beauty" / "Beauty_item2attributes.json")},
@@ -30,27 +39,11 @@ FEATURES: dict[str, dict[str, Any]] = {
 }
 
 
-def masked_test(result: Any) -> dict[str, float]:
-    """The run's trained model on the test split with the history masked."""
-    from pipeline.artifacts import CONFIG
-    from tfseq.data.reader import evaluation_dataset
-    from tfseq.data.vocab import DatasetMetadata
-    from tfseq.evaluation import evaluate
-    from tfseq.experiment import ExperimentConfig, load_trained_model
-
-    model, _ = load_trained_model(result.trainer_dir, result.transform_dir)
-    config = ExperimentConfig.from_json_file(str(Path(result.trainer_dir, CONFIG)))
-    data = evaluation_dataset(result.transform_dir, DatasetMetadata.load(result.transform_dir), "test",
-                              max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
-                              users=bool(getattr(model, "uses_user", False)))
-    return evaluate(model, data, exclude_history=True)
-
-
 def run_one(dataset: str, model: str, epochs: int, patience: int, extra: dict[str, Any]) -> dict[str, Any]:
     settings = {**SOURCES[dataset], **FEATURES[dataset], "model": model, "epochs": epochs, "patience": patience,
                 **extra}
     result, row = run_measured(settings, WORK / f"side-{dataset}")
-    row["test_history_masked"] = masked_test(result)
+    row["test_history_masked"] = masked_test_metrics(result.trainer_dir, result.transform_dir)
     return row
 
 

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from tfseq.data import schema
 from tfseq.metrics.ranking import DEFAULT_KS, metric_sums, validated_ks
-from tfseq.scoring import mask_history, score_items  # noqa: F401  (mask_history: re-exported)
+from tfseq.scoring import score_items
 
 NUM_USERS = "num_users"
 
