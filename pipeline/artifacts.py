@@ -38,8 +38,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from tfseq.config import CONFIG_FILE as CONFIG  # the Trainer's model contract, defined by the library
 from tfseq.config import WEIGHTS
-from tfseq.data.vocab import ITEM_VOCAB, METADATA, USER_VOCAB  # the Transform's data contract
-from tfseq.experiment import ITEM_FEATURES_DIR as ITEM_FEATURES  # the item side-feature table's folder
+from tfseq.data.vocab import ITEM_FEATURES_DIR as ITEM_FEATURES  # the Transform's data contract
+from tfseq.data.vocab import ITEM_VOCAB, METADATA, USER_VOCAB
 
 STAGES = ("ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher")
 DATA_STAGES = ("ExampleGen", "Transform")

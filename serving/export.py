@@ -195,7 +195,8 @@ class RecommenderModule(tf.Module):
         item_ids = self._model_input(known)  # [B, L']
         scores = score_items(
             self._model, item_ids, exclude_history=self.exclude_history, fallback=self.popularity,
-            user_ids=user_ids, history_ids=known.to_tensor(default_value=schema.PAD_ID),
+            user_ids=user_ids,
+            history_ids=known.to_tensor(default_value=schema.PAD_ID) if self.exclude_history else None,
         )  # [B, N], the evaluation's scores; a history with no known item gets popularity
         top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)  # [B, K]
         raw = self.line_to_raw.lookup(tf.cast(top_ids, tf.int64) - 1)

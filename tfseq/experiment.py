@@ -157,9 +157,6 @@ def load_trained_model(trainer_dir: str, transform_dir: str):
     return model, config
 
 
-ITEM_FEATURES_DIR = "item_features"  # inside the Transform output, when it has side features
-
-
 def load_item_features(transform_dir: str) -> Any:
     """The Transform output's item feature table; ConfigError when it has none."""
     import posixpath
@@ -167,6 +164,7 @@ def load_item_features(transform_dir: str) -> Any:
     import tensorflow as tf
 
     from tfseq.data.item_features import ItemFeatures
+    from tfseq.data.vocab import ITEM_FEATURES_DIR
 
     directory = posixpath.join(transform_dir, ITEM_FEATURES_DIR)
     if not tf.io.gfile.isdir(directory):
@@ -175,6 +173,6 @@ def load_item_features(transform_dir: str) -> Any:
 
 
 __all__ = [
-    "CONFIG_FILE", "ITEM_FEATURES_DIR", "WEIGHTS", "ExperimentConfig", "build_model", "build_variables",
+    "CONFIG_FILE", "WEIGHTS", "ExperimentConfig", "build_model", "build_variables",
     "load_item_features", "load_trained_model", "uses_item_features",
 ]

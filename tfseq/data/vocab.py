@@ -19,6 +19,7 @@ from tfseq.data import schema
 ITEM_VOCAB = "item_vocab.txt"
 USER_VOCAB = "user_vocab.txt"
 METADATA = "metadata.json"
+ITEM_FEATURES_DIR = "item_features"  # the item side-feature table, when Transform had --item_features
 
 
 def read_vocabulary(path: str) -> list[str]:
