@@ -34,7 +34,7 @@ from pipeline.transform import TransformConfig
 from tfseq import aliases
 from tfseq.config import ConfigError, TrainConfig, field_names, from_dict
 from tfseq.data.formats import ALL_FORMATS
-from tfseq.experiment import DEFAULT_LOSS, DEFAULT_MODEL, ExperimentConfig
+from tfseq.experiment import DEFAULT_LOSS, DEFAULT_MODEL, ExperimentConfig, model_train_defaults
 
 STAGE_SECTIONS: dict[str, type] = {
     "ExampleGen": ExampleGenConfig,
@@ -82,6 +82,14 @@ def hyperparameter_owners() -> dict[str, list[tuple[str, str, Any]]]:
                     continue  # routed to TrainConfig too (max_seq_len): one value, one flag
                 owners.setdefault(field.name, []).append((kind, key, _default(field)))
     return owners
+
+
+def model_train_defaults_of(name: str) -> dict[str, Any]:
+    """``{model: its own default}`` for TrainConfig field ``name``, over the models that set one."""
+    from tfseq.models import MODELS
+
+    return {model: defaults[name] for model in MODELS.names()
+            if name in (defaults := model_train_defaults(model))}
 
 
 def _default(field: dataclasses.Field) -> Any:
@@ -314,6 +322,10 @@ def add_config_flags(
             extra: dict[str, Any] = {}
             if field.name == "input_format":
                 extra["choices"] = ALL_FORMATS
+            if cls is TrainConfig:
+                by_model = model_train_defaults_of(field.name)
+                if by_model:
+                    help_text += "; the models' own: " + ", ".join(f"{m}: {v!r}" for m, v in by_model.items())
             if field.name == "valid_metric":
                 extra["type"] = aliases.metric_name
                 help_text += f"; metrics: {', '.join(METRICS)}"

@@ -79,3 +79,32 @@ def test_experiment_config_routes_flat_keys_and_rejects_unknown(tmp_path):
     with pytest.raises(ConfigError, match=r"best\.json.*bogus"):
         ExperimentConfig.from_json_file(str(path))
     assert set(MODELS.names()) >= {"gru4rec", "sasrec", "core_ave", "core_trm", "pop"}
+
+
+def test_model_train_defaults_fill_only_what_the_user_leaves_out(monkeypatch):
+    from tfseq.experiment import ExperimentConfig, model_train_defaults
+    from tfseq.models.sasrec import SASRec
+
+    monkeypatch.setattr(SASRec, "train_defaults", {"learning_rate": 3e-4, "all_positions": False})
+    config = ExperimentConfig.from_flat({"model": "sasrec"})
+    assert (config.train.learning_rate, config.train.all_positions) == (3e-4, False)
+    given = ExperimentConfig.from_flat({"model": "sasrec", "learning_rate": 0.01})
+    assert (given.train.learning_rate, given.train.all_positions) == (0.01, False)
+    # config.json holds every value, so a saved run reloads as it was trained, defaults or not.
+    assert ExperimentConfig.from_flat(config.to_flat()) == config
+    assert ExperimentConfig.from_flat({"model": "gru4rec"}).train.learning_rate == TrainConfig().learning_rate
+
+    monkeypatch.setattr(SASRec, "train_defaults", {"learning_rat": 1e-4})
+    with pytest.raises(ConfigError, match="learning_rat"):
+        model_train_defaults("sasrec")
+    monkeypatch.setattr(SASRec, "train_defaults", {"max_seq_len": 20})  # one value for reader and model
+    with pytest.raises(ConfigError, match="max_seq_len"):
+        ExperimentConfig.from_flat({"model": "sasrec"})
+
+
+def test_every_registered_model_train_defaults_are_valid_train_config_values():
+    from tfseq.experiment import model_train_defaults
+    from tfseq.models import MODELS
+
+    for model in MODELS.names():
+        TrainConfig(**model_train_defaults(model))  # names and values both checked

@@ -67,7 +67,11 @@ class ExperimentConfig:
 
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> "ExperimentConfig":
-        """Builds a config from ``{"model": ..., "loss": ..., <any hyperparameter>: ...}``."""
+        """Builds a config from ``{"model": ..., "loss": ..., <any hyperparameter>: ...}``.
+
+        ``TrainConfig`` fields the values leave out take the model's own defaults
+        (:func:`model_train_defaults`) where it has them, ``TrainConfig``'s otherwise.
+        """
         model = str(values.get("model", DEFAULT_MODEL))
         loss = str(values.get("loss", DEFAULT_LOSS))
         try:
@@ -81,8 +85,10 @@ class ExperimentConfig:
                 f"unknown hyperparameter(s) for model {model!r} with loss {loss!r}: "
                 f"{', '.join(unknown)}; known: {', '.join(sorted(cls.known_keys(model, loss)))}"
             )
+        defaults = {"train": model_train_defaults(model)}
         built: dict[str, Any] = {
-            name: from_dict(section, {k: v for k, v in params.items() if k in field_names(section)})
+            name: from_dict(section, {**defaults.get(name, {}),
+                                      **{k: v for k, v in params.items() if k in field_names(section)}})
             for name, section in sections.items()
         }
         return cls(model=model, loss=loss, **built)
@@ -109,6 +115,16 @@ class ExperimentConfig:
         values = self.to_flat()
         values.update(flat_overrides)
         return ExperimentConfig.from_flat(values)
+
+
+def model_train_defaults(model: str) -> dict[str, Any]:
+    """Registry model ``model``'s own ``TrainConfig`` defaults (its ``train_defaults``), checked by name."""
+    defaults = dict(getattr(MODELS.get(model).cls, "train_defaults", {}))
+    unknown = sorted(set(defaults) - set(field_names(TrainConfig)) | set(defaults) & set(ROUTED_KEYS))
+    if unknown:
+        raise ConfigError(f"model {model!r}: train_defaults names {', '.join(unknown)}, which are not "
+                          f"TrainConfig fields it may set")
+    return defaults
 
 
 def build_model(config: ExperimentConfig, metadata: DatasetMetadata, item_features: Any = None):

@@ -22,6 +22,7 @@ from tests.models.conftest import (
 )
 from tfseq.config import ConfigError, from_dict
 from tfseq.data.item_features import ItemFeatures
+from tfseq.experiment import ExperimentConfig
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS, layers
 from tfseq.models.difsr import DecoupledAttention, DIFSRConfig
@@ -44,7 +45,8 @@ def small(**changes) -> DIFSRConfig:
     ({"pooling_mode": "avg"}, "DIFSRConfig.pooling_mode must be one of sum, mean, max"),
     ({"attribute_predictor": "mlp"}, "DIFSRConfig.attribute_predictor must be one of linear, none"),
     ({"lambda_attr": -1.0}, "DIFSRConfig.lambda_attr must be >= 0"),
-    ({"attribute_hidden_size": 6}, r"DIFSRConfig.attribute_hidden_size \(6\) must be divisible by num_heads \(4\)"),
+    ({"attribute_hidden_size": 6, "num_heads": 4},
+     r"DIFSRConfig.attribute_hidden_size \(6\) must be divisible by num_heads \(4\)"),
     ({"attn_dropout_prob": 1.0}, r"DIFSRConfig.attn_dropout_prob must be in \[0, 1\)"),
 ])
 def test_config_errors_name_the_field(values, message):
@@ -52,13 +54,17 @@ def test_config_errors_name_the_field(values, message):
         DIFSRConfig(**values)
 
 
-def test_defaults_are_the_authors_beauty_run_and_flat_dicts_coerce():
+def test_defaults_are_the_authors_beauty_run_at_two_cpu_core_size_and_flat_dicts_coerce():
     config = DIFSRConfig()
-    assert (config.num_layers, config.num_heads, config.hidden_size, config.inner_size) == (4, 4, 256, 256)
+    assert (config.num_layers, config.num_heads, config.hidden_size, config.inner_size) == (2, 2, 128, 256)
     assert (config.attribute_hidden_size, config.hidden_dropout_prob, config.attn_dropout_prob) == (64, 0.5, 0.3)
     assert (config.fusion_type, config.pooling_mode, config.attribute_predictor, config.lambda_attr) == (
         "gate", "sum", "linear", 10.0)
     assert from_dict(DIFSRConfig, {"lambda_attr": "5", "fusion_type": "sum"}).lambda_attr == 5.0
+    # RecBole's (prefix, next item) training examples, as the authors train, unless the user says otherwise.
+    train = ExperimentConfig.from_flat({"model": "difsr"}).train
+    assert (train.all_positions, train.batch_size) == (False, 128)
+    assert ExperimentConfig.from_flat({"model": "difsr", "all_positions": True}).train.all_positions
 
 
 def test_building_without_item_features_or_with_the_wrong_rows_is_a_clear_error():

@@ -59,6 +59,7 @@ def test_help_lists_every_stage_model_and_loss_flag_whatever_the_model(capsys):
         assert name in text
     assert "--n_layers" in text and "--train_batch_size" in text  # RecBole's spellings, as aliases
     assert "sasrec: 2" in text  # per-model defaults of a shared hyperparameter
+    assert "the models' own: difsr: 128" in " ".join(text.split())  # a model's own training default
 
 
 def test_tuning_help_lists_input_and_hyperparameter_flags(capsys):

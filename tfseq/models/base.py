@@ -11,7 +11,7 @@ whose encoder reads the (dropped-out) item embeddings share.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +40,9 @@ class SequentialRecommender(tfrs.Model):
         training uses prefix batches (``target [B]``), one per prefix.
       uses_item_features: the model looks up item side features and must be built
         with ``item_features``; other models accept and ignore them.
+      train_defaults: the model's own defaults for ``TrainConfig`` fields (e.g. a learning
+        rate or a batch layout its size needs); a value the user gives still wins
+        (``ExperimentConfig.from_flat`` applies them).
       uses_user: the model reads the user too: it is built with ``num_users``, its
         ``encode``/``encode_all`` take ``user_ids=None`` (keyword; ``None`` = no
         user), and its batches carry ``user_ids [B]``. Other models accept and
@@ -58,6 +61,7 @@ class SequentialRecommender(tfrs.Model):
     causal: ClassVar[bool] = False
     uses_item_features: ClassVar[bool] = False
     uses_user: ClassVar[bool] = False
+    train_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
         self,
