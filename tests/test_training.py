@@ -100,6 +100,22 @@ def test_early_stopping_stops_after_patience_misses_and_restores_the_best_weight
     assert result.best_metrics["ndcg@10"] != pytest.approx(values[-1])
 
 
+@pytest.mark.parametrize("decay_patience", [0, 1, 2])
+def test_learning_rate_is_cut_after_each_run_of_epochs_without_a_better_metric(tmp_path, decay_patience):
+    transform = write_transform_dir(tmp_path / "noise", noise(), NUM_ITEMS)
+    config = experiment("gru4rec", epochs=8, patience=8, learning_rate=0.05,
+                        lr_decay_patience=decay_patience, lr_decay_factor=0.5)
+    _, _, result = train_model(config, transform)
+    values = [row["val_ndcg@10"] for row in result.history]
+    expected, best, misses = [0.05], -1.0, 0
+    for value in values[:-1]:  # the rate each next epoch trains at, from the metrics so far
+        best, misses = (value, 0) if value > best else (best, misses + 1)
+        expected.append(expected[-1] * (0.5 if decay_patience and misses and misses % decay_patience == 0 else 1))
+    assert [row["learning_rate"] for row in result.history] == pytest.approx(expected)
+    if decay_patience == 1:
+        assert expected[-1] < 0.05  # noise: some epoch missed, so the rate was cut
+
+
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(cycle_dir):
     def run(seed: int) -> list[dict]:
         config = experiment("sasrec", epochs=2, seed=seed, weight_decay=1e-4)  # L2Adam too

@@ -102,6 +102,10 @@ class TrainConfig:
       weight_decay: L2 penalty on all trainable weights (RecBole's ``weight_decay``).
       max_seq_len: histories are truncated to their last ``max_seq_len`` items.
       patience: epochs without a better validation metric before stopping.
+      lr_decay_patience: after this many epochs in a row without a better validation metric
+        (and again after each further run of as many), the learning rate is multiplied by
+        ``lr_decay_factor``; 0 keeps it constant (RecBole's behaviour).
+      lr_decay_factor: the learning rate's multiplier at each plateau, in (0, 1].
       valid_metric: the early-stopping metric, e.g. ``ndcg@10`` (maximised).
       eval_batch_size: users per full-ranking evaluation batch.
       exclude_history: rank only items not in the user's history (off = RecBole's protocol), in
@@ -116,6 +120,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_seq_len: int = 50
     patience: int = 10  # RecBole stopping_step
+    lr_decay_patience: int = 0
+    lr_decay_factor: float = 0.3
     valid_metric: str = "ndcg@10"
     eval_batch_size: int = 1024
     exclude_history: bool = False
@@ -129,6 +135,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
         if self.patience < 0:
             raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
+        if self.lr_decay_patience < 0:
+            raise ConfigError(f"TrainConfig.lr_decay_patience must be >= 0, got {self.lr_decay_patience}")
+        if not 0 < self.lr_decay_factor <= 1:
+            raise ConfigError(f"TrainConfig.lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
         from tfseq.metrics.ranking import METRICS, UNCUT_METRICS
 
         name, _, k = self.valid_metric.partition("@")

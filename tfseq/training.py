@@ -228,7 +228,7 @@ class _BestWeights(tf.keras.callbacks.Callback):
         self.best_epoch = 0
         self.stopped_epoch = 0
         self._weights: list[np.ndarray] | None = None
-        self._misses = 0
+        self.misses = 0  # epochs in a row without a better value
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         assert logs is not None
@@ -238,17 +238,34 @@ class _BestWeights(tf.keras.callbacks.Callback):
                               f"available: {available}")
         value = float(logs[self.monitor])
         if value > self.best:  # NaN is never an improvement
-            self.best, self.best_epoch, self._misses = value, epoch + 1, 0
+            self.best, self.best_epoch, self.misses = value, epoch + 1, 0
             self._weights = self.model.get_weights()
             return
-        self._misses += 1
-        if self._misses >= self.patience:
+        self.misses += 1
+        if self.misses >= self.patience:
             self.model.stop_training = True
             self.stopped_epoch = epoch + 1
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._weights is not None:
             self.model.set_weights(self._weights)
+
+
+class _DecayOnPlateau(tf.keras.callbacks.Callback):
+    """Multiplies the learning rate by ``factor`` after each ``patience`` epochs in a row that
+    ``best`` counted as misses; records every epoch's learning rate in its history row."""
+
+    def __init__(self, best: _BestWeights, patience: int, factor: float, rows: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.best, self.patience, self.factor, self.rows = best, patience, factor, rows
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        learning_rate = self.model.optimizer.learning_rate
+        if self.rows:
+            self.rows[-1]["learning_rate"] = float(learning_rate.numpy())  # the rate this epoch trained at
+        misses = self.best.misses
+        if self.patience and misses and misses % self.patience == 0:
+            learning_rate.assign(learning_rate * self.factor)
 
 
 def training_data(
@@ -318,7 +335,8 @@ def fit(
         return TrainResult((row,), 1, _strip(metrics), seconds, 1, False)
 
     best = _BestWeights(monitor, config.patience)
-    callbacks = [*callbacks, validation, best]
+    callbacks = [*callbacks, validation, best,
+                 _DecayOnPlateau(best, config.lr_decay_patience, config.lr_decay_factor, validation.rows)]
     if log_dir:
         callbacks.append(
             tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)

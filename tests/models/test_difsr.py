@@ -63,7 +63,7 @@ def test_defaults_are_the_authors_beauty_run_at_two_cpu_core_size_and_flat_dicts
     assert from_dict(DIFSRConfig, {"lambda_attr": "5", "fusion_type": "sum"}).lambda_attr == 5.0
     # RecBole's (prefix, next item) training examples, as the authors train, unless the user says otherwise.
     train = ExperimentConfig.from_flat({"model": "difsr"}).train
-    assert (train.all_positions, train.batch_size) == (False, 128)
+    assert (train.all_positions, train.batch_size, train.lr_decay_patience) == (False, 128, 3)
     assert ExperimentConfig.from_flat({"model": "difsr", "all_positions": True}).train.all_positions
 
 
