@@ -46,10 +46,15 @@ def run_measured(settings: dict[str, Any], root: Path) -> tuple[Any, dict[str, A
         start = time.perf_counter()
         result = pipeline.run(stop_after="Evaluator")
         wall = time.perf_counter() - start
+    return result, result_row(result, wall, memory.peak_mib)
+
+
+def result_row(result: Any, wall_seconds: float, peak_rss_mib: float) -> dict[str, Any]:
+    """:func:`run_measured`'s row of a finished run (``pipeline.pipeline.PipelineResult``), timed by the caller."""
     history = json.loads(Path(result.trainer_dir, "history.json").read_text())
     epoch_seconds = [row["train_seconds"] for row in history["history"] if row.get("train_seconds") is not None]
     steady = epoch_seconds[1:] or epoch_seconds
-    return result, {
+    return {
         "run": result.run,
         "valid": result.metrics["valid"],
         "test": result.metrics["test"],
@@ -57,8 +62,8 @@ def run_measured(settings: dict[str, Any], root: Path) -> tuple[Any, dict[str, A
         "epochs_run": history["epochs_run"],
         "seconds_per_epoch": sum(steady) / len(steady) if steady else None,
         "train_seconds": history["train_seconds"],
-        "wall_seconds": wall,
-        "peak_rss_mib": memory.peak_mib,
+        "wall_seconds": wall_seconds,
+        "peak_rss_mib": peak_rss_mib,
         "config": json.loads(Path(result.trainer_dir, "config.json").read_text()),
     }
 

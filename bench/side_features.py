@@ -10,6 +10,12 @@ validation excluded) and the process's peak RSS are recorded beside each row.
 Results accumulate in bench/results/side_features.json after every run.
 
     python bench/side_features.py --datasets ml-100k beauty --models sasrec sasrec_f difsr --epochs 30
+
+``--record`` adds a run made elsewhere, e.g. the README's own command timed with
+``/usr/bin/time -v`` (whose wall time and maximum resident set size are passed in):
+
+    python bench/side_features.py --record tfseq_output runs/difsr-softmax-0123abcd --datasets beauty \
+        --wall_seconds 2900 --peak_rss_mib 2100 --tag "README command"
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from bench.common import (  # noqa: E402
     machine,
     masked_test_metrics,
     read_results,
+    result_row,
     run_measured,
     write_results,
 )
@@ -47,6 +54,18 @@ def run_one(dataset: str, model: str, epochs: int, patience: int, extra: dict[st
     return row
 
 
+def record(root: str, run: str, wall_seconds: float, peak_rss_mib: float) -> tuple[str, dict[str, Any]]:
+    """The row of run ``run`` already made under pipeline root ``root`` (its model name, its row)."""
+    from pipeline.pipeline import load_result
+
+    result = load_result(root, run.removeprefix("runs/"))
+    if result.metrics is None:
+        raise SystemExit(f"{root}: run {run} has no Evaluator metrics")
+    row = result_row(result, wall_seconds, peak_rss_mib)
+    row["test_history_masked"] = masked_test_metrics(result.trainer_dir, result.transform_dir)
+    return row["config"]["model"], row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "beauty"], choices=list(FEATURES))
@@ -55,11 +74,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--set", nargs="*", default=[], help="extra setting=value for every model")
     parser.add_argument("--tag", help="suffix of the result keys (runs with --set values)")
+    parser.add_argument("--record", nargs=2, metavar=("ROOT", "RUN"),
+                        help="record run RUN (runs/<name>) of pipeline root ROOT instead of training (one dataset)")
+    parser.add_argument("--wall_seconds", type=float, help="with --record: the run's measured wall time")
+    parser.add_argument("--peak_rss_mib", type=float, help="with --record: the run's measured peak RSS")
     args = parser.parse_args(argv)
     extra = dict(kv.split("=", 1) for kv in args.set)
     results = read_results("side_features")
     results["machine"] = machine()
     runs = results.setdefault("runs", {})
+    if args.record:
+        if len(args.datasets) != 1 or args.wall_seconds is None or args.peak_rss_mib is None:
+            parser.error("--record takes one --datasets name, --wall_seconds and --peak_rss_mib")
+        root, run = args.record
+        model, row = record(root, run, args.wall_seconds, args.peak_rss_mib)
+        runs[f"{args.datasets[0]}/{model}" + (f"/{args.tag}" if args.tag else "")] = row
+        write_results("side_features", results)
+        return 0
     for dataset in args.datasets:
         for model in args.models:
             key = f"{dataset}/{model}" + (f"/{args.tag}" if args.tag else "")
