@@ -152,7 +152,7 @@ def tuning_table(results: dict) -> str:
 
 def soak_table(results: dict) -> str:
     """Requests by transport and status, then the checks, of bench/results/soak.json."""
-    by = {"grpc": {}, "rest": {}}
+    by: dict[str, dict[str, int]] = {"grpc": {}, "rest": {}}
     for key, n in results["requests_by_status"].items():
         transport, status = key.split(":", 1)
         by[transport][status] = n
