@@ -64,7 +64,8 @@ def test_defaults_are_the_authors_beauty_run_at_two_cpu_core_size_and_flat_dicts
     # RecBole's (prefix, next item) training examples, as the authors train, unless the user says otherwise.
     train = ExperimentConfig.from_flat({"model": "difsr"}).train
     assert (train.all_positions, train.batch_size, train.lr_decay_patience) == (False, 128, 3)
-    assert (train.valid_metric, train.epochs) == ("recall@20", 24)  # the authors' selection, an hour's cap
+    # the authors' selection, an hour's cap, a rate that trains width 256
+    assert (train.valid_metric, train.epochs, train.learning_rate) == ("recall@20", 24, 3e-4)
     assert ExperimentConfig.from_flat({"model": "difsr", "all_positions": True}).train.all_positions
 
 
