@@ -43,7 +43,7 @@ paper's), used when no ``--params_file`` is given:
 * difsr: DIF-SR's fusion type (sum, concat, gate), the attribute loss weight
   ``lambda_attr`` (the authors' ``lamdas``), learning rate and hidden dropout
   around the authors' Beauty run (gate, 10, 1e-4, 0.5) at tfseq's default
-  2 x 256 shape (54 trials; prefer ``--oracle random``). Needs ``--item_features``;
+  2 x 128 shape (54 trials; prefer ``--oracle random``). Needs ``--item_features``;
 * sasrec_f: SASRec's dropouts and learning rate at RecBole's SASRecF shape,
   and the attribute pooling (sum or mean) (24 trials). Needs ``--item_features``;
 * pop: nothing to tune (one trial).
