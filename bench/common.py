@@ -84,6 +84,37 @@ def masked_test_metrics(trainer_dir: str, transform_dir: str) -> dict[str, float
     return evaluate(model, data, exclude_history=True)
 
 
+def history_in_top(trainer_dir: str, transform_dir: str, k: int = 20) -> dict[str, float]:
+    """Where a trained run's unmasked top ``k`` test slots go: the mean number of history items
+    among them, and the share of users whose first item is in the history / is its last item."""
+    import numpy as np
+
+    from tfseq.data.reader import evaluation_dataset
+    from tfseq.data.vocab import DatasetMetadata
+    from tfseq.experiment import load_trained_model
+    from tfseq.scoring import score_items
+
+    model, config = load_trained_model(trainer_dir, transform_dir)
+    data = evaluation_dataset(
+        transform_dir, DatasetMetadata.load(transform_dir), "test",
+        max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
+    )
+    in_top: list[int] = []
+    first_in_history: list[bool] = []
+    first_is_last: list[bool] = []
+    for batch in data:
+        items = batch["item_ids"].numpy()
+        top = np.argsort(-score_items(model, batch["item_ids"]).numpy(), axis=1)[:, :k]
+        last = items[np.arange(len(items)), np.count_nonzero(items, axis=1) - 1]
+        seen = np.array([np.isin(row, history[history != 0]) for row, history in zip(top, items)])
+        in_top.extend(seen.sum(axis=1))
+        first_in_history.extend(seen[:, 0])
+        first_is_last.extend(top[:, 0] == last)
+    return {f"history_items_in_top_{k}": float(np.mean(in_top)),
+            "first_item_in_history": float(np.mean(first_in_history)),
+            "first_item_is_last": float(np.mean(first_is_last))}
+
+
 class PeakMemory:
     """Samples the process's resident memory in a background thread; ``peak_mib`` once stopped."""
 

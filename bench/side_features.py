@@ -32,6 +32,7 @@ from bench.common import (  # noqa: E402
     DATASETS,
     SOURCES,
     WORK,
+    history_in_top,
     machine,
     masked_test_metrics,
     read_results,
@@ -51,6 +52,7 @@ def run_one(dataset: str, model: str, epochs: int, patience: int, extra: dict[st
                 **extra}
     result, row = run_measured(settings, WORK / f"side-{dataset}")
     row["test_history_masked"] = masked_test_metrics(result.trainer_dir, result.transform_dir)
+    row["test_top_slots"] = history_in_top(result.trainer_dir, result.transform_dir)
     return row
 
 
@@ -63,6 +65,7 @@ def record(root: str, run: str, wall_seconds: float, peak_rss_mib: float) -> tup
         raise SystemExit(f"{root}: run {run} has no Evaluator metrics")
     row = result_row(result, wall_seconds, peak_rss_mib)
     row["test_history_masked"] = masked_test_metrics(result.trainer_dir, result.transform_dir)
+    row["test_top_slots"] = history_in_top(result.trainer_dir, result.transform_dir)
     return row["config"]["model"], row
 
 
