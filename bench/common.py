@@ -68,11 +68,10 @@ def result_row(result: Any, wall_seconds: float, peak_rss_mib: float) -> dict[st
     }
 
 
-def masked_test_metrics(trainer_dir: str, transform_dir: str) -> dict[str, float]:
-    """A trained run's test metrics with the history masked (``exclude_history``), whatever it was trained with."""
+def trained_test_data(trainer_dir: str, transform_dir: str) -> tuple[Any, Any]:
+    """A trained run's model and its test batches (with ``user_ids`` for a model that uses users)."""
     from tfseq.data.reader import evaluation_dataset
     from tfseq.data.vocab import DatasetMetadata
-    from tfseq.evaluation import evaluate
     from tfseq.experiment import load_trained_model
 
     model, config = load_trained_model(trainer_dir, transform_dir)
@@ -81,32 +80,35 @@ def masked_test_metrics(trainer_dir: str, transform_dir: str) -> dict[str, float
         max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
         users=bool(getattr(model, "uses_user", False)),
     )
+    return model, data
+
+
+def masked_test_metrics(model: Any, data: Any) -> dict[str, float]:
+    """A trained model's test metrics (:func:`trained_test_data`) with the history masked
+    (``exclude_history``), whatever it was trained with."""
+    from tfseq.evaluation import evaluate
+
     return evaluate(model, data, exclude_history=True)
 
 
-def history_in_top(trainer_dir: str, transform_dir: str, k: int = 20) -> dict[str, float]:
-    """Where a trained run's unmasked top ``k`` test slots go: the mean number of history items
-    among them, and the share of users whose first item is in the history / is its last item."""
+def history_in_top(model: Any, data: Any, k: int = 20) -> dict[str, float]:
+    """Where a trained model's unmasked top ``k`` test slots go (:func:`trained_test_data`): the mean
+    number of history items among them, and the share of users whose first item is in the history /
+    is its last item."""
     import numpy as np
 
-    from tfseq.data.reader import evaluation_dataset
-    from tfseq.data.vocab import DatasetMetadata
-    from tfseq.experiment import load_trained_model
+    from tfseq.data import schema
     from tfseq.scoring import score_items
 
-    model, config = load_trained_model(trainer_dir, transform_dir)
-    data = evaluation_dataset(
-        transform_dir, DatasetMetadata.load(transform_dir), "test",
-        max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
-    )
     in_top: list[int] = []
     first_in_history: list[bool] = []
     first_is_last: list[bool] = []
     for batch in data:
-        items = batch["item_ids"].numpy()
-        top = np.argsort(-score_items(model, batch["item_ids"]).numpy(), axis=1)[:, :k]
+        items = batch[schema.ITEM_IDS].numpy()
+        scores = score_items(model, batch[schema.ITEM_IDS], user_ids=batch.get(schema.USER_IDS))
+        top = np.argsort(-scores.numpy(), axis=1)[:, :k]
         last = items[np.arange(len(items)), np.count_nonzero(items, axis=1) - 1]
-        seen = np.array([np.isin(row, history[history != 0]) for row, history in zip(top, items)])
+        seen = np.array([np.isin(row, history[history != schema.PAD_ID]) for row, history in zip(top, items)])
         in_top.extend(seen.sum(axis=1))
         first_in_history.extend(seen[:, 0])
         first_is_last.extend(top[:, 0] == last)

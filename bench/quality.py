@@ -18,7 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, masked_test_metrics, preprocess, read_results, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    machine,
+    masked_test_metrics,
+    preprocess,
+    read_results,
+    trained_test_data,
+    write_results,
+)
 
 # Per-model settings for the benchmark runs (RecBole defaults unless a note says why).
 MODEL_PARAMS: dict[str, dict] = {
@@ -44,7 +51,7 @@ def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen
         run_trainer(config, transform_dir, f"{work}/trainer", verbose=0)
         metrics = run_evaluator(f"{work}/trainer", transform_dir, f"{work}/evaluator")
         metrics["wall_seconds"] = time.perf_counter() - start
-        metrics["test_exclude_seen"] = masked_test_metrics(f"{work}/trainer", transform_dir)
+        metrics["test_exclude_seen"] = masked_test_metrics(*trained_test_data(f"{work}/trainer", transform_dir))
     metrics["config"] = config.to_flat()
     return metrics
 

@@ -38,6 +38,7 @@ from bench.common import (  # noqa: E402
     read_results,
     result_row,
     run_measured,
+    trained_test_data,
     write_results,
 )
 
@@ -47,12 +48,18 @@ FEATURES: dict[str, dict[str, Any]] = {
 }
 
 
+def add_test_analyses(row: dict[str, Any], trainer_dir: str, transform_dir: str) -> None:
+    """Adds the run's masked test metrics and where its top-20 test slots go (one model load)."""
+    model, data = trained_test_data(trainer_dir, transform_dir)
+    row["test_history_masked"] = masked_test_metrics(model, data)
+    row["test_top_slots"] = history_in_top(model, data)
+
+
 def run_one(dataset: str, model: str, epochs: int, patience: int, extra: dict[str, Any]) -> dict[str, Any]:
     settings = {**SOURCES[dataset], **FEATURES[dataset], "model": model, "epochs": epochs, "patience": patience,
                 **extra}
     result, row = run_measured(settings, WORK / f"side-{dataset}")
-    row["test_history_masked"] = masked_test_metrics(result.trainer_dir, result.transform_dir)
-    row["test_top_slots"] = history_in_top(result.trainer_dir, result.transform_dir)
+    add_test_analyses(row, result.trainer_dir, result.transform_dir)
     return row
 
 
@@ -64,8 +71,7 @@ def record(root: str, run: str, wall_seconds: float, peak_rss_mib: float) -> tup
     if result.metrics is None:
         raise SystemExit(f"{root}: run {run} has no Evaluator metrics")
     row = result_row(result, wall_seconds, peak_rss_mib)
-    row["test_history_masked"] = masked_test_metrics(result.trainer_dir, result.transform_dir)
-    row["test_top_slots"] = history_in_top(result.trainer_dir, result.transform_dir)
+    add_test_analyses(row, result.trainer_dir, result.transform_dir)
     return row["config"]["model"], row
 
 
