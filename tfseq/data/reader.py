@@ -55,6 +55,8 @@ from tfseq.data.vocab import USER_VOCAB, DatasetMetadata, read_vocabulary
 TARGETS = schema.TARGETS  # [B, L] next item after every position (causal batches)
 USER_IDS = schema.USER_IDS  # [B] user vocabulary index, 0 = unknown (models that use users)
 DEFAULT_POOL_BATCHES = 32
+# Batches made ahead of the consumer. A fixed number: tf.data's autotuning is off (windows_dataset).
+PREFETCH_BATCHES = 4
 _PARSE_BATCH = 2048
 
 
@@ -399,7 +401,12 @@ def windows_dataset(
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     num_batches = math.ceil(len(windows) / batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # Autotuning only sizes this one prefetch buffer, and its optimisation thread makes the
+    # deletion of a finished iterator (Keras drops one at each epoch's end) wait out the
+    # thread's sleep: up to tens of seconds per epoch on 2 cores. A fixed buffer costs nothing.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
 # -- the entry points -------------------------------------------------------------------------
