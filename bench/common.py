@@ -68,8 +68,14 @@ def result_row(result: Any, wall_seconds: float, peak_rss_mib: float) -> dict[st
     }
 
 
-def trained_test_data(trainer_dir: str, transform_dir: str) -> tuple[Any, Any]:
-    """A trained run's model and its test batches (with ``user_ids`` for a model that uses users)."""
+def trained_test_data(trainer_dir: str, transform_dir: str, min_window: int = 0) -> tuple[Any, Any]:
+    """A trained run's model and its test batches (with ``user_ids`` for a model that uses users).
+
+    The batches hold each history's last ``max(max_seq_len, min_window)`` items. The transformer
+    models (``sasrec``, ``sasrec_f``, ``difsr``, ``core_*``) encode their own last ``max_seq_len``
+    only, so for them a wider read changes no score and lets masking reach the items that a
+    short-window run does not read; a recurrent model would read them all.
+    """
     from tfseq.data.reader import evaluation_dataset
     from tfseq.data.vocab import DatasetMetadata
     from tfseq.experiment import load_trained_model
@@ -77,7 +83,7 @@ def trained_test_data(trainer_dir: str, transform_dir: str) -> tuple[Any, Any]:
     model, config = load_trained_model(trainer_dir, transform_dir)
     data = evaluation_dataset(
         transform_dir, DatasetMetadata.load(transform_dir), "test",
-        max_seq_len=config.train.max_seq_len, batch_size=config.train.eval_batch_size,
+        max_seq_len=max(config.train.max_seq_len, min_window), batch_size=config.train.eval_batch_size,
         users=bool(getattr(model, "uses_user", False)),
     )
     return model, data
