@@ -218,7 +218,7 @@ def test_shuffled_epochs_reorder_the_same_examples_and_the_seed_fixes_the_order(
 
 
 def test_datasets_prefetch_without_tf_data_autotuning(tmp_path):
-    # Autotuning's optimisation thread held each finished epoch's iterator for up to a minute
+    # Autotuning's optimisation thread held each finished epoch's iterator for tens of seconds
     # when Keras deleted it (17% of a Beauty run's Trainer time): the reader turns it off.
     root, metadata = write_transform_dir(tmp_path / "t", random_sequences(20, 30, 10, seed=1), 30)
     train = reader.training_dataset(root, metadata, causal=False, max_seq_len=6, batch_size=8, seed=1)

@@ -32,7 +32,8 @@ authors' hidden dropout 0.5, attention dropout 0.3, ``gate`` fusion, sum
 pooling, linear predictor and lambda 10. The model trains on RecBole's
 separate (prefix, next item) examples in batches of 128, as the authors'
 RecBole runs do, keeps the epoch of the best validation Recall@20 (the
-authors' ``valid_metric``), and its learning rate is cut to 0.3 times after
+``valid_metric`` of the authors' config file; their logged run used
+Recall@10), and its learning rate is cut to 0.3 times after
 each 3 epochs without a better one, for at most 40 epochs (its
 ``train_defaults``: ``all_positions`` off, ``lr_decay_patience`` 3,
 ``valid_metric`` recall@20, ``epochs`` 40). The authors' Beauty shape is
