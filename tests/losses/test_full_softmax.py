@@ -120,3 +120,21 @@ def test_chunked_loss_in_tf_function_with_varying_targets_and_none():
         np.testing.assert_allclose(grad.numpy(), expected_grads[1], rtol=1e-4, atol=1e-6)
     value, grad = step(np.zeros((0, 4), np.float32), np.zeros(0, np.int32))
     assert float(value) == 0.0 and not np.any(grad.numpy())
+
+
+@pytest.mark.parametrize("chunk_logits", [1, 10**9])
+def test_skipped_rows_are_left_out_like_a_slice_and_get_no_gradient(chunk_logits):
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(9, 5)).astype(np.float32)
+    table = rng.normal(size=(31, 5)).astype(np.float32)
+    labels = rng.integers(2, 31, 9).astype(np.int32)  # rows of the whole table
+    expected, (d_query, d_rest) = reference_value_and_gradients(query, table[2:], labels - 2)
+    query_t, table_t = tf.constant(query), tf.constant(table)
+    with tf.GradientTape() as tape:
+        tape.watch([query_t, table_t])
+        value = softmax_cross_entropy(query_t, table_t, labels, chunk_logits=chunk_logits, skip_rows=2)
+    got_query, got_table = tape.gradient(value, [query_t, table_t])
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(got_query.numpy(), d_query, rtol=1e-4, atol=1e-6)
+    assert got_table.shape == table.shape and not np.any(got_table.numpy()[:2])
+    np.testing.assert_allclose(got_table.numpy()[2:], d_rest, rtol=1e-4, atol=1e-6)
