@@ -15,15 +15,15 @@ __version__ = "0.1.0"
 
 
 def run(input: str = "", **settings):  # noqa: A002  (the flag's name)
-    """Runs the pipeline from Python; see :func:`tfseq.api.run`."""
-    from tfseq.api import run as _run
+    """Runs the pipeline from Python; see :func:`pipeline.api.run`."""
+    from pipeline.api import run as _run
 
     return _run(input, **settings)
 
 
 def load(run_dir: str):
-    """A trained run as an in-process recommender; see :func:`tfseq.api.load`."""
-    from tfseq.api import load as _load
+    """A trained run as an in-process recommender; see :func:`pipeline.api.load`."""
+    from pipeline.api import load as _load
 
     return _load(run_dir)
 
