@@ -1,26 +1,38 @@
-"""Markdown tables of the benchmark results in bench/results/*.json, and the README's copies of them.
+"""RESULTS.md from the benchmark results in bench/results/*.json: every table, and the notes that explain them.
 
-    python bench/report.py            # every table whose JSON exists
-    python bench/report.py --readme   # rewrites the README's <!-- name --> ... <!-- /name --> blocks
+    python bench/report.py            # prints the page
+    python bench/report.py --write    # rewrites RESULTS.md
+    python bench/report.py --check    # exits 1 when RESULTS.md is not what the JSON gives
+
+The benchmarks in bench/ write the JSON; ``bench/results/notes.json`` holds the few figures
+recorded by hand, each with the command it came from. The text that explains a table lives
+here, beside the code that draws it, so RESULTS.md is never edited by hand (a test checks that
+it equals this script's output). This module imports only the standard library: neither
+TensorFlow nor tfseq.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
-import re
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
-RESULTS = Path(__file__).resolve().parent / "results"
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PAGE = ROOT / "RESULTS.md"
 MODELS = ("pop", "gru4rec", "sasrec", "core_ave", "core_trm", "sasrec_f", "difsr", "cnn", "lstm", "pooling", "hrm")
 LOSSES = ("softmax", "sampled_softmax", "bpr", "hinge", "adaptive_hinge")
+DATASET_NAMES = {"beauty": "Amazon Beauty", "ml-100k": "ml-100k"}
+
+Results = dict[str, Any]
 
 
-def load(name: str) -> dict | None:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def load_all(results: Path = RESULTS) -> dict[str, Results]:
+    """Every ``results/<name>.json`` by name."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(results.glob("*.json"))}
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -33,19 +45,54 @@ def f4(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
-def quality_table(results: dict, dataset: str) -> str:
+def pct(value: float) -> str:
+    return f"{value:+.1%}".replace("-", "−")
+
+
+def ratio(value: float | None, floor: float | None) -> str:
+    return f"{value / floor:.2f}×" if value is not None and floor else "–"
+
+
+def label(model: str, tag: list[str] | str | None) -> str:
+    tag = ", ".join(tag) if isinstance(tag, list) else tag
+    return f"`{model}`" + (f" ({tag})" if tag else "")
+
+
+# --- quality.json -------------------------------------------------------------------------------------
+
+QUALITY_NOTE = """\
+`python bench/quality.py` (BUILD.md shows the flags of the tagged rows). RecBole's protocol:
+leave-one-out, full ranking over every item, histories of at most 50 items, no history masking
+except in the "history masked" column. Learning rate 0.001 and batches of 256 sequences unless
+the row's tag says otherwise. Each run is capped by its `epochs` and `patience` (in its
+`config` in quality.json), so a best epoch near the cap means the model was still improving.
+"× pop" is test NDCG@10 over `pop`'s. "train s" is wall time, some of it beside other jobs:
+take speed from [Training speed](#training-speed). Tags: `prefixes` trains RecBole's separate
+(prefix, next item) examples (`--all_positions false`), each with its own dropout draw, in
+batches of 128 prefixes on Beauty (the batch of RecBole's published runs) and 2,048 on ml-100k;
+`bs50` is batches of 50 sequences on ml-100k, about RecBole's 2,048 targets per optimizer step.
+`sampled_softmax` has 256 uniform negatives plus in-batch negatives within chunks of at most
+2,048 targets; `bpr` one uniform negative per target, as RecBole's BPR."""
+
+LAYOUT_NOTE = """\
+The default layout trains every position of a sequence in one pass, with one dropout draw for
+all its prefixes: the fast choice for iterating. The `prefixes` layout is RecBole's and is what
+reaches RecBole's published figures: use it for final numbers. CORE scores a weighted mean of
+the session's own items by cosine, so the items just seen rank near the top, which the unmasked
+protocol counts as misses (no Beauty test target is already in its user's history): compare
+CORE in the masked column."""
+
+
+def quality_table(runs: dict[str, Any], dataset: str) -> str:
     rows = []
-    runs = results["runs"]
     pop = runs.get(f"{dataset}/pop/softmax", {}).get("test", {}).get("ndcg@10")
     for key in sorted(k for k in runs if k.startswith(f"{dataset}/")):
-        _, model, loss, *tag = key.split("/")
+        _, model, loss, *tag = key.split("/", 3)
         run = runs[key]
-        params = "" if not tag else " (" + ", ".join(tag) + ")"
         rows.append((
             MODELS.index(model) if model in MODELS else 99, LOSSES.index(loss) if loss in LOSSES else 9, [
-                f"`{model}`{params}", loss, f4(run["valid"]["ndcg@10"]), f4(run["test"]["ndcg@10"]),
-                f"{run['test']['ndcg@10'] / pop:.2f}×" if pop else "–",
-                f4(run["test"]["recall@10"]), f4(run["test"]["mrr@10"]),
+                label(model, tag), loss, f4(run["valid"]["ndcg@10"]), f4(run["test"]["ndcg@10"]),
+                ratio(run["test"]["ndcg@10"], pop), f4(run["test"]["recall@10"]), f4(run["test"]["mrr@10"]),
                 f4(run.get("test_exclude_seen", {}).get("ndcg@10")), str(run.get("best_epoch", "–")),
                 f"{run.get('train_seconds', 0):.0f}",
             ]))
@@ -55,45 +102,128 @@ def quality_table(results: dict, dataset: str) -> str:
     return table(header, [r[2] for r in rows])
 
 
-def side_features_table(results: dict, dataset: str) -> str:
-    """difsr / sasrec_f / sasrec on one dataset: the issue's metrics, masked NDCG@10, s/epoch, peak RSS."""
-    order = ("sasrec", "sasrec_f", "difsr")
+def dataset_title(runs: dict[str, Any], dataset: str) -> str:
+    """``Amazon Beauty (22,363 test users)``, from the test split's user count."""
+    users = next((r["test"].get("num_users") for k, r in runs.items() if k.startswith(f"{dataset}/")), None)
+    name = DATASET_NAMES.get(dataset, dataset)
+    return f"{name} ({users:,.0f} test users)" if users else name
+
+
+def published_floors(runs: dict[str, Any], notes: Results) -> str:
+    floors = notes["published_floors"]
     rows = []
-    for key in sorted(k for k in results["runs"] if k.startswith(f"{dataset}/")):
-        _, model, *tag = key.split("/")
-        run = results["runs"][key]
+    for floor in floors["rows"]:
+        run = runs.get(floor["tfseq_run"])
+        if run is None:
+            continue
         test = run["test"]
-        rows.append((order.index(model) if model in order else 9, [
-            f"`{model}`" + (f" ({', '.join(tag)})" if tag else ""),
-            f4(test["ndcg@10"]), f4(test["recall@10"]), f4(test["ndcg@20"]), f4(test["recall@20"]),
-            f4(run["test_history_masked"]["ndcg@10"]), f"{run['best_epoch']} / {run['epochs_run']}",
-            f"{run['seconds_per_epoch']:.1f}" if run.get("seconds_per_epoch") else "–",
-            f"{run['peak_rss_mib']:,.0f}",
-        ]))
-    rows.sort(key=lambda r: r[0])
-    header = ["model", "test NDCG@10", "test Recall@10", "test NDCG@20", "test Recall@20",
-              "test NDCG@10, history masked", "best / run epochs", "s/epoch", "peak RSS MiB"]
-    return table(header, [r[1] for r in rows])
+        recall_ok = floor["recall@10"] is None or test["recall@10"] >= floor["recall@10"]
+        reached = "yes" if test["ndcg@10"] >= floor["ndcg@10"] and recall_ok else "no"
+        _, model, _, *tag = floor["tfseq_run"].split("/", 3)
+        rows.append([label(model, tag), f"{f4(floor['ndcg@10'])} / {f4(floor['recall@10'])}",
+                     f"{f4(test['ndcg@10'])} / {f4(test['recall@10'])}",
+                     f4(run.get("test_exclude_seen", {}).get("ndcg@10")), reached])
+    for best in floors.get("best_published", []):
+        run = runs.get(best["tfseq_run"])
+        if run is None:
+            continue
+        ours = run["test_exclude_seen" if best["masked"] else "test"]["ndcg@10"]
+        _, model, _, *tag = best["tfseq_run"].split("/", 3)
+        rows.append([f"{best['what']}: {label(model, tag)}", f"{f4(best['ndcg@10'])} / –",
+                     f"{f4(ours)} ({'masked' if best['masked'] else 'unmasked'})", "", pct(ours / best["ndcg@10"] - 1)])
+    return (f"Against {floors['source']}, {floors['metric']} (`notes.json`):\n\n"
+            + table(["tfseq row", "published", "tfseq", "tfseq, history masked", "reached"], rows))
 
 
-def families_table(results: dict, experiment: str) -> str:
+def recbole_runs(runs: dict[str, Any], notes: Results) -> str:
+    entry = notes["recbole_runs"]
+    rows = []
+    for row in entry["rows"]:
+        ours = runs.get(row["tfseq_run"], {}).get("test", {}).get("ndcg@10")
+        _, model, _, *tag = row["tfseq_run"].split("/", 3)
+        best = "" if row["best_epoch"] is None else f", best epoch {row['best_epoch']}"
+        valid = "" if row["valid_ndcg@10"] is None else f" (valid {f4(row['valid_ndcg@10'])}{best})"
+        rows.append([row["dataset"], f"`{row['model']}`", f4(row["test_ndcg@10"]) + valid, label(model, tag),
+                     f4(ours)])
+    return (f"{entry['command']} (recorded by hand, `notes.json`):\n\n"
+            + table(["dataset", "RecBole model", "RecBole test NDCG@10", "tfseq row", "tfseq test NDCG@10"], rows)
+            + "\n\nRecBole's `Pop` adds one per batch to an item's count however often the batch holds it; "
+            "tfseq's `pop` counts every training occurrence, so \"× pop\" here is measured against the "
+            "stronger floor. RecBole's own CORE-ave lands where tfseq's does, half its published floor.")
+
+
+def validation_gap(runs: dict[str, Any], dataset: str, notes: Results) -> str:
+    gaps = [r["valid"]["ndcg@10"] / r["test"]["ndcg@10"] - 1 for k, r in runs.items()
+            if k.startswith(f"{dataset}/") and r["test"]["ndcg@10"]]
+    if not gaps or min(gaps) <= 0:
+        return ""
+    split = notes.get("beauty_split") if dataset == "beauty" else None
+    text = (f"On {DATASET_NAMES.get(dataset, dataset)} validation NDCG@10 is {min(gaps):.0%} to {max(gaps):.0%} "
+            "above test for every model, `pop` included")
+    if split:
+        count, rare = split["median_training_count"], split["share_seen_fewer_than_5_times"]
+        text += (f": the test targets are rarer in training than the validation targets (median training count "
+                 f"{count['test_targets']} against {count['valid_targets']}; {rare['test_targets']:.0%} against "
+                 f"{rare['valid_targets']:.0%} seen fewer than 5 times)")
+    return text + "."
+
+
+def one_user(runs: dict[str, Any], dataset: str) -> str:
+    users = next((r["test"].get("num_users") for k, r in runs.items() if k.startswith(f"{dataset}/")), None)
+    if not users:
+        return ""
+    return (f"{DATASET_NAMES.get(dataset, dataset)}'s test split has {users:,.0f} users, so one user's hit at "
+            f"rank 1 moves NDCG@10 by {1 / users:.4f}.")
+
+
+def quality_section(data: dict[str, Results]) -> str | None:
+    quality = data.get("quality")
+    if not quality:
+        return None
+    runs = quality["runs"]
+    notes = data.get("notes", {})
+    datasets = sorted({k.split("/")[0] for k in runs}, key=lambda d: (d != "beauty", d))
+    parts = ["## Quality", QUALITY_NOTE]
+    for dataset in datasets:
+        parts += [f"{dataset_title(runs, dataset)}:", quality_table(runs, dataset)]
+    parts.append(LAYOUT_NOTE)
+    if "published_floors" in notes:
+        parts.append(published_floors(runs, notes))
+    if "recbole_runs" in notes:
+        parts.append(recbole_runs(runs, notes))
+    parts += [t for t in (validation_gap(runs, d, notes) for d in datasets) if t]
+    parts += [t for t in (one_user(runs, d) for d in datasets if d != "beauty") if t]
+    return "\n\n".join(parts)
+
+
+# --- families.json ------------------------------------------------------------------------------------
+
+FAMILIES_NOTE = """\
+`python bench/families.py`: Spotlight's sequence models (`cnn`, `lstm`, `pooling`, its
+`adaptive_hinge` loss) and MetaSpore's `hrm`, beside `gru4rec` and `sasrec`, at most 30 epochs
+with patience 5 (or the row's tag). `spotlight-*` is Spotlight's protocol: a seeded user split
+(`--split user --valid_fraction 0.1 --test_fraction 0.1`: validation and test users are unseen
+in training, each one's last item is the target), Spotlight's best ML-1M settings, and `mrr`
+over the whole catalogue. `loo-*` is leave-one-out with MetaSpore's @20 metrics; ml-100k in
+batches of 50 sequences, as the quality table's `bs50` rows. s/epoch was taken beside other jobs."""
+
+
+def families_table(runs_by_key: dict[str, Any], experiment: str) -> str:
     """One experiment of bench/families.py: Spotlight's MRR, or MetaSpore's @20 metrics beside NDCG@10 / pop."""
     runs = {k.split("/", 1)[1].replace("/", " (", 1) + (")" if k.count("/") > 1 else ""): v
-            for k, v in results["runs"].items() if k.startswith(f"{experiment}/")}
+            for k, v in runs_by_key.items() if k.startswith(f"{experiment}/")}
     pop = runs.get("pop", {}).get("test", {}).get("ndcg@10")
     rows = []
     for model, run in runs.items():
         test, loss = run["test"], run["settings"].get("loss", "softmax")
         speed = f"{run['seconds_per_epoch']:.1f}" if run.get("seconds_per_epoch") else "–"
         epochs = f"{run['best_epoch']} / {run['epochs_run']}"
+        name = f"`{model.split(' ')[0]}`" + (model[len(model.split(' ')[0]):])
         if experiment.startswith("spotlight"):
-            name = f"`{model.split(' ')[0]}`" + (model[len(model.split(' ')[0]):])
             rows.append((-test.get("mrr", 0), [name, loss, f4(test.get("mrr")), f4(run["valid"].get("mrr")),
                                                f4(test.get("ndcg@10")), epochs, speed]))
         else:
-            ratio = f"{test['ndcg@10'] / pop:.2f}×" if pop else "–"
-            name = f"`{model.split(' ')[0]}`" + (model[len(model.split(' ')[0]):])
-            rows.append((-test["ndcg@10"], [name, loss, f4(test["ndcg@10"]), ratio,
+            rows.append((-test["ndcg@10"], [name, loss, f4(test["ndcg@10"]), ratio(test["ndcg@10"], pop),
                                             f4(test.get("precision@20")), f4(test.get("recall@20")),
                                             f4(test.get("map@20")), f4(test.get("ndcg@20")), epochs, speed]))
     rows.sort(key=lambda r: r[0])
@@ -105,41 +235,289 @@ def families_table(results: dict, experiment: str) -> str:
     return table(header, [r[1] for r in rows])
 
 
-def speed_table(results: dict) -> str:
+def families_references(runs: dict[str, Any], notes: Results) -> str:
+    refs = notes.get("references", {})
+    lines = []
+    spotlight = refs.get("spotlight_ml1m_test_mrr")
+    if spotlight:
+        rows = [[f"`{m}`", f4(spotlight.get(m)), f4(runs.get(f"spotlight-ml-100k/{m}", {}).get("test", {}).get("mrr"))]
+                for m in ("cnn", "lstm", "pooling", "sasrec") if f"spotlight-ml-100k/{m}" in runs]
+        lines.append(f"Against {spotlight['source']} (`notes.json`):\n\n"
+                     + table(["model", "Spotlight, ML-1M test MRR", "tfseq, ml-100k test MRR"], rows))
+    metaspore = refs.get("metaspore_hrm_over_gru4rec_ndcg@20_ml1m")
+    if metaspore:
+        ratios = []
+        for experiment in sorted({k.split("/")[0] for k in runs if k.startswith("loo-")}):
+            hrm, gru = (runs.get(f"{experiment}/{m}", {}).get("test", {}).get("ndcg@20") for m in ("hrm", "gru4rec"))
+            if hrm and gru:
+                ratios.append(f"{hrm / gru:.2f} on {experiment.removeprefix('loo-')} ({f4(hrm)} against {f4(gru)})")
+        if ratios:
+            lines.append(f"`hrm`'s test NDCG@20 over `gru4rec`'s: {'; '.join(ratios)}; {metaspore['source']} gives "
+                         f"{metaspore['ratio']:.2f}.")
+    test_users = runs.get("spotlight-ml-100k/sasrec", {}).get("test", {}).get("num_users")
+    if test_users:
+        lines.append(f"ml-100k's Spotlight test split holds {test_users:,.0f} users, so its MRRs move by about "
+                     f"{1 / test_users:.2f} per user hit in the top ranks.")
+    lines.append("Like `core_ave`, `pooling` ranks a long history's own items first (a running mean of them), "
+                 "which leave-one-out counts as misses.")
+    return "\n\n".join(lines)
+
+
+def families_section(data: dict[str, Results]) -> str | None:
+    families = data.get("families")
+    if not families:
+        return None
+    runs = families["runs"]
+    experiments = sorted({k.split("/")[0] for k in runs})
+    parts = ["## Spotlight's and MetaSpore's families", FAMILIES_NOTE]
+    parts += [f"{e}:\n\n{families_table(runs, e)}" for e in experiments]
+    parts.append(families_references(runs, data.get("notes", {})))
+    return "\n\n".join(parts)
+
+
+# --- side_features.json -------------------------------------------------------------------------------
+
+SIDE_NOTE = """\
+`python bench/side_features.py`: `difsr`, `sasrec_f` and `sasrec` with item side features.
+Amazon Beauty with S3-Rec's attributes (`Beauty_item2attributes.json`) and ml-100k with its
+genres (`class`), RecBole's protocol. The Beauty "README command" row is the README's `difsr`
+command run as written: `difsr`'s defaults (2 layers × 128, 2 heads, attribute width 128,
+`gate` fusion, λ 10, RecBole's separate prefixes in batches of 128, learning rate 1e-3 cut to
+0.3× after each 3 epochs without a better validation Recall@20, the best epoch by Recall@20, at
+most 40 epochs, patience 10). Rows tagged "NDCG@10 selection, 50 epochs" share every training
+setting, so they compare the models. The ml-100k rows ran the authors' 4 × 256 shape (`difsr`'s
+default before the Beauty work), every position in one pass."""
+
+
+def side_features_table(runs_by_key: dict[str, Any], dataset: str) -> str:
+    """difsr / sasrec_f / sasrec on one dataset: the issue's metrics, masked NDCG@10, s/epoch, peak RSS."""
+    order = ("sasrec", "sasrec_f", "difsr")
+    rows = []
+    for key in sorted(k for k in runs_by_key if k.startswith(f"{dataset}/")):
+        _, model, *tag = key.split("/", 2)
+        run = runs_by_key[key]
+        test = run["test"]
+        rows.append((order.index(model) if model in order else 9, [
+            label(model, tag),
+            f4(test["ndcg@10"]), f4(test["recall@10"]), f4(test["ndcg@20"]), f4(test["recall@20"]),
+            f4(run["test_history_masked"]["ndcg@10"]), f"{run['best_epoch']} / {run['epochs_run']}",
+            f"{run['seconds_per_epoch']:.1f}" if run.get("seconds_per_epoch") else "–",
+            f"{run['peak_rss_mib']:,.0f}",
+        ]))
+    rows.sort(key=lambda r: r[0])
+    header = ["model", "test NDCG@10", "test Recall@10", "test NDCG@20", "test Recall@20",
+              "test NDCG@10, history masked", "best / run epochs", "s/epoch", "peak RSS MiB"]
+    return table(header, [r[1] for r in rows])
+
+
+def difsr_against_authors(runs: dict[str, Any], notes: Results) -> str:
+    authors = notes["difsr_authors"]
+    run = runs.get(authors["tfseq_run"])
+    if run is None:
+        return ""
+    rows = [[metric, f4(theirs), f4(run["test"][metric]), pct(run["test"][metric] / theirs - 1)]
+            for metric, theirs in authors["test"].items()]
+    rows.append(["valid recall@20", f4(authors["valid_recall@20"]), f4(run["valid"]["recall@20"]),
+                 pct(run["valid"]["recall@20"] / authors["valid_recall@20"] - 1)])
+    return (f"The \"{authors['tfseq_run'].split('/')[-1]}\" row against {authors['source']} (`notes.json`; test, "
+            "unmasked):\n\n" + table(["metric", "authors", "tfseq", "difference"], rows)
+            + "\n\nThe authors' log reads RecBole's own `Amazon_Beauty` files (a `categories` field of other "
+            "values, and its order of a user's same-day reviews decides the held-out item); S3-Rec's "
+            "`Beauty.txt` has the same counts but no timestamps, so whether both hold out the same items cannot "
+            "be checked. Their recipe (batches of 2,048 at learning rate 1e-4 for up to 200 epochs) was not run.")
+
+
+def difsr_top_slots(runs: dict[str, Any]) -> str:
+    rows = [[label(k.split("/")[1], k.split("/", 2)[2:]), f"{r['test_top_slots']['first_item_in_history']:.0%}",
+             f"{r['test_top_slots']['first_item_is_last']:.0%}",
+             f"{r['test_top_slots']['history_items_in_top_20']:.1f}",
+             pct(r["test_history_masked"]["ndcg@10"] / r["test"]["ndcg@10"] - 1)]
+            for k, r in sorted(runs.items()) if r.get("test_top_slots")]
+    if not rows:
+        return ""
+    return ("Where the recall goes: no held-out Beauty item repeats an item of its user's history, yet `difsr` "
+            "puts history items at the top (`test_top_slots`). Its query is built from the history's item "
+            "embeddings alone (attributes and positions only weight the attention) and the residual path carries "
+            "the last item's embedding to it, so masking the history (`--exclude_history`) lifts it:\n\n"
+            + table(["run", "first item from the history", "first item is the last one",
+                     "history items in the top 20", "masked NDCG@10 over unmasked"], rows))
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {round(seconds % 60)} s"
+
+
+def difsr_readme_command(runs: dict[str, Any], notes: Results) -> str:
+    entry = notes["difsr_readme_command"]
+    run = runs.get(entry["tfseq_run"], {})
+    stages = ", ".join(f"{stage} {seconds:,} s" for stage, seconds in entry["stage_seconds"].items())
+    earlier = "; ".join(f"{when}: {minutes(seconds)}" for when, seconds in entry["wall_seconds_earlier"].items())
+    wall = run.get("wall_seconds")
+    total = minutes(wall) if wall else "–"
+    return (f"The README command took {total} wall ({stages}; recorded by hand, `notes.json`); earlier, with the "
+            f"same losses and metrics, {earlier} (see [Training speed](#training-speed)).")
+
+
+def difsr_trials(notes: Results) -> str:
+    entry = notes["difsr_trials"]
+    rows = [[r["trial"], r["result"], "–" if r["seconds_per_epoch"] is None else str(r["seconds_per_epoch"]),
+             r["note"]] for r in entry["rows"]]
+    return (f"Other DIF-SR trials on Beauty, not run to the end or untimed ({entry['command']}; recorded by hand, "
+            "`notes.json`):\n\n" + table(["trial", "result", "s/epoch", "note"], rows))
+
+
+def side_section(data: dict[str, Results]) -> str | None:
+    side = data.get("side_features")
+    if not side:
+        return None
+    runs, notes = side["runs"], data.get("notes", {})
+    datasets = sorted({k.split("/")[0] for k in runs}, key=lambda d: (d != "beauty", d))
+    parts = ["## Item side features", SIDE_NOTE]
+    parts += [f"{dataset_title(runs, d)}:\n\n{side_features_table(runs, d)}" for d in datasets]
+    if "difsr_authors" in notes:
+        parts.append(difsr_against_authors(runs, notes))
+    parts.append(difsr_top_slots(runs))
+    if "difsr_readme_command" in notes:
+        parts.append(difsr_readme_command(runs, notes))
+    if "difsr_trials" in notes:
+        parts.append(difsr_trials(notes))
+    return "\n\n".join(p for p in parts if p)
+
+
+# --- train_speed.json ---------------------------------------------------------------------------------
+
+SPEED_NOTE = """\
+`python bench/train_speed.py`: softmax loss, batches of 256 sequences unless "prefixes" (batches
+of 128 prefixes), the steady-state epoch (the one after the first, which traces the graphs),
+full-ranking evaluation of the validation split after a warm-up pass, and the process's peak
+resident memory. The machine's speed varies between days by up to 2×: compare rows of one table,
+not rows of different tables."""
+
+FLOOR_NOTE = """\
+The full softmax alone, per epoch (random queries of the epoch's shape, 64 wide): every model
+trained with `softmax` pays at least this much per epoch whatever its encoder, so a GRU4Rec
+epoch on Beauty is mostly the softmax. tfseq keeps float32 (see the bfloat16 row below)."""
+
+
+def speed_table(results: Results) -> str:
     rows = []
     for key, run in sorted(results["runs"].items()):
-        dataset, model, *tag = key.split("/")
+        dataset, model, *tag = key.split("/", 2)
         epoch = run.get("seconds_per_epoch")
-        label = f"`{model}`" + (" (" + ", ".join(tag) + ")" if tag else "")
-        rows.append([dataset, label, "–" if epoch is None else f"{epoch:.1f}",
+        rows.append([dataset, label(model, tag), "–" if epoch is None else f"{epoch:.1f}",
                      "–" if epoch is None else f"{run['train_targets_per_second']:,.0f}",
                      f"{run['eval_seconds']:.2f}", f"{run['eval_users_per_second']:,.0f}",
                      f"{run['peak_rss_mib']:,.0f}"])
-    speed = table(["dataset", "model", "s/epoch", "train targets/s", "eval s (valid)", "eval users/s",
-                   "peak RSS MiB"], rows)
-    floors = results.get("softmax_floor", {})
-    if not floors:
-        return speed
-    floor_rows = [[dataset, f"{f['batches']} × {f['targets_per_batch']:,} × {f['items']:,}",
-                   f"{f['loss_seconds_per_epoch']:.1f}", f"{f['matmul_seconds_per_epoch']:.1f}",
-                   f"{f['matmul_gflops_per_second']:.0f}"] for dataset, f in sorted(floors.items())]
-    return speed + "\n\nThe full softmax alone, per epoch (random queries of the epoch's shape, 64 wide):\n\n" + table(
-        ["dataset", "batches × targets × items", "loss + gradients s", "its 3 float32 matmuls s",
-         "matmul GFLOP/s"], floor_rows)
+    return table(["dataset", "model", "s/epoch", "train targets/s", "eval s (valid)", "eval users/s",
+                  "peak RSS MiB"], rows)
 
 
-def preprocess_table(results: dict) -> str:
+def floor_table(floors: dict[str, Any]) -> str:
+    rows = [[dataset, f"{f['batches']} × {f['targets_per_batch']:,} × {f['items']:,}",
+             f"{f['loss_seconds_per_epoch']:.1f}", f"{f['matmul_seconds_per_epoch']:.1f}",
+             f"{f['matmul_gflops_per_second']:.0f}"] for dataset, f in sorted(floors.items())]
+    return table(["dataset", "batches × targets × items", "loss + gradients s", "its 3 float32 matmuls s",
+                  "matmul GFLOP/s"], rows)
+
+
+def speed_targets(results: Results) -> str:
+    """The targets of one-pass Beauty runs: a ``sasrec`` epoch, and full-ranking evaluation of every user."""
+    runs = results["runs"]
+    parts = []
+    sasrec = runs.get("beauty/sasrec", {})
+    if sasrec.get("targets", {}).get("sasrec") and sasrec.get("seconds_per_epoch"):
+        target, value = sasrec["targets"]["sasrec"], sasrec["seconds_per_epoch"]
+        met = "met" if value < target else "missed"
+        parts.append(f"a Beauty `sasrec` epoch under {target:g} s ({value:.1f} s, {met})")
+    evals = [(r["eval_seconds"], r["targets"]["eval_seconds"], r.get("eval_users")) for k, r in runs.items()
+             if k.startswith("beauty/") and "eval_seconds" in r.get("targets", {})]
+    if evals:
+        slowest, target, users = max(evals)
+        who = f"of Beauty's {users:,} users" if users else "of Beauty's users"
+        parts.append(f"full-ranking evaluation {who} under {target:g} s (at most {slowest:.2f} s, "
+                     f"{'met' if slowest < target else 'missed'})")
+    if not parts:
+        return ""
+    return ("Targets: " + "; ".join(parts) + ". The former 5 s target for a Beauty `gru4rec` epoch was dropped: "
+            "the full softmax alone takes most of it.")
+
+
+def recbole_speed(notes: Results) -> str:
+    entry = notes["recbole_speed"]
+    rows = [[f"`{r['model']}`", f"{r['recbole_seconds_per_epoch']:.1f}", f"{r['tfseq_one_pass']:.1f}",
+             f"{r['recbole_seconds_per_epoch'] / r['tfseq_one_pass']:.1f}×", f"{r['tfseq_prefixes_bs128']:.1f}",
+             f"{r['recbole_seconds_per_epoch'] / r['tfseq_prefixes_bs128']:.1f}×"] for r in entry["rows"]]
+    core = ", ".join(f"`{m}` {lo:g}–{hi:g} s" for m, (lo, hi) in
+                     entry.get("recbole_core_ml100k_seconds_per_epoch_other_days", {}).items())
+    text = (f"Against RecBole, seconds per Beauty epoch: {entry['command']} (recorded by hand, `notes.json`). "
+            "Ratios are stated only between epochs timed side by side; this was another day than the table "
+            "above.\n\n" + table(["model", "RecBole s/epoch", "tfseq one pass", "×", "tfseq prefixes (batches of 128)",
+                                  "×"], rows))
+    if core:
+        text += (f"\n\nRecBole's CORE epochs on ml-100k were timed on other days ({core}), so no ratio is "
+                 "claimed for CORE.")
+    return text
+
+
+def speed_changes(notes: Results) -> str:
+    entry = notes["speed_changes"]
+    rows = []
+    for change, group in itertools.groupby(entry["rows"], key=lambda r: r["change"]):
+        for i, r in enumerate(group):
+            before = r["before"] if isinstance(r["before"], str) else f"{r['before']:,g}"
+            after = "–" if r["after"] is None else r["after"] if isinstance(r["after"], str) else f"{r['after']:,g}"
+            rows.append([change if i == 0 else "", r["measure"], before, after])
+    return (f"Changes that moved these figures ({entry['command']}; {entry['timings']}; recorded by hand, "
+            "`notes.json`):\n\n" + table(["change", "measure", "before", "after"], rows))
+
+
+def speed_section(data: dict[str, Results]) -> str | None:
+    speed = data.get("train_speed")
+    if not speed:
+        return None
+    notes = data.get("notes", {})
+    parts = ["## Training speed", SPEED_NOTE, speed_table(speed)]
+    if speed.get("softmax_floor"):
+        parts += [FLOOR_NOTE, floor_table(speed["softmax_floor"])]
+    parts.append(speed_targets(speed))
+    if "recbole_speed" in notes:
+        parts.append(recbole_speed(notes))
+    if "speed_changes" in notes:
+        parts.append(speed_changes(notes))
+    return "\n\n".join(p for p in parts if p)
+
+
+# --- preprocess.json, tuning.json ---------------------------------------------------------------------
+
+def preprocess_table(results: Results) -> str:
     rows = []
     for key, case in results["cases"].items():
         if not isinstance(case, dict):
             continue
-        rows.append([key.rsplit("/", 1)[0] if case["kcore"] == 0 else key.split("/")[0] + " + 5-core",
+        rows.append([key.rsplit("/", 1)[0] if case["kcore"] == 0 else key.split("/")[0] + f" + {case['kcore']}-core",
                      case["runner"].replace("_", "-"), f"{case['rows_in']:,}", f"{case['seconds']:.1f}",
                      f"{case['rows_per_second']:,}", f"{case['peak_rss_mib']:,}"])
     return table(["data", "DirectRunner", "rows", "Transform s", "rows/s", "peak RSS MiB (process tree)"], rows)
 
 
-def tuning_table(results: dict) -> str:
+def preprocess_section(data: dict[str, Results]) -> str | None:
+    results = data.get("preprocess")
+    if not results:
+        return None
+    identical = [k.split("/")[0] for k, v in results["cases"].items() if k.endswith("/runners_identical") and v]
+    target = results.get("target_seconds_1m")
+    note = ("`python bench/preprocess.py`: the whole Transform stage (ExampleGen excluded) on Beauty and a "
+            "synthetic log of 1M interactions, DirectRunner in memory and in multi-processing mode; peak memory "
+            "is the whole process tree.")
+    if identical:
+        note += f" The two runners' outputs are byte-identical on {', '.join(identical)}."
+    if target:
+        met = "met" if results.get("meets_target_1m") else "missed"
+        note += f" Target: 1M rows in under {target:g} s ({met})."
+    return "\n\n".join(["## Preprocessing", note, preprocess_table(results)])
+
+
+def tuning_table(results: Results) -> str:
     rows = []
     for name in ("default", "best"):
         trial = results.get(name)
@@ -150,7 +528,70 @@ def tuning_table(results: dict) -> str:
     return table(["trial", "params", "valid NDCG@10", "test NDCG@10", "test Recall@10", "seconds"], rows)
 
 
-def soak_table(results: dict) -> str:
+def tuning_section(data: dict[str, Results], results_dir: Path) -> str | None:
+    tuning = data.get("tuning")
+    if not tuning:
+        return None
+    note = (f"`python bench/tuning.py`: the `{tuning['model']}` {tuning['oracle']} search on {tuning['dataset']}, "
+            f"{tuning['trials']} trials capped at {tuning['epochs_cap']} epochs (patience {tuning['patience']}), so "
+            "the absolute numbers are those of short runs; the ranking of the grid is what it shows. "
+            f"{tuning['completed']} of {tuning['trials']} trials completed, {tuning['seconds_per_trial']} s per trial.")
+    parts = ["## Tuning", note, tuning_table(tuning)]
+    heatmap = results_dir / "tuning_core_heatmap.png"
+    if heatmap.exists():
+        parts.append("![CORE grid on Beauty](bench/results/tuning_core_heatmap.png)")
+    return "\n\n".join(parts)
+
+
+# --- serving.json, soak.json --------------------------------------------------------------------------
+
+TARGET_NAMES = {"grpc_over_in_process_p50": "gRPC p50 over in-process p50",
+                "p99_ms_at_concurrency_1": "p99 ms at 1 client"}
+
+
+def serving_section(data: dict[str, Results]) -> str | None:
+    serving = data.get("serving")
+    if not serving:
+        return None
+    model, grpc = serving["model"], serving["grpc"]
+
+    def row(name: str, stats: dict[str, Any], rps: float | None = None) -> list[str]:
+        return [name, f"{stats['p50_ms']:.2f}", f"{stats['p95_ms']:.2f}", f"{stats['p99_ms']:.2f}",
+                "–" if rps is None else f"{rps:,.0f}"]
+
+    rows = [row("SavedModel in process", serving["in_process"])]
+    if "1_interleaved" in grpc:
+        rows.append(row("gRPC, 1 client, in blocks alternating with the in-process calls", grpc["1_interleaved"]))
+    for key in sorted((k for k in grpc if k.isdigit()), key=int):
+        clients = grpc[key]["concurrency"]
+        rows.append(row(f"gRPC, {clients} client{'s' if clients > 1 else ''}", grpc[key],
+                        grpc[key].get("throughput_rps")))
+    notes = data.get("notes", {}).get("serving_before_hardening")
+    if notes:
+        before = notes["grpc_1_client_ms"]
+        rows.append([f"gRPC, 1 client, before the request checks (in-process p99 {notes['in_process_p99_ms']:.2f} ms; "
+                     "recorded by hand, `notes.json`)",
+                     f"{before['p50']:.2f}", f"{before['p95']:.2f}", f"{before['p99']:.2f}", "–"])
+    targets = ", ".join(f"{TARGET_NAMES.get(name, name.replace('_', ' '))} < {t['target']:g}: {t['value']:.2f} "
+                        f"({'met' if t['met'] else 'missed'})"
+                        for name, t in sorted(serving.get("targets", {}).items()))
+    note = (f"`python bench/serving.py`: `{model['name']}` ({model['num_layers']} layers, hidden "
+            f"{model['hidden_size']}) over {model['num_items']:,} items, K={model['top_k']}, {model['weights']}, "
+            f"{serving['requests']}, `python -m serving.server` with {serving['server_max_workers']} workers and "
+            "its request checks, on the shared machine (client and server on the same cores).")
+    parts = ["## Serving", note, table(["", "p50 ms", "p95 ms", "p99 ms", "requests/s"], rows)]
+    if targets:
+        parts.append(f"Targets: {targets}.")
+    threads = data.get("notes", {}).get("serving_threads")
+    if threads:
+        times = " against ".join(f"about {ms:g} ms with {how}" for how, ms in threads["latency_ms_about"].items())
+        parts.append(f"The server runs each TensorFlow op on one thread by default (`--intra_op_threads`, "
+                     f"{serving['intra_op_threads']} above): {threads['model']}, {times} "
+                     f"({threads['command']}; recorded by hand, `notes.json`).")
+    return "\n\n".join(parts)
+
+
+def soak_table(results: Results) -> str:
     """Requests by transport and status, then the checks, of bench/results/soak.json."""
     by: dict[str, dict[str, int]] = {"grpc": {}, "rest": {}}
     for key, n in results["requests_by_status"].items():
@@ -186,58 +627,86 @@ def soak_table(results: dict) -> str:
             + "\n\n" + checks)
 
 
-def readme_blocks() -> dict[str, str]:
-    """The README's generated blocks by marker name, for the results whose JSON exists."""
-    blocks = {}
-    quality = load("quality")
-    if quality:
-        blocks["quality"] = (
-            "Amazon Beauty (22,363 users, 12,101 items):\n\n" + quality_table(quality, "beauty")
-            + "\n\nml-100k (943 users, 1,682 items):\n\n" + quality_table(quality, "ml-100k")
-        )
-    speed = load("train_speed")
-    if speed:
-        blocks["speed"] = speed_table(speed)
-    preprocess = load("preprocess")
-    if preprocess:
-        blocks["preprocess"] = preprocess_table(preprocess)
-    tuning = load("tuning")
-    if tuning:
-        blocks["tuning"] = (f"{tuning['completed']} of {tuning['trials']} trials completed, "
-                            f"{tuning['seconds_per_trial']} s per trial.\n\n" + tuning_table(tuning))
-    soak = load("soak")
-    if soak:
-        blocks["soak"] = soak_table(soak)
-    families = load("families")
-    if families:
-        experiments = sorted({k.split("/")[0] for k in families["runs"]})
-        blocks["families"] = "\n\n".join(f"{e}:\n\n{families_table(families, e)}" for e in experiments)
-    side = load("side_features")
-    if side:
-        datasets = sorted({k.split("/")[0] for k in side["runs"]}, key=lambda d: (d != "beauty", d))
-        blocks["side_features"] = "\n\n".join(f"{d}:\n\n{side_features_table(side, d)}" for d in datasets)
-    return blocks
+def soak_section(data: dict[str, Results]) -> str | None:
+    soak = data.get("soak")
+    if not soak:
+        return None
+    model = soak["model"]
+    flags = " ".join(soak["server_flags"])
+    note = (f"`python bench/soak.py`, loopback only: `python -m serving.server` with `{flags}`, "
+            f"serving a small `{model['name']}` ({model['items']:,} items), gets good, malformed and hostile requests "
+            "(unknown names, wrong dtypes and ranks, a tiny tensor declaring a huge shape, requests over every limit, "
+            "bad JSON and headers, half-sent bodies; the list is in `bench/soak.py`) over gRPC and REST, while "
+            "versions are pushed atomically, copied file by file, and corrupt. Every good answer is compared with "
+            "the in-process SavedModel of the version that gave it.")
+    return "\n\n".join(["## Serving soak", note, soak_table(soak)])
 
 
-def update_readme(path: Path = README) -> None:
-    """Replaces each ``<!-- name -->`` ... ``<!-- /name -->`` block of ``path`` with its table."""
-    text = path.read_text()
-    for name, block in readme_blocks().items():
-        pattern = re.compile(rf"<!-- {name} -->\n.*?<!-- /{name} -->\n", flags=re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"{path}: no <!-- {name} --> ... <!-- /{name} --> block")
-        text = pattern.sub(lambda _: f"<!-- {name} -->\n{block}\n<!-- /{name} -->\n", text)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+# --- the page -----------------------------------------------------------------------------------------
+
+def machine_line(data: dict[str, Results]) -> str:
+    machines = [r["machine"] for name, r in data.items() if isinstance(r.get("machine"), dict) and name != "notes"]
+    dates = sorted({m["date"] for m in machines if "date" in m})
+    cpus = sorted({m["cpus"] for m in machines if "cpus" in m})
+    versions = sorted({m["tensorflow"] for m in machines if "tensorflow" in m})
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}" if dates else "–"
+    return (f"The benchmarks ran on a shared CPU machine ({'/'.join(map(str, cpus))} cores, TensorFlow "
+            f"{', '.join(versions)}, {when}; each JSON file's `machine` says which).")
 
 
-def main() -> int:
-    if sys.argv[1:] == ["--readme"]:
-        update_readme()
+HEADER = """\
+# Results
+
+<!-- Generated by `python bench/report.py --write` from bench/results/*.json: edit those files or
+bench/report.py, never this page (tests/bench/test_results_page.py fails when they disagree). -->
+
+Every figure here comes from `bench/results/*.json`. The scripts in `bench/` write them (BUILD.md
+lists the commands); `bench/results/notes.json` holds the few figures recorded by hand, each with
+the command or publication it came from."""
+
+
+def results_page(results_dir: Path = RESULTS) -> str:
+    """The whole of RESULTS.md, from the JSON files in ``results_dir``."""
+    data = load_all(results_dir)
+    builders: list[Callable[[], str | None]] = [
+        lambda: quality_section(data),
+        lambda: families_section(data),
+        lambda: side_section(data),
+        lambda: speed_section(data),
+        lambda: preprocess_section(data),
+        lambda: tuning_section(data, results_dir),
+        lambda: serving_section(data),
+        lambda: soak_section(data),
+    ]
+    sections = [s for s in (build() for build in builders) if s]
+    contents = " · ".join(f"[{s.splitlines()[0][3:]}](#{anchor(s.splitlines()[0][3:])})" for s in sections)
+    return "\n\n".join([HEADER, machine_line(data), contents, *sections]) + "\n"
+
+
+def anchor(title: str) -> str:
+    """GitHub's anchor of a heading: lowercase, punctuation dropped, spaces to hyphens."""
+    return "".join(c for c in title.lower() if c.isalnum() or c in " -_").replace(" ", "-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the folder of JSON results")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true", help=f"rewrite {PAGE.name}")
+    action.add_argument("--check", action="store_true", help=f"exit 1 when {PAGE.name} is out of date")
+    args = parser.parse_args(argv)
+    page = results_page(args.results)
+    if args.check:
+        if not PAGE.exists() or PAGE.read_text() != page:
+            print(f"{PAGE} is out of date: run python bench/report.py --write", file=sys.stderr)
+            return 1
         return 0
-    for name, block in readme_blocks().items():
-        print(f"### {name}\n\n{block}\n")
+    if args.write:
+        tmp = PAGE.with_suffix(".md.tmp")
+        tmp.write_text(page)
+        tmp.replace(PAGE)
+        return 0
+    sys.stdout.write(page)
     return 0
 
 
