@@ -13,13 +13,20 @@ requests (stopping early at ``--time_limit_s``), drawn from:
   count that disagrees with the shape, a negative dimension, bad JSON, empty
   instances, a bad ``Content-Length``, a wrong method;
 * hostile: a 41-byte TensorProto that declares ``[1, 100000000]``, batches and
-  histories over the caps, too many elements, a gRPC message over
-  ``--grpc_max_message_bytes``, a REST body over ``--rest_max_body_bytes``,
-  2,000-deep JSON nesting, and half-sent REST bodies left open (slowloris).
+  histories over the caps, too many elements, an ID over ``--max_id_bytes``,
+  a dtype number no DataType has, bytes that are not a protobuf message, a gRPC
+  message over ``--grpc_max_message_bytes``, a REST body over
+  ``--rest_max_body_bytes``, 2,000-deep JSON nesting, half-sent REST bodies
+  left open, and slow clients (slowloris): a request line, then one header
+  line every half second, never finished, which the server must close at
+  ``--rest_request_timeout_seconds``.
 
 Meanwhile versions are pushed: atomically (copy to a hidden folder, rename),
-slow-copied file by file into the version folder, and corrupt (a garbage
-``saved_model.pb``; truncated variables). Writes bench/results/soak.json:
+slow-copied file by file into the version folder, corrupt (a garbage
+``saved_model.pb``; truncated variables), and under a zero-padded name
+(``0007``, version 7, as TF Serving reads it); folders that are not versions
+(``²``, ``٣``, ``notes``, a number past int64) appear beside them and must
+each cost one warning line, no traceback. Writes bench/results/soak.json:
 requests by transport and status, unexpected statuses per kind, wrong answers,
 the server's exit and peak RSS (sampled every 0.1 s) against a bound computed
 from the configured limits, and latency percentiles.
@@ -53,13 +60,17 @@ TOP_K = 10
 # The server's configured limits (the defaults of serving/servable.py and serving/rest.py, except these two).
 GRPC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 REST_TIMEOUT_S = 2.0
+REST_REQUEST_TIMEOUT_S = 2.0
+REST_PER_CLIENT = 512  # every soak client shares 127.0.0.1: the per-client cap must not be what refuses them
+SLOW_CLIENT_HEADER_EVERY_S = 0.5
 MAX_WORKERS = 8
 REST_THREADS = 8
 REST_MAX_BODY = 8 * 1024 * 1024
 # version -> how it is pushed; 1 is there at start. Good versions: 1, 2, 4, 6.
-PUSHES = [(0.12, 2, "slow"), (0.3, 3, "corrupt_graph"), (0.45, 4, "atomic"), (0.6, 5, "corrupt_variables"),
-          (0.75, 6, "slow")]
-GOOD_VERSIONS = (1, 2, 4, 6)
+PUSHES = [(0.12, 2, "slow"), (0.2, 0, "odd_names"), (0.3, 3, "corrupt_graph"), (0.45, 4, "atomic"),
+          (0.6, 5, "corrupt_variables"), (0.75, 6, "slow"), (0.85, 7, "zero_padded")]
+GOOD_VERSIONS = (1, 2, 4, 6)  # exported; version 7 is version 6's files in the folder 0007
+ODD_NAMES = ("²", "٣", "notes", "99999999999999999999")
 
 
 # ---- the model, its versions and their in-process answers ----------------------------------
@@ -124,9 +135,13 @@ def same_answer(got_ids: Sequence[str], got_scores: Sequence[float], want: tuple
 
 # ---- pushing versions ------------------------------------------------------------------------
 def push(staging: Path, model_dir: Path, version: int, how: str, slow_copy_s: float) -> None:
-    source = staging / MODEL / str({"corrupt_graph": 1, "corrupt_variables": 1}.get(how, version))
-    target = model_dir / str(version)
-    if how in ("atomic", "corrupt_variables"):
+    source = staging / MODEL / str({"corrupt_graph": 1, "corrupt_variables": 1, "zero_padded": 6}.get(how, version))
+    target = model_dir / (f"{version:04d}" if how == "zero_padded" else str(version))
+    if how == "odd_names":
+        for name in ODD_NAMES:
+            (model_dir / name).mkdir()
+        (model_dir / ODD_NAMES[0] / "saved_model.pb").write_bytes(b"not a version")
+    elif how in ("atomic", "corrupt_variables", "zero_padded"):
         hidden = model_dir / f".{version}.tmp-soak"
         shutil.copytree(source, hidden)
         if how == "corrupt_variables":
@@ -160,6 +175,8 @@ class Worker:
         self.rest_port = rest_port
         self.http: http.client.HTTPConnection | None = None
         self.stalled: list[tuple[float, socket.socket]] = []
+        self.slow: list[tuple[float, socket.socket]] = []  # slow clients: (opened at, socket)
+        self.next_header = 0.0
 
     def rest(self, method: str, path: str, body: bytes | None, headers: dict | None = None) -> tuple[int, bytes]:
         for attempt in range(2):
@@ -278,6 +295,10 @@ class Soak:
             "rest_history_over_cap": (0.01, "rest", "400", post(path, long_history)),
             "rest_deep_json": (0.01, "rest", "400", post(path, b"[" * 2000 + b"]" * 2000)),
             "rest_half_sent_body": (0.01, "rest", "stalled", self.half_sent),
+            "rest_slow_client": (0.01, "rest", "slow", self.slow_client),
+            "id_over_cap": (0.01, "grpc", bad, proto([1, 2], [b"item-00001", b"x" * 257])),
+            "unknown_dtype": (0.01, "grpc", bad, self.unknown_dtype),
+            "garbage_message": (0.01, "grpc", bad, self.garbage_message),
         }
 
     def _status(self, worker: Worker, **spec: Any) -> tuple[str, None]:
@@ -295,6 +316,21 @@ class Soak:
         request = self._predict_request([["item-00001"]])
         request.inputs["history"].CopyFrom(tf.make_tensor_proto(np.array([[1, 2]], np.int64)))
         return self._grpc(worker, request)[0], None
+
+    def unknown_dtype(self, worker: Worker, rng: random.Random) -> tuple[str, None]:
+        request = self._predict_request([["item-00001"]])
+        request.inputs["history"].dtype = 999  # no DataType has it
+        return self._grpc(worker, request)[0], None
+
+    def garbage_message(self, worker: Worker, rng: random.Random) -> tuple[str, None]:
+        import grpc
+
+        call = worker.channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        try:
+            call(rng.choice([b"\xff\xff\xff\xff", b"\x0a\x05ab", b"garbage!"]), timeout=60)
+            return "OK", None
+        except grpc.RpcError as e:
+            return e.code().name, None
 
     def _rest(self, worker: Worker, method: str, path: str, body: bytes | None) -> tuple[str, None]:
         return str(worker.rest(method, path, body)[0]), None
@@ -321,6 +357,50 @@ class Soak:
                   b"\r\n{\"instances\": [[")
         worker.stalled.append((time.monotonic(), s))  # closed by the worker 3 x REST_TIMEOUT_S later
         return "stalled", None
+
+    def slow_client(self, worker: Worker, rng: random.Random) -> tuple[str, None]:
+        """Opens a request that the worker keeps trickling (see :meth:`trickle`) until the server closes it."""
+        s = socket.create_connection(("127.0.0.1", self.rest_port), timeout=30)
+        s.sendall(b"POST /v1/models/" + MODEL.encode() + b":predict HTTP/1.1\r\nHost: soak\r\n")
+        worker.slow.append((time.monotonic(), s))
+        return "slow", None
+
+    def trickle(self, worker: Worker, *, wait: bool = False) -> None:
+        """Sends each open slow client's next header line; tallies those the server closed, or left open too long.
+
+        A slow client must be closed within its request deadline plus the server's check interval; after
+        three deadlines it counts as left open.
+        """
+        while True:
+            now = time.monotonic()
+            if now >= worker.next_header:
+                worker.next_header = now + SLOW_CLIENT_HEADER_EVERY_S
+                still: list[tuple[float, socket.socket]] = []
+                for opened, s in worker.slow:
+                    outcome = None
+                    try:
+                        s.setblocking(False)
+                        if s.recv(1) == b"":
+                            outcome = "closed-by-server"
+                    except BlockingIOError:
+                        try:
+                            s.send(b"X-Slow: 1\r\n")
+                        except OSError:
+                            outcome = "closed-by-server"
+                    except OSError:
+                        outcome = "closed-by-server"
+                    if outcome is None and now - opened > 3 * REST_REQUEST_TIMEOUT_S:
+                        outcome = "still-open"
+                    if outcome is None:
+                        still.append((opened, s))
+                        continue
+                    s.close()
+                    with self.lock:
+                        self.statuses[f"rest:slow-{outcome}"] += 1
+                worker.slow = still
+            if not (wait and worker.slow):
+                return
+            time.sleep(max(0.0, worker.next_header - time.monotonic()))
 
     def good_grpc(self, worker: Worker, rng: random.Random) -> tuple[str, bool | None]:
         from serving.client import parse_recommendations
@@ -383,6 +463,7 @@ class Soak:
                 self.latency["grpc_good" if name == "good" else "rest_good"].append(seconds)
             self.latency["all"].append(seconds)
         self.reap(worker)
+        self.trickle(worker)
 
     def reap(self, worker: Worker, *, wait: bool = False) -> None:
         """Closes the worker's half-sent connections older than 3 REST timeouts, noting who hung up first."""
@@ -409,7 +490,8 @@ def start_server(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str, int
         "--model_base_path", str(model_dir), "--model_name", MODEL, "--port", "0", "--rest_port", "0",
         "--poll_seconds", "0.5", "--max_workers", str(MAX_WORKERS), "--rest_api_num_threads", str(REST_THREADS),
         "--grpc_max_message_bytes", str(GRPC_MAX_MESSAGE_BYTES), "--rest_timeout_seconds", str(REST_TIMEOUT_S),
-        "--rest_max_body_bytes", str(REST_MAX_BODY),
+        "--rest_max_body_bytes", str(REST_MAX_BODY), "--rest_request_timeout_seconds", str(REST_REQUEST_TIMEOUT_S),
+        "--rest_max_connections_per_client", str(REST_PER_CLIENT),
     ]
     process = subprocess.Popen([sys.executable, "-m", "serving.server", *flags], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=log.open("w"), text=True)
@@ -453,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = [[rng.choice(raw_ids[1:]) if rng.random() > 0.1 else f"unknown-{k}" for k in range(rng.randint(0, 30))]
             for _ in range(256)]
     answers = {v: in_process_answers(staging / MODEL / str(v), pool) for v in GOOD_VERSIONS}
+    answers[7] = answers[6]  # the zero-padded push copies version 6's files
     shutil.copytree(staging / MODEL / "1", model_dir / "1")
     pushed = {1}
 
@@ -480,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if done.is_set():
                 return
             print(f"pushing version {version} ({how}) after {sent[0]} requests", flush=True)
-            if version in GOOD_VERSIONS:
+            if version in answers:
                 pushed.add(version)  # before the copy: the server may serve it as soon as the last file lands
             push(staging, model_dir, version, how, args.slow_copy_s)
 
@@ -497,6 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     sent[0] += 1
                 soak.run_one(worker, worker_rng)
             soak.reap(worker, wait=True)
+            soak.trickle(worker, wait=True)
         finally:
             worker.close()
 
@@ -531,14 +615,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": {"name": "sasrec", "hidden_size": 32, "num_layers": 1, "items": args.items, "top_k": TOP_K,
                   "max_seq_len": max_seq_len},
         "concurrency": args.concurrency,
-        "requests_sent": sum(v for k, v in soak.statuses.items() if "stalled-" not in k),
+        "requests_sent": sum(v for k, v in soak.statuses.items() if "stalled-" not in k and "slow-" not in k),
         "seconds": round(elapsed, 1),
         "requests_by_status": dict(sorted(soak.statuses.items())),
         "unexpected_status_by_kind": dict(sorted(soak.unexpected.items())),
         "unexpected_examples": soak.unexpected_examples,
         "good_answers_checked": soak.good_checked,
         "wrong_answers": soak.wrong,
-        "versions_pushed": [{"version": v, "how": how} for _, v, how in PUSHES],
+        "versions_pushed": [{"version": v, "how": how} for _, v, how in PUSHES if how != "odd_names"],
+        "odd_folder_names": list(ODD_NAMES),
         "grpc_answers_by_version": {str(k): v for k, v in sorted(soak.versions_seen.items())},
         "final_version": final_version,
         "server_alive_at_end": alive,
@@ -546,6 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "server_exit_code": exit_code,
         "server_log_tracebacks": text.count("Traceback"),
         "server_log_failed_loads": text.count("failed to load"),
+        # one warning per name that is not a version, however many polls saw it
+        "server_log_ignored_names": {name: text.count(f"ignoring {name!r}") for name in ODD_NAMES},
+        "server_log_slow_clients_closed_lines": text.count("had not sent a whole request"),
         "rss_mib": {"after_load": round(rss_after_load / mib, 1), "peak": round(peak[0] / mib, 1),
                     "bound_from_limits": round(bound / mib, 1), "within_bound": peak[0] <= bound},
         "latency": {k: percentiles(v) for k, v in soak.latency.items()},

@@ -16,14 +16,15 @@ import argparse
 import json
 import sys
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import grpc
-import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.signature import HISTORY, ITEM_IDS, PAD_TOKEN, SCORES, SERVING_SIGNATURE, USER_ID
+
+if TYPE_CHECKING:  # TensorFlow's protos are imported where a request is built, after the flags are read
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow_serving.apis import predict_pb2
 
 # Failures worth another try: the server is not up yet, restarting, or too slow this once.
 RETRYABLE = (
@@ -31,6 +32,7 @@ RETRYABLE = (
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 )
+MAX_BACKOFF_S = 2.0  # the longest wait between two attempts, as gRPC's reconnect backoff below
 
 Recommendations = list[list[tuple[str, float]]]
 
@@ -40,6 +42,8 @@ def history_tensor_proto(histories: Sequence[Sequence[str]]) -> tensor_pb2.Tenso
 
     Built field by field (no TF op runs), which keeps a request's client-side cost in microseconds.
     """
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+
     width = max([1, *(len(h) for h in histories)])
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
     proto.tensor_shape.dim.add().size = len(histories)
@@ -65,6 +69,9 @@ def predict_request(
     ``users`` (one raw user ID per history, ``""`` = none) fills the ``user_id``
     input of models that use users; ``None`` sends ``history`` alone.
     """
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
@@ -92,6 +99,8 @@ def parse_recommendations(response: predict_pb2.PredictResponse) -> Recommendati
             raise ValueError(
                 f"response has no output {name!r}; outputs: {', '.join(response.outputs)}"
             )
+    import tensorflow as tf
+
     item_ids = tf.make_ndarray(response.outputs[ITEM_IDS])  # [B, K] bytes
     scores = tf.make_ndarray(response.outputs[SCORES])  # [B, K] float32
     return [
@@ -110,6 +119,7 @@ class RecommenderClient:
       retries: further attempts after a retryable failure (UNAVAILABLE,
         DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), with exponential backoff from
         ``backoff_s``. Other errors (NOT_FOUND, INVALID_ARGUMENT ...) raise at once.
+      max_backoff_s: the longest wait between two attempts, however many retries.
     """
 
     def __init__(
@@ -120,7 +130,10 @@ class RecommenderClient:
         timeout_s: float = 5.0,
         retries: int = 2,
         backoff_s: float = 0.1,
+        max_backoff_s: float = MAX_BACKOFF_S,
     ) -> None:
+        if not 0 <= backoff_s <= max_backoff_s:
+            raise ValueError(f"need 0 <= backoff_s <= max_backoff_s, got {backoff_s} and {max_backoff_s}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if retries < 0:
@@ -130,6 +143,7 @@ class RecommenderClient:
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
         # Reconnect about as fast as we retry (gRPC's default first reconnect waits 1 s).
         reconnect_ms = max(1, int(backoff_s * 1000))
         self._channel = grpc.insecure_channel(
@@ -140,6 +154,8 @@ class RecommenderClient:
                 ("grpc.max_reconnect_backoff_ms", max(reconnect_ms, 2000)),
             ],
         )
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -150,7 +166,7 @@ class RecommenderClient:
             except grpc.RpcError as e:
                 if e.code() not in RETRYABLE or attempt == self.retries:
                     raise
-                time.sleep(self.backoff_s * 2**attempt)
+                time.sleep(min(self.backoff_s * 2 ** min(attempt, 62), self.max_backoff_s))
         raise AssertionError("unreachable")
 
     def recommend(
@@ -221,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--retries", type=int, default=2, help="retries after UNAVAILABLE / DEADLINE_EXCEEDED"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--startup_logs", action="store_true",
+                        help="keep TensorFlow's start-up logs (hidden by default)")
     return parser
 
 
@@ -230,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     histories = [h.split() for h in args.history]
     if args.user is not None and len(args.user) != len(histories):
         parser.error(f"--user given {len(args.user)} times for {len(histories)} --history; give one per history")
+    from tfseq.runtime import quiet_startup
+
+    quiet_startup(verbose=args.startup_logs, beam=False)  # the flags are fine: load TensorFlow (its protos)
     try:
         results = recommend(
             histories,

@@ -16,8 +16,14 @@ RESOURCE_EXHAUSTED 429, INTERNAL 500, ...); a wrong method on a known path is
 405. The HTTP layer is waitress: it reads whole requests on one I/O thread
 before a worker sees them, so slow or half-sent bodies hold no worker; a body
 over ``max_body_bytes`` is answered 413 and a malformed ``Content-Length`` 400
-before the application runs; a connection idle (or sending nothing) for
-``timeout_s`` is closed.
+before the application runs. On top of waitress, as production HTTP servers
+do (nginx's ``client_header_timeout`` and ``limit_conn``, Apache's
+``mod_reqtimeout``), a client that trickles a request (a header line now and
+then: never idle, never done) is closed once ``request_timeout_s`` has passed
+since the request began (since the connection opened, for its first request),
+and one client address holds at most ``max_connections_per_client`` of the
+``max_connections``: a further connection is answered 503 and closed. A
+connection idle between requests for ``timeout_s`` is closed.
 
 This module imports :mod:`serving.servable` only, never :mod:`serving.server`.
 """
@@ -26,18 +32,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 import re
 import threading
+import time
 from http import HTTPStatus
 from typing import Any, Callable, Iterable
 
 import grpc
 import numpy as np
 import tensorflow as tf
-import waitress
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 
 from serving.servable import LOG, Limits, ModelManager, ServingError, State, model_metadata, model_status
 from serving.signature import SERVING_SIGNATURE
@@ -69,20 +81,29 @@ class RestOptions:
       threads: worker threads running requests (TF Serving's ``--rest_api_num_threads``).
       max_body_bytes: largest request body; larger is answered 413 unread.
       timeout_s: a connection with no traffic for this long (idle, or stalled mid-request) is closed.
+      request_timeout_s: a request's headers and body must all arrive within this long of its first byte
+        (of the connection's opening, for its first request), however steadily they trickle; else the
+        connection is closed.
       max_connections: open connections at most; further ones wait in the listen backlog.
+      max_connections_per_client: open connections from one client address at most; a further one is
+        answered 503 and closed. Behind a proxy every client has the proxy's address: raise it to
+        ``max_connections`` there.
       backlog: the listen queue length.
     """
 
     threads: int = 8
     max_body_bytes: int = 8 * 1024 * 1024
     timeout_s: float = 30.0
+    request_timeout_s: float = 30.0
     max_connections: int = 256
+    max_connections_per_client: int = 64
     backlog: int = 1024
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            if getattr(self, field.name) <= 0:
-                raise ValueError(f"REST {field.name} must be > 0, got {getattr(self, field.name)}")
+            value = getattr(self, field.name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"REST {field.name} must be a finite number > 0, got {value}")
 
 
 def _to_array(value: Any, dtype: tf.DType, what: str) -> np.ndarray:
@@ -168,6 +189,9 @@ def rest_predict(manager: ModelManager, name: str, version: int | None, body: An
     for key, value in columns.items():
         _check_extent(key, value, servable.limits)
     arrays = {k: _to_array(v, specs[k], f"input {k!r}") for k, v in columns.items()}
+    for key, array in arrays.items():
+        if array.dtype == object:
+            servable.limits.check_id_lengths(key, array.flat)
     outputs = servable.run(signature_name, arrays)
     if not row_format:
         return {
@@ -266,6 +290,106 @@ def make_app(manager: ModelManager) -> Callable[[dict, Callable], Iterable[bytes
     return app
 
 
+class _Channel(HTTPChannel):
+    """A waitress connection that remembers when the request it is receiving began (``None``: none is)."""
+
+    def __init__(self, server: "_Server", sock: Any, addr: Any, adj: Adjustments, map: Any = None) -> None:
+        super().__init__(server, sock, addr, adj, map=map)
+        self.request_began: float | None = time.monotonic()  # the first request's clock runs from the accept
+
+    def received(self, data: bytes) -> bool:
+        if self.request_began is None and data:
+            self.request_began = time.monotonic()
+        result = super().received(data)
+        if self.request is None:  # every byte so far belongs to whole requests
+            self.request_began = None
+        return result
+
+
+class _Server(TcpWSGIServer):
+    """waitress's TCP server with a per-request deadline and a per-client connection cap.
+
+    All of it runs on the I/O thread (the asyncore loop), like the rest of waitress's connection handling.
+    """
+
+    channel_class = _Channel
+
+    def __init__(self, application: Any, options: RestOptions, **kwargs: Any) -> None:
+        self.options = options
+        self._next_check = 0.0
+        self._refused: set[str] = set()  # client addresses warned about, until they hold fewer connections
+        super().__init__(application, **kwargs)
+
+    def _channels(self) -> list[_Channel]:
+        return [c for c in self._map.values() if isinstance(c, _Channel) and c.connected]
+
+    def handle_accept(self) -> None:
+        try:
+            accepted = self.accept()
+        except OSError:
+            return
+        if accepted is None:
+            return
+        conn, addr = accepted
+        client = addr[0] if isinstance(addr, tuple) else str(addr)
+        cap = self.options.max_connections_per_client
+        if sum(c.addr[0] == client for c in self._channels()) < cap:
+            self._refused.discard(client)
+            try:
+                self.set_socket_options(conn)
+            except OSError:
+                conn.close()
+                return
+            self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+            return
+        if client not in self._refused:  # one line per burst from a client, not one per connection
+            LOG.warning(
+                "refusing REST connections from %s: it holds %d open (--rest_max_connections_per_client)",
+                client,
+                cap,
+            )
+            self._refused.add(client)
+        body = json.dumps({"error": f"too many connections from {client}: at most {cap} at once"}).encode()
+        reply = (
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        try:
+            conn.setblocking(False)
+            conn.send(reply)  # best effort: a fresh socket's send buffer takes it whole
+        except OSError:
+            pass
+        conn.close()
+
+    def maintenance(self, now: float) -> None:
+        """Closes connections idle for ``timeout_s`` and those whose request is older than ``request_timeout_s``.
+
+        Replaces waitress's idle check, which rounds its timeout down to whole seconds.
+        """
+        clock = time.monotonic()
+        if clock < self._next_check:
+            return
+        self._next_check = clock + min(1.0, self.options.timeout_s / 4, self.options.request_timeout_s / 4)
+        late = 0
+        channels = self._channels()
+        self._refused &= {channel.addr[0] for channel in channels}  # forget clients that left
+        for channel in channels:
+            if channel.requests or channel.will_close:  # being answered, or closing already
+                continue
+            if channel.request_began is not None and clock - channel.request_began > self.options.request_timeout_s:
+                channel.will_close = True
+                late += 1
+            elif now - channel.last_activity > self.options.timeout_s:
+                channel.will_close = True
+        if late:
+            LOG.warning(
+                "closed %d REST connection(s) that had not sent a whole request within %g s "
+                "(--rest_request_timeout_seconds)",
+                late,
+                self.options.request_timeout_s,
+            )
+
+
 class RestServer:
     """The REST API on a waitress server running in a daemon thread; ``port=0`` picks a free port.
 
@@ -280,18 +404,34 @@ class RestServer:
         self, manager: ModelManager, *, host: str = "127.0.0.1", port: int = 8501, options: RestOptions | None = None
     ) -> None:
         options = options or RestOptions()
-        self._server = waitress.create_server(
-            make_app(manager),
+        # waitress warns "Task queue depth is N" whenever more requests wait than threads are idle: the
+        # normal state of any burst over --rest_api_num_threads (one line per request queued in a burst).
+        # The queue is bounded by --rest_max_connections, so the warning reports nothing to act on.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        adjustments = Adjustments(
             host=host,
             port=port,
             threads=options.threads,
             max_request_body_size=options.max_body_bytes,
-            channel_timeout=options.timeout_s,
-            cleanup_interval=max(0.5, min(options.timeout_s / 2, 30.0)),
-            connection_limit=options.max_connections,
+            channel_timeout=math.ceil(options.timeout_s),  # unused: _Server.maintenance checks it, unrounded
+            cleanup_interval=0,  # _Server.maintenance paces itself
+            # waitress counts its listening socket and its trigger as connections
+            connection_limit=options.max_connections + 2,
             backlog=options.backlog,
             asyncore_use_poll=True,  # select() stops at file descriptor 1024
             ident="tfseq",
+        )
+        if len(adjustments.listen) != 1:
+            raise OSError(f"REST host {host!r} resolves to {len(adjustments.listen)} addresses; give one address")
+        dispatcher = ThreadedTaskDispatcher()
+        dispatcher.set_thread_count(options.threads)
+        self._server = _Server(
+            make_app(manager),
+            options,
+            map={},
+            dispatcher=dispatcher,
+            adj=adjustments,
+            sockinfo=adjustments.listen[0],
         )
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="tfseq-rest", daemon=True)

@@ -16,9 +16,15 @@ module and nothing of each other, so every front end raises and catches the one
   is not retried.
 * an input a request leaves out is filled from its SignatureDef default, if
   it has one (as TF Serving does); it is not counted in the batch-size check.
+* versions are the folders whose names are ASCII digits (as TF Serving, which
+  parses a name with ``strings::safe_strto64``: ``0003`` is version 3, loaded
+  from ``0003/``; of two folders that name one version, the last in sorted order
+  wins). Any other name (``²``, ``abc``, a number past int64) is ignored, with
+  one warning per name; hidden names (an export in progress) silently.
 * a request is validated before anything is materialised: a TensorProto must
-  hold exactly as many values as its shape says, with no negative dimension;
-  batch size, history length and elements per request are capped by :class:`Limits`.
+  hold exactly as many values as its shape says, with no negative dimension and
+  a known dtype; batch size, history length, elements per request and the
+  bytes of one string value (an item or user ID) are capped by :class:`Limits`.
   Codes: NOT_FOUND for an unknown model or version, INVALID_ARGUMENT for a bad
   request, RESOURCE_EXHAUSTED over the element cap, INTERNAL for a failure
   inside the model.
@@ -44,7 +50,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2, status_pb2
 
-from serving.signature import SERVING_SIGNATURE, list_versions
+from serving.signature import SERVING_SIGNATURE
 from serving.warmup import read_warmup_requests
 
 LOG = logging.getLogger("tfseq.serving")
@@ -53,6 +59,7 @@ INIT_OP_SIGNATURE = "__saved_model_init_op"
 State = get_model_status_pb2.ModelVersionStatus.State
 INTERNAL_ERROR = 13  # tensorflow.error.Code INTERNAL, the code of a failed load in GetModelStatus
 MAX_RETRY_BACKOFF_S = 60.0
+MAX_VERSION = 2**63 - 1  # TF Serving's versions are int64; a longer digit string is not a version
 
 # Where a TensorProto keeps its values when tensor_content is empty: (field, values per element).
 _VALUE_FIELDS: dict[int, tuple[str, int]] = {
@@ -92,11 +99,13 @@ class Limits:
       max_batch_size: most rows (dimension 0) of any input; more is INVALID_ARGUMENT.
       max_history_length: most entries in dimension 1 (a history's length); more is INVALID_ARGUMENT.
       max_elements: most elements of one request, all its inputs together; more is RESOURCE_EXHAUSTED.
+      max_id_bytes: most bytes of one string value (a raw item or user ID, UTF-8); more is INVALID_ARGUMENT.
     """
 
     max_batch_size: int = 1024
     max_history_length: int = 10_000
     max_elements: int = 262_144
+    max_id_bytes: int = 256
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -119,6 +128,16 @@ class Limits:
             )
         self.check_elements(math.prod(shape), f"input {name!r} (shape {list(shape)})")
 
+    def check_id_lengths(self, name: str, values: Iterable[bytes]) -> None:
+        """INVALID_ARGUMENT if a string value of input ``name`` is longer than ``max_id_bytes``."""
+        for position, value in enumerate(values):
+            if len(value) > self.max_id_bytes:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"input {name!r}: value {position} is {len(value)} bytes long, over the limit of "
+                    f"{self.max_id_bytes} bytes per ID (--max_id_bytes)",
+                )
+
     def check_elements(self, elements: int, what: str = "the request's inputs") -> None:
         """RESOURCE_EXHAUSTED if ``elements`` exceeds ``max_elements``."""
         if elements > self.max_elements:
@@ -129,7 +148,11 @@ class Limits:
 
 
 def _dtype_name(dtype: int) -> str:
-    return types_pb2.DataType.Name(dtype)
+    """``DT_STRING`` for 7; a number no DataType has (protobuf enums are open) is named as such."""
+    try:
+        return types_pb2.DataType.Name(dtype)
+    except ValueError:
+        return f"an unknown dtype number ({dtype})"
 
 
 def tensor_proto_shape(name: str, proto: tensor_pb2.TensorProto, limits: Limits) -> list[int]:
@@ -170,6 +193,8 @@ def tensor_proto_shape(name: str, proto: tensor_pb2.TensorProto, limits: Limits)
             f"input {name!r}: malformed tensor: shape {shape} needs {want} {unit}, got {got}",
         )
     limits.check_shape(name, shape)
+    if proto.dtype == types_pb2.DT_STRING and proto.ByteSize() > limits.max_id_bytes:
+        limits.check_id_lengths(name, proto.string_val)
     return shape
 
 
@@ -312,7 +337,13 @@ class Servable:
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"input {key!r} of signature {name!r}: cannot read as {dtype.name}: {e}",
                 ) from None
-        batch_sizes = {t.shape[0] for k, t in tensors.items() if t.shape.rank and k not in filled}
+        # An input with a default may be sent empty, as its default usually is (hrm's user_id: [0] = no
+        # users); the SavedModel accepts that, so it takes no part in the batch-size agreement.
+        batch_sizes = {
+            t.shape[0]
+            for k, t in tensors.items()
+            if t.shape.rank and k not in filled and not (k in defaults and t.shape.num_elements() == 0)
+        }
         if len(batch_sizes) > 1:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"inputs disagree on the batch size: {sorted(batch_sizes)}"
@@ -354,6 +385,33 @@ def files_fingerprint(path: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(entries))
 
 
+def version_folders(names: Iterable[str]) -> tuple[dict[int, str], dict[str, str]]:
+    """``{version: folder name}`` of the names that are versions, and ``{name: why not}`` of the others.
+
+    A version's name is ASCII digits (``str.isdigit`` alone admits ``²`` and
+    ``٣``, which are not versions) of at most int64's largest value; ``0003`` is
+    version 3. Of several names of one version, the last in sorted order is the
+    version's folder, as in TF Serving. Hidden names (``.3.tmp-...``, an export
+    in progress) are left out of both.
+    """
+    folders: dict[int, str] = {}
+    skipped: dict[str, str] = {}
+    for name in sorted(names):
+        if name.startswith("."):
+            continue
+        if not (name.isascii() and name.isdigit()):
+            skipped[name] = "not a version (version folders are named by ASCII digits, such as 1/)"
+            continue
+        version = int(name)
+        if version > MAX_VERSION:
+            skipped[name] = f"not a version (past the largest version number, {MAX_VERSION})"
+            continue
+        if version in folders:
+            skipped[folders[version]] = f"also names version {version}; it is loaded from {name}/ instead"
+        folders[version] = name
+    return folders, skipped
+
+
 @dataclasses.dataclass
 class VersionStatus:
     state: int  # ModelVersionStatus.State
@@ -393,12 +451,27 @@ class ModelManager:
         self._poll_lock = threading.Lock()
         self._current: Servable | None = None
         self._status: dict[int, VersionStatus] = {}
+        self._folders: dict[int, str] = {}  # version -> its folder's name, from the last listing
+        self._warned_names: set[str] = set()  # names not a version, each warned about once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- loading ---------------------------------------------------------------------------
     def _path(self, version: int) -> str:
-        return posixpath.join(self.model_base_path, str(version))
+        return posixpath.join(self.model_base_path, self._folders.get(version, str(version)))
+
+    def _list_versions(self) -> list[int]:
+        """The versions under ``model_base_path`` (remembering their folders), warning once per other name."""
+        if not tf.io.gfile.isdir(self.model_base_path):
+            return []
+        names = [name.rstrip("/") for name in tf.io.gfile.listdir(self.model_base_path)]
+        folders, skipped = version_folders(names)
+        for name, reason in skipped.items():
+            if name not in self._warned_names:
+                self._warned_names.add(name)
+                LOG.warning("ignoring %r in %s: %s", name, self.model_base_path, reason)
+        self._folders = folders
+        return sorted(folders)
 
     def _retryable(self, version: int, now: float) -> bool:
         """False for a version whose last load failed, until its files change and its backoff ends."""
@@ -418,8 +491,9 @@ class ModelManager:
     def no_versions_warning(self) -> str | None:
         """A sentence explaining why ``model_base_path`` has no version folder, or ``None``."""
         try:
-            if list_versions(self.model_base_path):
-                return None
+            with self._poll_lock:
+                if self._list_versions():
+                    return None
             names = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(self.model_base_path))
         except tf.errors.OpError:
             return None
@@ -432,7 +506,7 @@ class ModelManager:
         """Syncs with the folder once; returns the version now served (``None`` if none)."""
         with self._poll_lock:
             try:
-                versions = list_versions(self.model_base_path)
+                versions = self._list_versions()
             except tf.errors.OpError as e:
                 LOG.warning("cannot list %s: %s", self.model_base_path, e)
                 return self.served_version()
@@ -451,7 +525,7 @@ class ModelManager:
         with self._lock:
             status = self._status.setdefault(version, VersionStatus(State.LOADING))
             status.state = State.LOADING
-        LOG.info("loading %s version %d from %s", self.model_name, version, path)
+        LOG.debug("loading %s version %d from %s", self.model_name, version, path)
         try:
             servable = Servable(self.model_name, version, path, self.limits)
             count = servable.warm_up()
@@ -477,7 +551,15 @@ class ModelManager:
             self._status[version] = VersionStatus(State.AVAILABLE)
             if previous is not None:
                 self._status[previous.version] = VersionStatus(State.END)  # unloaded, no error
-        LOG.info("serving %s version %d (%d warm-up requests replayed)", self.model_name, version, count)
+        LOG.info(
+            "loaded %s version %d from %s and serving it (%d warm-up requests replayed)",
+            self.model_name,
+            version,
+            path,
+            count,
+        )
+        if previous is not None:
+            LOG.info("unloaded %s version %d (replaced by version %d)", self.model_name, previous.version, version)
 
     def start(self) -> None:
         """Loads what is there now (warning if there is no version), then polls in a daemon thread."""
@@ -573,7 +655,7 @@ def tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """``array`` as a TensorProto: strings in ``string_val``, numbers as raw ``tensor_content``.
 
     Equivalent to ``tf.make_tensor_proto`` for what signatures return, without
-    its per-call overhead (a noticeable share of a ~1 ms request).
+    its per-call overhead (a noticeable share of a small request's latency).
     """
     if array.dtype == object or array.dtype.kind in "SU":
         proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
@@ -621,8 +703,8 @@ def model_status(manager: ModelManager, request: Any) -> get_model_status_pb2.Ge
 def configure_threads(intra_op_threads: int, inter_op_threads: int) -> None:
     """TF's thread pools; call before TensorFlow runs its first op (0 = TF's default).
 
-    One thread per op halves the latency of a single small request (SASRec over
-    12k items: ~0.6 ms instead of ~1.3 ms on 2 cores), and concurrent requests
+    One thread per op cuts the latency of a single small request (splitting a
+    small op across threads costs more than it saves), and concurrent requests
     still use every core through the request thread pool.
     """
     if intra_op_threads:

@@ -249,6 +249,28 @@ def test_grpc_status_codes(served, name, request_, code, word):
     assert word in failure.value.details()
 
 
+def test_garbage_grpc_messages_are_one_warning_line_each_and_invalid_argument(served, cli):
+    """gRPC's own handling logs "Exception deserializing request!" with a traceback and answers INTERNAL."""
+    _, target, _ = served
+    log = cli[4]
+    before = log.read_text().count("refused a malformed")
+    with grpc.insecure_channel(target) as channel:
+        for service, method in (("PredictionService", "Predict"), ("ModelService", "GetModelStatus")):
+            method = f"/tensorflow.serving.{service}/{method}"
+            call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.RpcError) as failure:
+                call(b"\xff\xff\xff\xff", timeout=20)
+            assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, failure.value.details()
+    lines = [line for line in log.read_text().splitlines() if "refused a malformed" in line]
+    assert len(lines) - before == 2 and all(" WARNING " in line for line in lines)
+    # (the served fixture checks that no traceback was logged)
+
+
+def test_the_log_names_the_version_loaded(served, cli):
+    lines = cli[4].read_text().splitlines()
+    assert sum(" INFO tfseq.serving: loaded toy version 1 from " in line for line in lines) == 1, lines[-20:]
+
+
 def test_grpc_answers_metadata_status_and_unimplemented(served):
     toy, target, _ = served
     histories = [["a01", "a02"], ["x y", "unknown"], []]
@@ -301,7 +323,7 @@ def test_flags_refuse_abbreviations_and_disagreeing_rest_ports(capsys):
         assert exit_.value.code == 2
     args = server.build_parser().parse_args(["--model_base_path", "x", "--model_name", "toy"])
     assert (args.max_batch_size, args.max_history_length, args.max_elements) == (1024, 10_000, 262_144)
-    assert args.grpc_max_message_bytes == 2**31 - 1 and args.rest_api_port == 0
+    assert args.grpc_max_message_bytes == 64 * 1024 * 1024 and args.rest_api_port == 0
 
 
 def _imports(module: str) -> set[str]:
