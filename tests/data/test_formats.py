@@ -7,6 +7,7 @@ import gzip
 import io
 import lzma
 import math
+import os
 import re
 import zlib
 
@@ -294,8 +295,9 @@ def test_a_ratings_log_read_as_sequence_or_pairs_is_refused_with_a_hint(fmt, tex
     lines = io.BytesIO(text.encode()).readlines()
     first = text.splitlines()[0]
     with pytest.raises(DataError, match=(
-        f"^log\\.txt: its first 3 lines are all 'user item rating timestamp' \\(line 1: {re.escape(repr(first))}\\), "
-        f"a MovieLens ratings log, not a {fmt} file; use --input_format movielens$"
+        f"^log\\.txt:1: its first 3 lines are all 'user item rating timestamp' \\({re.escape(repr(first))}, "
+        f"a timestamp '881250949'\\), a MovieLens ratings log, not a {fmt} file; use --input_format movielens "
+        r"\(or csv with a header\); --check_format false reads it as it is$"
     )):
         formats.check_not_misread(formats.text_format(fmt), "log.txt", lines)
 
@@ -306,7 +308,6 @@ def test_a_ratings_log_read_as_sequence_or_pairs_is_refused_with_a_hint(fmt, tex
         ("sequence", "1 1 2 3 4 5\n2 6 7 8 9 10 4 11\n3 4 12 13 14 15 16 17 18 19\n"),  # Beauty.txt
         ("sequence", "1 5 3 881250949\n2 7 3\n3 8 1 878887116\n"),  # not every line has 4 fields
         ("sequence", "1 5 3 81250949\n2 7 3 91717742\n3 8 1 78887116\n"),  # 8-digit last items
-        ("sequence", "u1 A 3 881250949\nu2 B 3 891717742\nu3 C 1 878887116\n"),  # ids not numbers
         ("sequence", U_DATA.splitlines(keepends=True)[0] * 2),  # too few lines to tell
         ("pairs", "1 5\n1 881250949\n2 891717742\n"),
         ("movielens", U_DATA),
@@ -316,3 +317,105 @@ def test_genuine_files_are_not_mistaken_for_another_format(fmt, text):
     lines = io.BytesIO(text.encode()).readlines()
     formats.check_not_misread(formats.text_format(fmt), "log.txt", lines)
     assert any(isinstance(r, Interaction) for r in parse(fmt, text))
+
+
+def check(fmt: str, text: str) -> None:
+    formats.check_not_misread(formats.text_format(fmt), "log.txt", io.BytesIO(text.encode()).readlines())
+
+
+MS_LOG = "".join(f"{u} {i} 4 {978300760000 + 1000 * n}\n" for n, (u, i) in enumerate(
+    [(1, 1193), (1, 661), (1, 914), (2, 3408), (2, 2355), (3, 1197)]))
+
+
+@pytest.mark.parametrize("fmt, text, message", [
+    # Issue 23.4: a headerless ratings log with millisecond timestamps read as 3 "items" per row.
+    ("sequence", MS_LOG, r"^log\.txt:1: its first 6 lines are all 'user item rating timestamp' "
+                         r"\('1 1193 4 978300760000', a timestamp '978300760000'\), a ratings log, not a sequence"),
+    # String IDs, Unix seconds (the old check wanted all-numeric fields).
+    ("sequence", "u1 A 3 881250949\nu2 B 3 891717742\nu3 C 1 878887116\n", r"^log\.txt:1: .*a timestamp '881250949'"),
+    # Decimal ratings and no timestamp: 'user item rating'.
+    ("sequence", "1 5 4.0\n2 7 3.5\n3 8 1.0\n", r"^log\.txt:1: .*a decimal number '4\.0' \(a rating\?\)"),
+    ("pairs", "1 5 4.0 100\n2 7 3.5 101\n3 8 1.0 102\n", r"^log\.txt:1: .*not a pairs file"),
+    # ISO dates split by the whitespace.
+    ("sequence", "1 5 1997-12-04 15:55:49\n2 7 1997-12-05 10:00:00\n3 8 1998-01-01 00:00:00\n",
+     r"^log\.txt:1: .*a date or time '1997-12-04'"),
+    # A header row, after blank lines: the line is named.
+    ("sequence", "\nuser item rating timestamp\n1 5 3 881250949\n",
+     r"^log\.txt:2: a header row \('user item rating timestamp': column names user, item, rating, timestamp\)"),
+    ("pairs", "user_id\titem_id\nu1\ti1\n",
+     r"^log\.txt:1: a header row .*not pairs data; a log with a header is --input_format csv \(or recbole\); "
+     r"--check_format false"),
+    ("sequence", "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n", r"^log\.txt:1: a header row"),
+    # Every one of 50 lines has 4 fields: 'user item rating timestamp' with small numbers.
+    ("sequence", "".join(f"{u} {u + 1} 3 {u * 7}\n" for u in range(50)),
+     r"^log\.txt:1: each of its first 50 lines has exactly 4 fields \('0 1 3 0'\)"),
+])
+def test_sequence_and_pairs_refuse_headers_ratings_and_timestamps_with_file_and_line(fmt, text, message):
+    with pytest.raises(DataError, match=message):
+        check(fmt, text)
+
+
+@pytest.mark.parametrize("fmt, text", [
+    ("sequence", "1 123456789 123456790 123456791\n2 123456792 123456793 123456794\n3 123456795 123456796 2\n"),
+    ("sequence", "".join(f"{u} {u + 1} 3 {u * 7}\n" for u in range(49))),  # too few lines to tell by the count
+    ("sequence", "".join(f"{u} {u + 1} {u + 2}\n" for u in range(80))),  # every user 2 items: not the 4-field log
+    ("pairs", "".join(f"u{u} i{u}\n" for u in range(80))),
+    ("sequence", "user1 item_a item_b\nuser2 item_c\n"),  # one header-like word is not a header
+])
+def test_unusual_but_genuine_sequence_and_pairs_files_pass(fmt, text):
+    check(fmt, text)
+    assert all(isinstance(r, Interaction) for r in parse(fmt, text))
+
+
+def test_the_real_beauty_sequence_file_passes_the_format_check():
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "datasets", "amazon-beauty",
+                        "Beauty.txt")
+    if not os.path.exists(path):
+        pytest.skip("../shared/datasets/amazon-beauty is not here")
+    with open(path, "rb") as f:
+        head = f.read(1 << 16).split(b"\n")[:-1]  # what ExampleGen's sniff sees
+    formats.check_not_misread(formats.text_format("sequence"), path, head)
+
+
+# ----------------------------------------------------------------------------- timestamps as dates
+
+# 881250949 is ml-100k's first timestamp: 1997-12-04 15:55:49 UTC.
+@pytest.mark.parametrize("text, time_format, seconds", [
+    ("881250949", "", 881250949.0),
+    ("1997-12-04 15:55:49", "", 881250949.0),         # RecBole's spelling; no zone = UTC
+    ("1997-12-04T15:55:49Z", "", 881250949.0),
+    ("1997-12-04T17:55:49+02:00", "", 881250949.0),
+    ("1997-12-04", "", 881193600.0),                   # 881250949 - (15*3600 + 55*60 + 49)
+    ("04/12/1997 15:55:49", "%d/%m/%Y %H:%M:%S", 881250949.0),
+    ("19971204", "%Y%m%d", 881193600.0),               # with a format a number is not seconds
+])
+def test_timestamps_are_numbers_iso_dates_or_a_strptime_format(text, time_format, seconds):
+    assert formats.timestamp_seconds(text, time_format) == seconds
+
+
+@pytest.mark.parametrize("text, time_format", [
+    ("yesterday", ""), ("04/12/1997", ""), ("1997-13-40", ""), ("1997-12-04", "%d/%m/%Y"), ("nan", ""),
+])
+def test_other_timestamps_are_value_errors(text, time_format):
+    with pytest.raises(ValueError):
+        formats.timestamp_seconds(text, time_format)
+
+
+def test_date_string_timestamps_read_in_csv_recbole_and_parquet():
+    # Issue 22.8: RecBole-style date strings were 'non_numeric_timestamp' on every row.
+    rows = parse("csv", "user_id,item_id,timestamp\nu,i,1997-12-04 15:55:49\nu,j,1997-12-04 15:55:50\n")
+    assert fields(rows, "item", "timestamp") == [("i", 881250949.0), ("j", 881250950.0)]
+    header = "user_id:token\titem_id:token\ttimestamp:float\n"
+    (row,) = parse("recbole", header + "u\ti\t1997-12-04T15:55:49\n")
+    assert row.timestamp == 881250949.0
+    fmt = formats.text_format("csv", time_format="%d.%m.%Y")
+    rows = list(formats.parse_lines(fmt, "log.csv", 0, [b"user_id,item_id,timestamp\n", b"u,i,04.12.1997\n",
+                                                        b"u,j,1997-12-04\n"]))
+    assert rows[0].timestamp == 881193600.0
+    assert (rows[1].reason, rows[1].where) == (formats.BAD_TIMESTAMP, "log.csv:3")  # the format is the only one
+
+    import pyarrow as pa
+
+    table = pa.table({"u": ["a"], "i": ["b"], "t": ["1997-12-04 15:55:49"]})
+    (row,) = formats.parquet_records(parquet_bytes(table), "log.parquet", 0, "u", "i", "t", "")
+    assert row.timestamp == 881250949.0

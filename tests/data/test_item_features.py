@@ -17,6 +17,7 @@ from tfseq.data.item_features import (
     RawItemTable,
     build_item_features,
     read_item_table,
+    summary_lines,
 )
 
 DATASETS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "datasets")
@@ -130,6 +131,17 @@ def test_parquet_with_list_string_and_integer_cells(tmp_path):
     ("t.csv", "item_id,genre\n1,a\n", {}, r"t.csv: a csv item feature file needs its feature columns named"),
     ("t.csv", "id,genre\n1,a\n", {"columns": ["genre"]}, r"t.csv:1: no column\(s\) \['item_id'\]"),
     ("t.txt", "1 2 3\n", {}, r"t.txt: cannot tell the item feature format"),
+    # Issue 23.5/23.8: Python's json raises RecursionError / ValueError here, not a DataError.
+    ("d_item2attributes.json", '{"1": [1],\n "2": ' + "[" * 100_000 + "]" * 100_000 + "}", {},
+     r"^\S*d_item2attributes.json:2: malformed JSON: a value nested too deeply to read"),
+    ("n_item2attributes.json", '{"1": [1],\n\n "2": [' + "9" * 5000 + "]}", {},
+     r"^\S*n_item2attributes.json:3: malformed JSON: a value that cannot be read: Exceeds the limit"),
+    # An unterminated quote swallowed the rest of the file as one value.
+    ("q.csv", 'item_id,genre\n1,a\n2,"b|c\n3,d\n', {"columns": ["genre"]},
+     r"^\S*q.csv:3: malformed csv: a quote opened on this line is never closed"),
+    ("q.csv", 'item_id,genre\n1,a\n2,"b\n3,d"\n4,e\n', {"columns": ["genre"]},
+     r"^\S*q.csv:3: malformed csv: a quoted field runs over lines 3-4 \(a quote left open\?\)"),
+    ("q.csv", 'item_id,genre\n1,"a"b\n', {"columns": ["genre"]}, r"^\S*q.csv:2: malformed csv: ',' expected after"),
 ])
 def test_bad_input_is_one_data_error_naming_file_and_line(tmp_path, name, text, kwargs, message):
     path = write(tmp_path, name, text)
@@ -201,7 +213,10 @@ def test_values_align_with_the_item_vocabulary_against_a_plain_python_oracle(tmp
         "items_without_values": widths.count(0),
         "mean_values_per_item": pytest.approx(np.mean(widths)),
         "max_values_per_item": max(widths),
+        "truncated_items": 0,
+        "max_values_in_file": max(widths),
     }
+    assert (stats["max_values_per_item"], stats["truncated_items"]) == (64, 0)  # the default cap
 
 
 def test_several_fields_get_their_own_vocabularies(tmp_path):
@@ -258,6 +273,12 @@ def test_the_real_beauty_attributes_and_ml100k_item_files():
     assert stats["items_without_features"] == 0 and stats["unknown_items"] == 0
     assert stats["fields"]["categories"]["vocab_size"] == 638  # 637 categories + padding
     assert stats["fields"]["categories"]["max_values_per_item"] == 6
+    assert stats["truncated_items"] == 0  # the default cap (64) leaves Beauty (at most 6) untouched
+    # Issue 22.7: Beauty's attributes (items 1..12101) given for ml-100k (1..1682) cover every log item:
+    # the floor passes, the console says most of the file is not in the log.
+    _, stats = build_item_features(table, ["", *map(str, range(1, 1683))])
+    assert (stats["items_without_features"], stats["unknown_items"], stats["file_items"]) == (0, 10419, 12101)
+    assert "that is most of the file's 12,101 items: is the file this dataset's?" in summary_lines(stats)[0]
 
     table = read_item_table(movies, fields=["class"])
     assert len(table.items) == 1682
@@ -265,3 +286,59 @@ def test_the_real_beauty_attributes_and_ml100k_item_files():
     features, stats = build_item_features(table, ["", *sorted(table.items)])
     assert features.num_values("class") == 1 + 19  # 19 genres (unknown included) + padding
     assert read_item_table(movies).fields == ("movie_title", "release_year", "class")
+    _, stats = build_item_features(read_item_table(movies), ["", *sorted(table.items)])
+    assert stats["truncated_items"] == 0  # titles have at most 15 words, genres 6
+    assert max(f["max_values_in_file"] for f in stats["fields"].values()) == 15
+
+
+# -- a cap on values per item, a floor on coverage (issues 23.2 and 22.7) ---------------------
+def test_values_beyond_the_cap_are_cut_to_the_first_in_file_order_and_counted(tmp_path):
+    # 80 items with 2 attributes each, one with 5,000: the table is as wide as the cap, not 5,000.
+    rows = {str(i): [f"a{i % 7}", f"b{i % 3}"] for i in range(80)}
+    rows["40"] = [f"x{n}" for n in range(5000)]
+    table = read_item_table(write(tmp_path, "w_item2attributes.json", json.dumps(rows)))
+    features, stats = build_item_features(table, ["", *map(str, range(80))])
+    values = features.field_values("categories")
+    assert values.shape == (81, 64)
+    vocabulary = features.vocabularies[0]
+    assert [vocabulary[v] for v in values[41]] == [f"x{n}" for n in range(64)]  # row 41 = item "40"
+    assert [vocabulary[v] for v in values[1] if v] == ["a0", "b0"]
+    assert "x64" not in vocabulary  # a cut value gets no vocabulary entry
+    assert stats["truncated_items"] == 1 and stats["max_values_per_item"] == 64
+    assert stats["fields"]["categories"]["truncated_items"] == 1
+    assert stats["fields"]["categories"]["max_values_in_file"] == 5000
+    assert stats["fields"]["categories"]["max_values_per_item"] == 64
+    (_, line) = summary_lines(stats)
+    assert line == ("item features: field 'categories': 1 item(s) had more than 64 values (up to 5,000); "
+                    "kept the first 64 in file order (--max_attributes_per_item)")
+
+
+def test_the_cap_applies_per_field_and_items_are_counted_once(tmp_path):
+    path = write(tmp_path, "t.csv", "item_id,a,b\n1,p|q|r,s|t|u\n2,p,s|t|u\n3,p,s\n")
+    table = read_item_table(path, columns=["a", "b"])
+    features, stats = build_item_features(table, ["", "1", "2", "3"], max_values=2)
+    np.testing.assert_array_equal(features.field_values("a")[1:, :], [[1, 2], [1, 0], [1, 0]])  # p q (r cut)
+    assert [features.vocabularies[1][v] for v in features.field_values("b")[2]] == ["s", "t"]
+    assert (stats["fields"]["a"]["truncated_items"], stats["fields"]["b"]["truncated_items"]) == (1, 2)
+    assert stats["truncated_items"] == 2  # items 1 and 2
+    with pytest.raises(ValueError, match="max_values must be >= 1"):
+        build_item_features(table, ["", "1"], max_values=0)
+
+
+def test_a_file_describing_too_few_of_the_log_items_is_an_error_naming_both_counts(tmp_path):
+    # Another dataset's file whose numeric IDs overlap: 3 of the log's 10 items, 7 of its 10 items unknown.
+    path = write(tmp_path, "other_item2attributes.json", json.dumps({str(i): [i] for i in range(7, 17)}))
+    table = read_item_table(path)
+    log = ["", *map(str, range(10))]
+    message = (r"^\S*other_item2attributes.json: the feature file describes only 3 of the log's 10 items \(30.0%; "
+               r"7 of its 10 items are not in the log\), below --min_feature_coverage 0.5: is it another dataset's\? "
+               r"A lower --min_feature_coverage accepts it$")
+    with pytest.raises(DataError, match=message):
+        build_item_features(table, log)
+    _, stats = build_item_features(table, log, min_coverage=0.3)
+    assert (stats["items_without_features"], stats["unknown_items"]) == (7, 7)
+    assert summary_lines(stats) == ["item features: 3 of the log's 10 items described; 7 file items not in "
+                                    "the log (ignored); that is most of the file's 10 items: is the file this "
+                                    "dataset's? (a catalog of more items than the log is fine)"]
+    with pytest.raises(DataError, match="no item of the feature file is in the log"):
+        build_item_features(table, ["", "x"], min_coverage=0.0)  # no overlap at all is an error at any floor

@@ -17,6 +17,12 @@ Formats (``--input_format``):
   (fields ``user_id``, ``movie_id``, ``timestamp``, ``user_rating``).
 * ``synthetic``: :mod:`tfseq.data.synthetic`, no input file.
 
+Timestamps (``recbole``, ``movielens``, ``csv``, ``parquet``) are numbers or,
+automatically, ISO 8601 date/time text (``1997-12-04 15:55:49``,
+``2020-01-01T10:00:00Z``; without a time zone: UTC), read as Unix seconds;
+``time_format`` (a ``strptime`` format such as ``%d/%m/%Y %H:%M``) reads any
+other spelling, and then only that one.
+
 Where a format has no timestamp the input order is the time: the line number
 (``pairs``, ``recbole`` without a timestamp column, ``csv`` with an empty
 ``time_col``) or the position within the line (``sequence``).
@@ -24,7 +30,8 @@ Where a format has no timestamp the input order is the time: the line number
 A parser turns one raw line into Interactions or a :class:`Malformed` row with
 a stable reason key (``REASONS``). A file that does not fit its format at all
 (a header without the needed columns, an unreadable parquet file, a RecBole
-header or a MovieLens ratings log read as a headerless format) raises
+header, a header row or a ratings log read as ``sequence``/``pairs``: see
+:func:`check_not_misread`) raises
 :class:`DataError` naming the file and line. Compressed text (Beam's
 compression names, ``COMPRESSIONS``) is read through :func:`decompressed`,
 which checks every stream reaches its end marker: a cut-off or corrupt file is
@@ -118,7 +125,20 @@ _BAD_ID_CHARS = re.compile(r"[\t\n\r]")
 _RECBOLE_FIELD = re.compile(r"[^:\s]+:(token|token_seq|float|float_seq)")
 _NUMBER = re.compile(r"\d+(\.\d*)?")
 _UNIX_SECONDS = re.compile(r"\d{9,10}(\.0*)?")  # 1973-03-03 .. 2286-11-20
+_DECIMAL = re.compile(r"[+-]?\d+\.\d+")  # a rating such as 4.0 or 3.5 (an ID almost never is)
+_LONG_NUMBER = re.compile(r"(\d{9,})(\.\d*)?")  # a Unix time in seconds or milliseconds
+_DATE_OR_CLOCK = re.compile(r"\d{4}-\d{2}-\d{2}([T ].*)?|\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?")
 MISREAD_MIN_LINES = 3  # lines that must all look like a ratings log before a file is refused
+CONSTANT_COUNT_MIN_LINES = 50  # lines that must all have 4 fields before a sequence file is refused
+MISREAD_MAX_LINES = 200  # the first lines looked at (a stray bad row further on does not hide the pattern)
+TIMESTAMP_EXTRA_DIGITS = 3  # a timestamp is this many digits longer than the IDs on its line, or more
+# Column names of interaction logs (lower case, '_'/'-' kept): two of them on line 1 make it a header row.
+HEADER_WORDS = frozenset({
+    "user", "users", "user_id", "userid", "uid", "user-id", "reviewerid", "customer_id", "session",
+    "session_id", "sessionid", "item", "items", "item_id", "itemid", "iid", "item-id", "movie", "movie_id",
+    "movieid", "product", "product_id", "productid", "asin", "rating", "ratings", "score", "stars",
+    "timestamp", "time", "ts", "date", "datetime", "unixreviewtime", "event_time", "history", "sequence",
+})
 
 
 def check_format_name(name: str) -> None:
@@ -170,6 +190,28 @@ def _number(text: str) -> float:
     return value
 
 
+def timestamp_seconds(text: str, time_format: str = "") -> float:
+    """A timestamp cell as Unix seconds (see the module docstring); ValueError when it is none.
+
+    Args:
+      text: the cell.
+      time_format: a ``strptime`` format; "" = a number, or ISO 8601 text.
+    """
+    if time_format:
+        moment = datetime.datetime.strptime(text.strip(), time_format)
+    else:
+        try:
+            return _number(text)
+        except ValueError:
+            pass
+        if not text.strip()[:1].isdigit():
+            raise ValueError(text)
+        moment = datetime.datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
 def _id_problem(raw: str) -> str | None:
     """The malformed reason for an ID, or None when it is usable."""
     if not raw:
@@ -180,9 +222,12 @@ def _id_problem(raw: str) -> str | None:
 
 
 def row_to_interaction(
-    fields: Sequence[str], columns: Columns, path: str, source: int, line: int
+    fields: Sequence[str], columns: Columns, path: str, source: int, line: int, time_format: str = ""
 ) -> Interaction | Malformed:
-    """Validates one delimited row against ``columns``; no timestamp column -> ``line``."""
+    """Validates one delimited row against ``columns``; no timestamp column -> ``line``.
+
+    ``time_format``: see :func:`timestamp_seconds`.
+    """
     if len(fields) != columns.count:
         return Malformed(
             WRONG_FIELD_COUNT, path, line, f"{len(fields)} fields, expected {columns.count}"
@@ -195,7 +240,7 @@ def row_to_interaction(
     timestamp = float(line)
     if columns.timestamp >= 0:
         try:
-            timestamp = _number(fields[columns.timestamp])
+            timestamp = timestamp_seconds(fields[columns.timestamp], time_format)
         except ValueError:
             return Malformed(BAD_TIMESTAMP, path, line, repr(fields[columns.timestamp]))
     rating = math.nan
@@ -216,22 +261,26 @@ class Format:
 
     ``line_parser(path, source, first)`` gets the file's first line (the header
     for formats with ``has_header``), raises DataError when it does not fit the
-    format, and returns the parser for the data lines.
+    format, and returns the parser for the data lines. ``time_format``: how
+    timestamp cells are spelled (:func:`timestamp_seconds`).
     """
 
     name = ""
     has_header = False
+
+    def __init__(self, time_format: str = "") -> None:
+        self.time_format = time_format
 
     def line_parser(self, path: str, source: int, first: str) -> LineParser:
         raise NotImplementedError
 
 
 def _delimited(columns: Columns, path: str, source: int,
-               split: Callable[[str], list[str]]) -> LineParser:
+               split: Callable[[str], list[str]], time_format: str = "") -> LineParser:
     def parse(text: str, line: int) -> list[Interaction] | Malformed | None:
         if not text.strip():
             return None
-        result = row_to_interaction(split(text.rstrip("\r\n")), columns, path, source, line)
+        result = row_to_interaction(split(text.rstrip("\r\n")), columns, path, source, line, time_format)
         return result if isinstance(result, Malformed) else [result]
 
     return parse
@@ -257,7 +306,7 @@ class RecBoleFormat(Format):
             names.index("rating") if "rating" in names else -1,
             len(names),
         )
-        return _delimited(columns, path, source, lambda text: text.split("\t"))
+        return _delimited(columns, path, source, lambda text: text.split("\t"), self.time_format)
 
 
 def _refuse_recbole_header(fmt_name: str, path: str, first: str) -> None:
@@ -270,33 +319,95 @@ def _refuse_recbole_header(fmt_name: str, path: str, first: str) -> None:
         )
 
 
-def check_not_misread(fmt: Format, path: str, lines: Sequence[bytes]) -> None:
-    """Raises DataError when the first lines of a ``sequence`` or ``pairs`` file are a ratings log.
+def _fields(text: str) -> list[str]:
+    return text.split("::") if "::" in text else text.split()
 
-    ``lines`` are the file's first lines (a sniff, not the whole file). A file
-    is refused only when there are at least ``MISREAD_MIN_LINES`` non-blank
-    lines and every one is ``user item rating timestamp`` (tab/space or ``::``
-    separated, all numbers, the last a 9-10 digit Unix time): read as a
-    sequence such a line is a user whose "items" are an item, a rating and a
-    timestamp. A genuine ``user item item ...`` file (Beauty.txt) has lines of
-    different lengths, and its items are never all 9-10 digit numbers.
+
+def _header_words(text: str) -> list[str]:
+    """The words of ``text`` that name interaction-log columns (``user_id``, ``item``, ``userId``, ...)."""
+    tokens = re.split(r"::|[\s,;|]+", text.strip().lower())
+    names = [token.strip("\"'").split(":", 1)[0] for token in tokens]
+    return [name for name in names if name in HEADER_WORDS]
+
+
+def _ratings_signal(fields: Sequence[str]) -> str | None:
+    """What makes a line look like ``user item [rating] timestamp`` rather than ``user item item ...``, or None.
+
+    Looks at the fields after the user and the first item: a decimal number (a
+    rating such as ``4.0``), a date or a clock time, or an all-digit number of
+    9 or more digits that is ``TIMESTAMP_EXTRA_DIGITS`` longer than both IDs
+    (a Unix time in seconds or milliseconds).
+    """
+    id_length = max(len(fields[0]), len(fields[1]))
+    for field in fields[2:]:
+        long_number = _LONG_NUMBER.fullmatch(field)
+        if long_number and len(long_number.group(1)) >= id_length + TIMESTAMP_EXTRA_DIGITS:
+            return f"a timestamp {field!r}"
+    for field in fields[2:]:
+        if _DATE_OR_CLOCK.fullmatch(field):
+            return f"a date or time {field!r}"
+    for field in fields[2:]:
+        if _DECIMAL.fullmatch(field):
+            return f"a decimal number {field!r} (a rating?)"
+    return None
+
+
+def check_not_misread(fmt: Format, path: str, lines: Sequence[bytes]) -> None:
+    """Raises DataError when the first lines of a ``sequence`` or ``pairs`` file are another format.
+
+    ``lines`` are the file's first lines (a sniff, not the whole file). Read as
+    ``user item item ...``, a ratings log turns every rating and timestamp into
+    an "item" and a header row into a user; the file is refused (``file:line:
+    why``) when:
+
+    * line 1 is a RecBole ``.inter`` header, or holds two or more column names
+      (:data:`HEADER_WORDS`: ``user_id item_id``, ``userId,movieId,rating``);
+    * at least ``MISREAD_MIN_LINES`` non-blank lines all have the same number of
+      fields (3 to 5) and each holds a rating or a timestamp (:func:`_ratings_signal`:
+      ``4.0``, a 9+ digit number far longer than the IDs, a date);
+    * ``sequence`` only: at least ``CONSTANT_COUNT_MIN_LINES`` lines all have
+      exactly 4 fields (a genuine file's lines are as long as each user's history).
+
+    A genuine ``user item item ...`` file (Beauty.txt) has lines of different
+    lengths and IDs of similar lengths, and passes. ``--check_format false``
+    skips this check.
     """
     if fmt.name not in ("sequence", "pairs"):
         return
-    texts = [raw.decode("utf-8", errors="replace").strip() for raw in lines]
-    texts = [text for text in texts if text]
-    if len(texts) < MISREAD_MIN_LINES:
+    numbered = [(n, raw.decode("utf-8", errors="replace").strip()) for n, raw in enumerate(lines, start=1)]
+    numbered = [(n, text) for n, text in numbered if text][:MISREAD_MAX_LINES]
+    if not numbered:
         return
-    for text in texts:
-        fields = text.split("::") if "::" in text else text.split()
-        if (len(fields) != 4 or not all(_NUMBER.fullmatch(f) for f in fields[:3])
-                or not _UNIX_SECONDS.fullmatch(fields[3])):
-            return
-    raise DataError(
-        f"{path}: its first {len(texts)} lines are all 'user item rating timestamp' "
-        f"(line 1: {texts[0][:80]!r}), a MovieLens ratings log, not a {fmt.name} file; "
-        f"use --input_format movielens"
-    )
+    fix = "--check_format false reads it as it is"
+    line, first = numbered[0]
+    _refuse_recbole_header(fmt.name, path, first)
+    words = _header_words(first)
+    if len(words) >= 2:
+        raise DataError(
+            f"{path}:{line}: a header row ({first[:80]!r}: column names {', '.join(words)}), not {fmt.name} data; "
+            f"a log with a header is --input_format csv (or recbole); {fix}"
+        )
+    rows = [(n, text, _fields(text)) for n, text in numbered]
+    counts = {len(fields) for _, _, fields in rows}
+    if len(rows) >= MISREAD_MIN_LINES and len(counts) == 1 and 3 <= len(rows[0][2]) <= 5:
+        signals = [_ratings_signal(fields) for _, _, fields in rows]
+        if all(signals):
+            if all(len(f) == 4 and all(_NUMBER.fullmatch(x) for x in f[:3]) and _UNIX_SECONDS.fullmatch(f[3])
+                   for _, _, f in rows):
+                what = "a MovieLens ratings log"
+            else:
+                what = "a ratings log"
+            raise DataError(
+                f"{path}:{line}: its first {len(rows)} lines are all 'user item rating timestamp' "
+                f"({first[:80]!r}, {signals[0]}), {what}, not a {fmt.name} file; "
+                f"use --input_format movielens (or csv with a header); {fix}"
+            )
+    if fmt.name == "sequence" and len(rows) >= CONSTANT_COUNT_MIN_LINES and counts == {4}:
+        raise DataError(
+            f"{path}:{line}: each of its first {len(rows)} lines has exactly 4 fields "
+            f"({first[:80]!r}), like a 'user item rating timestamp' log; the lines of a "
+            f"sequence file ('user item item ...') are as long as each user's history; {fix}"
+        )
 
 
 class MovieLensFormat(Format):
@@ -311,7 +422,7 @@ class MovieLensFormat(Format):
         _refuse_recbole_header(self.name, path, first)
         separator = "::" if "::" in first else "\t"
         columns = Columns(0, 1, timestamp=3, rating=2, count=4)
-        return _delimited(columns, path, source, lambda text: text.split(separator))
+        return _delimited(columns, path, source, lambda text: text.split(separator), self.time_format)
 
 
 class SequenceFormat(Format):
@@ -358,6 +469,7 @@ class CsvFormat(Format):
     item_col: str = "item_id"
     time_col: str = "timestamp"
     rating_col: str = ""
+    time_format: str = ""
     name = "csv"
     has_header = True
 
@@ -366,7 +478,7 @@ class CsvFormat(Format):
         columns = columns_by_name(
             names, f"{path}:1", self.user_col, self.item_col, self.time_col, self.rating_col
         )
-        return _delimited(columns, path, source, lambda text: next(csv.reader([text])))
+        return _delimited(columns, path, source, lambda text: next(csv.reader([text])), self.time_format)
 
 
 _TEXT_FORMAT_CLASSES: dict[str, type[Format]] = {
@@ -376,15 +488,15 @@ _TEXT_FORMAT_CLASSES: dict[str, type[Format]] = {
 
 def text_format(
     name: str, user_col: str = "user_id", item_col: str = "item_id", time_col: str = "timestamp",
-    rating_col: str = "",
+    rating_col: str = "", time_format: str = "",
 ) -> Format:
     """The line-based format called ``name`` (the column names matter only for ``csv``)."""
     check_format_name(name)
     if name == "csv":
-        return CsvFormat(user_col, item_col, time_col, rating_col)
+        return CsvFormat(user_col, item_col, time_col, rating_col, time_format)
     if name not in _TEXT_FORMAT_CLASSES:
         raise DataError(f"input format {name!r} is not line-based; text formats: {TEXT_FORMATS}")
-    return _TEXT_FORMAT_CLASSES[name]()
+    return _TEXT_FORMAT_CLASSES[name](time_format)
 
 
 # Beam's CompressionTypes values, so a path's detected type names its decompressor here.
@@ -561,7 +673,7 @@ def parquet_columns(
 
 def parquet_records(
     file: IO[bytes], path: str, source: int, user_col: str, item_col: str, time_col: str,
-    rating_col: str, batch_size: int = 65536,
+    rating_col: str, batch_size: int = 65536, time_format: str = "",
 ) -> Iterator[Interaction | Malformed]:
     """Rows of an open parquet file, streamed in record batches (row number from 1 = the line)."""
     parquet, wanted = parquet_columns(file, path, user_col, item_col, time_col, rating_col)
@@ -574,7 +686,7 @@ def parquet_records(
         cells = [batch.column(i).to_pylist() for i in range(len(wanted))]
         for row in zip(*cells):
             line += 1
-            yield row_to_interaction([_field_text(v) for v in row], columns, path, source, line)
+            yield row_to_interaction([_field_text(v) for v in row], columns, path, source, line, time_format)
 
 
 TFDS_FIELDS = ("user_id", "movie_id", "timestamp", "user_rating")

@@ -18,14 +18,19 @@ Formats, picked from the file name (and, for other names, from the first line):
 
 A value is never empty and the values of one item and field are kept once, in
 file order. Every reading error is a :class:`~tfseq.data.formats.DataError`
-whose message starts ``file:line:``.
+whose message starts ``file:line:`` (JSON nested too deeply to read or holding
+an integer too long to convert, a csv quote left open: the file and the line
+where the value starts).
 
 :func:`build_item_features` turns a :class:`RawItemTable` into
 :class:`ItemFeatures`, the table the models look up: per field an int32
 ``[num_items, max_values]`` array of value indices whose row ``n`` belongs to
 item index ``n`` of the item vocabulary (row 0 = padding = all zeros), and one
 vocabulary per field (index 0 = padding ``""``, then values by descending
-frequency over the log's items, ties by value).
+frequency over the log's items, ties by value). It keeps at most
+``max_values`` values per item and field, the first ones in file order, so one
+item with thousands of attributes cannot widen every row of the table, and
+refuses a file that describes less than ``min_coverage`` of the log's items.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ CELL_SEPARATOR = "|"  # between the values of one csv/parquet cell
 CATEGORICAL_TYPES = ("token", "token_seq")
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 FORMATS = ("json", "atomic", "csv", "parquet")
+
+DEFAULT_MAX_VALUES = 64  # values kept per item and field (--max_attributes_per_item)
+DEFAULT_MIN_COVERAGE = 0.5  # share of the log's items a feature file must describe (--min_feature_coverage)
 
 VALUES_FILE = "item_features.npz"
 FIELDS_FILE = "item_features.json"
@@ -228,6 +236,10 @@ def _json_members(text: str, path: str) -> Iterator[tuple[str, Any, int]]:
             return decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg} (column {e.colno})") from None
+        except RecursionError:
+            raise fail(pos, "a value nested too deeply to read (attributes are a flat list)") from None
+        except ValueError as e:  # an integer past sys.get_int_max_str_digits()
+            raise fail(pos, f"a value that cannot be read: {str(e).split(':')[0]}") from None
 
     pos = skip(0)
     if pos >= len(text) or text[pos] != "{":
@@ -345,7 +357,7 @@ def _check_columns(names: Sequence[str], wanted: Sequence[str], path: str, line:
 
 
 def _read_csv(text: str, path: str, fields: tuple[str, ...], item_column: str) -> RawItemTable:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -364,9 +376,16 @@ def _read_csv(text: str, path: str, fields: tuple[str, ...], item_column: str) -
         except StopIteration:
             break
         except csv.Error as e:
+            if str(e) == "unexpected end of data":
+                raise DataError(f"{path}:{start}: malformed csv: a quote opened on this line is never closed "
+                                f"(the quoted field runs to the end of the file)") from None
             raise DataError(f"{path}:{start}: malformed csv: {e}") from None
         if not any(c.strip() for c in cells):
             continue
+        if reader.line_num > start and (len(cells) != len(header) or any(
+                "\n" in cells[i] or "\r" in cells[i] for i in (id_index, *positions.values()))):
+            raise DataError(f"{path}:{start}: malformed csv: a quoted field runs over lines {start}-"
+                            f"{reader.line_num} (a quote left open?); item feature values are one line each")
         if len(cells) != len(header):
             raise DataError(f"{path}:{start}: {len(cells)} fields, the header has {len(header)}")
         out.add(cells[id_index].strip(), start, {f: _split_cell(cells[i]) for f, i in positions.items()})
@@ -486,23 +505,37 @@ class ItemFeatures:
         return cls(tuple(meta["fields"]), values, tuple(tuple(v) for v in meta["vocabularies"]))
 
 
-def build_item_features(table: RawItemTable, item_vocab: Sequence[str]) -> tuple[ItemFeatures, dict[str, Any]]:
+def build_item_features(
+    table: RawItemTable,
+    item_vocab: Sequence[str],
+    *,
+    max_values: int = DEFAULT_MAX_VALUES,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> tuple[ItemFeatures, dict[str, Any]]:
     """Aligns ``table`` with the item vocabulary.
 
     Args:
       table: what :func:`read_item_table` returned.
       item_vocab: raw item IDs by index, index 0 = padding (``tfseq.data.vocab.read_vocabulary``).
+      max_values: per item and field, the values kept: the first ``max_values`` in file
+        order. The value array is ``[num_items, min(max_values, widest item)]``.
+      min_coverage: the share of the log's items the file must describe (0 to 1).
 
     Returns:
       ``(features, stats)``. ``stats``: ``items`` (log items), ``items_without_features``
       (log items absent from the file; they get padding), ``unknown_items`` (file items not
-      in the log; ignored) and per field ``vocab_size`` (padding included),
+      in the log; ignored), ``file_items``, ``max_values_per_item`` (the cap), ``truncated_items`` (log items
+      cut to the cap in some field) and per field ``vocab_size`` (padding included),
       ``items_without_values``, ``mean_values_per_item`` and ``max_values_per_item`` over
-      the log's items.
+      the log's items after the cap, and ``truncated_items`` with ``max_values_in_file``
+      before it.
 
     Raises:
-      DataError: no item of the file is in the log.
+      DataError: no item of the file is in the log, or fewer than ``min_coverage`` of the
+        log's items are (both counts named).
     """
+    if max_values < 1:
+        raise ValueError(f"max_values must be >= 1, got {max_values}")
     if not item_vocab or item_vocab[0] != schema.PAD_TOKEN:
         raise ValueError("item_vocab[0] must be the padding ID ''")
     log_items = list(item_vocab[1:])
@@ -514,15 +547,29 @@ def build_item_features(table: RawItemTable, item_vocab: Sequence[str]) -> tuple
             f"{table.path}: no item of the feature file is in the log ({len(table.items)} file items, e.g. "
             f"{list(table.items)[:3]}; {len(log_items)} log items, e.g. {log_items[:3]})"
         )
+    if len(found) < min_coverage * len(log_items):
+        raise DataError(
+            f"{table.path}: the feature file describes only {len(found):,} of the log's {len(log_items):,} "
+            f"items ({len(found) / len(log_items):.1%}; {unknown:,} of its {len(table.items):,} items are not "
+            f"in the log), below --min_feature_coverage {min_coverage:g}: is it another dataset's? "
+            f"A lower --min_feature_coverage accepts it"
+        )
     stats: dict[str, Any] = {
         "items": len(log_items),
         "items_without_features": len(log_items) - len(found),
         "unknown_items": unknown,
+        "file_items": len(table.items),
+        "max_values_per_item": max_values,
+        "truncated_items": 0,
         "fields": {},
     }
+    truncated: set[str] = set()
     values, vocabularies = [], []
     for field in table.fields:
-        per_item = [table.items[raw][field] if raw in table.items else () for raw in log_items]
+        full = [table.items[raw][field] if raw in table.items else () for raw in log_items]
+        cut = {raw for raw, item_values in zip(log_items, full) if len(item_values) > max_values}
+        truncated |= cut
+        per_item = [item_values[:max_values] for item_values in full]
         counts = collections.Counter(v for item_values in per_item for v in item_values)
         vocabulary = (schema.PAD_TOKEN, *sorted(counts, key=lambda v: (-counts[v], v)))
         index = {v: i for i, v in enumerate(vocabulary)}
@@ -537,5 +584,34 @@ def build_item_features(table: RawItemTable, item_vocab: Sequence[str]) -> tuple
             "items_without_values": sum(1 for w in widths if not w),
             "mean_values_per_item": float(np.mean(widths)) if widths else 0.0,
             "max_values_per_item": max(widths, default=0),
+            "truncated_items": len(cut),
+            "max_values_in_file": max((len(v) for v in full), default=0),
         }
+    stats["truncated_items"] = len(truncated)
     return ItemFeatures(table.fields, tuple(values), tuple(vocabularies)), stats
+
+
+def summary_lines(stats: dict[str, Any]) -> list[str]:
+    """What the console shows of :func:`build_item_features`' stats: coverage, and any items cut to the cap.
+
+    When most of the file's items are not in the log the line says so: a file of another
+    dataset with overlapping numeric IDs can describe every log item (S3-Rec's Beauty
+    attributes, items 1..12101, cover all of ml-100k's 1..1682) and pass the coverage
+    floor; only a catalog larger than the log has that shape legitimately.
+    """
+    described = stats["items"] - stats["items_without_features"]
+    line = (f"item features: {described:,} of the log's {stats['items']:,} items described; "
+            f"{stats['unknown_items']:,} file items not in the log (ignored)")
+    file_items = stats.get("file_items", 0)
+    if file_items and stats["unknown_items"] > file_items / 2:
+        line += (f"; that is most of the file's {file_items:,} items: is the file this dataset's? "
+                 f"(a catalog of more items than the log is fine)")
+    lines = [line]
+    for field, found in stats["fields"].items():
+        if found.get("truncated_items"):
+            lines.append(
+                f"item features: field {field!r}: {found['truncated_items']:,} item(s) had more than "
+                f"{stats['max_values_per_item']} values (up to {found['max_values_in_file']:,}); kept the first "
+                f"{stats['max_values_per_item']} in file order (--max_attributes_per_item)"
+            )
+    return lines
