@@ -30,8 +30,7 @@ def data_pipeline(settings: dict[str, Any], root: Path, beam_options: Any = None
     from pipeline.pipeline import create_pipeline
 
     configs = cli.build_configs(settings)
-    return create_pipeline(configs.example_gen, configs.transform, configs.experiment, configs.pusher,
-                           root=str(root), beam_options=beam_options, progress=progress)
+    return create_pipeline(configs, root=str(root), beam_options=beam_options, progress=progress)
 
 
 def run_measured(settings: dict[str, Any], root: Path) -> tuple[Any, dict[str, Any]]:
@@ -69,7 +68,7 @@ def result_row(result: Any, wall_seconds: float, peak_rss_mib: float) -> dict[st
 
 
 def trained_test_data(trainer_dir: str, transform_dir: str, min_window: int = 0) -> tuple[Any, Any]:
-    """A trained run's model and its test batches (with ``user_ids`` for a model that uses users).
+    """A trained run's model and its test batches (with the side inputs the model reads).
 
     The batches hold each history's last ``max(max_seq_len, min_window)`` items. The transformer
     models (``sasrec``, ``sasrec_f``, ``difsr``, ``core_*``) encode their own last ``max_seq_len``
@@ -84,7 +83,7 @@ def trained_test_data(trainer_dir: str, transform_dir: str, min_window: int = 0)
     data = evaluation_dataset(
         transform_dir, DatasetMetadata.load(transform_dir), "test",
         max_seq_len=max(config.train.max_seq_len, min_window), batch_size=config.train.eval_batch_size,
-        users=bool(getattr(model, "uses_user", False)),
+        side_inputs=model.side_inputs,
     )
     return model, data
 
@@ -111,7 +110,7 @@ def history_in_top(model: Any, data: Any, k: int = 20) -> dict[str, float]:
     first_is_last: list[bool] = []
     for batch in data:
         items = batch[schema.ITEM_IDS].numpy()
-        scores = score_items(model, batch[schema.ITEM_IDS], user_ids=batch.get(schema.USER_IDS))
+        scores = score_items(model, batch)
         top = np.argsort(-scores.numpy(), axis=1)[:, :k]
         last = items[np.arange(len(items)), np.count_nonzero(items, axis=1) - 1]
         seen = np.array([np.isin(row, history[history != schema.PAD_ID]) for row, history in zip(top, items)])

@@ -64,8 +64,7 @@ def run(
     if input:
         values["input"] = input
     configs = cli.build_configs(values)
-    pipeline = create_pipeline(configs.example_gen, configs.transform, configs.experiment, configs.pusher,
-                               root=output_dir, beam_options=beam_options, progress=progress)
+    pipeline = create_pipeline(configs, root=output_dir, beam_options=beam_options, progress=progress)
     return pipeline.run(stop_after=stop_after, force=force)
 
 
@@ -86,6 +85,7 @@ class Recommender:
 
     def __init__(self, run_dir: str) -> None:
         from pipeline import artifacts
+        from tfseq.data import schema
         from tfseq.data.vocab import DatasetMetadata, read_vocabulary
         from tfseq.experiment import load_trained_model
 
@@ -106,7 +106,7 @@ class Recommender:
         with open(self._asset, "w", encoding="utf-8") as f:
             f.write("".join(raw + "\n" for raw in raw_ids[1:]))  # as the export's asset
         self._user_asset: str | None = None
-        if self.uses_user:  # the export's user index: the users with training records
+        if schema.USER_IDS in self.model.side_inputs:  # the export's user index: the users with training records
             from serving.export import user_index_text
             from tfseq.data.reader import training_user_index
 
@@ -120,9 +120,11 @@ class Recommender:
         return self.config.train.exclude_history
 
     @property
-    def uses_user(self) -> bool:
-        """Whether the model reads the user (``recommend(..., users=...)``)."""
-        return bool(getattr(self.model, "uses_user", False))
+    def input_names(self) -> tuple[str, ...]:
+        """The SavedModel inputs besides ``history`` (one per side input of the model, e.g. ``user_id``)."""
+        from serving.signature import side_input_name
+
+        return tuple(side_input_name(key) for key in self.model.side_inputs)
 
     def _module(self, k: int) -> Any:
         from serving.export import RecommenderModule
@@ -138,26 +140,46 @@ class Recommender:
         return self._modules[k]
 
     def recommend(
-        self, histories: Sequence[Sequence[str]], k: int = 10, users: Sequence[str] | None = None
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        users: Sequence[str] | None = None,
+        **inputs: Sequence[Any],
     ) -> Recommendations:
         """The top ``k`` items after each history of raw item IDs (oldest first).
 
-        ``users``: one raw user ID per history (``""`` = none), for a model that
-        uses users; an unknown or missing user gets the model's sequence-only answer.
+        ``users``: one raw user ID per history (``""`` = none), the ``user_id``
+        input of a model that reads users; an unknown or missing user gets the
+        model's sequence-only answer. ``inputs``: the model's other inputs by name
+        (:attr:`input_names`), one entry per history; a per-event one (e.g.
+        ``hour``) is a list of ints aligned with the history. A left-out input is
+        unknown, as in the SavedModel.
         """
         import tensorflow as tf
+
+        from serving.signature import USER_ID
 
         width = max((len(h) for h in histories), default=0)
         padded = [[str(i) for i in h] + [""] * (width - len(h)) for h in histories]
         history = tf.constant(padded, tf.string, shape=[len(padded), width])
-        if users is None:
-            answer = self._module(k).recommend(history)
-        elif not self.uses_user:
-            raise ValueError(f"model {self.config.model} does not use users; call recommend without users=")
-        elif len(users) != len(histories):
-            raise ValueError(f"{len(users)} users for {len(histories)} histories; give one per history")
-        else:
-            answer = self._module(k).recommend(history, tf.constant([str(u) for u in users], tf.string))
+        if users is not None:
+            inputs = {USER_ID: users, **inputs}
+        unknown = sorted(set(inputs) - set(self.input_names))
+        if unknown:
+            raise ValueError(f"model {self.config.model} has no input {unknown[0]!r}; its inputs besides the "
+                             f"history: {', '.join(self.input_names) or 'none'}")
+        given: dict[str, Any] = {}
+        for name, values in inputs.items():
+            if len(values) != len(histories):
+                raise ValueError(f"{len(values)} {name} values for {len(histories)} histories; give one per history")
+            if name == USER_ID:
+                given[name] = tf.constant([str(u) for u in values], tf.string)
+            else:
+                rows = [[int(v) for v in row] + [-1] * (width - len(row)) for row in values]
+                if any(len(row) != width for row in rows):
+                    raise ValueError(f"{name}: give one value per history entry")
+                given[name] = tf.constant(rows, tf.int64, shape=[len(rows), width])
+        answer = self._module(k).recommend(history, **given)
         item_ids = [[i.decode("utf-8") for i in row] for row in answer["item_ids"].numpy()]
         return Recommendations(item_ids=item_ids, scores=answer["scores"].numpy())
 

@@ -16,14 +16,23 @@ Signatures (names in ``serving/signature.py``):
 * ``embed``: ``history`` -> ``embedding`` float32 ``[B, D]``, the model's query
   (zeros for a history with no known ID).
 
-A model that reads the user (``uses_user``, e.g. ``hrm``) gets a second input in
-both signatures, ``user_id`` (string ``[B]``, one raw user ID per history),
-looked up in the asset ``assets/user_index.tsv`` (``raw<TAB>index`` for every
-user with training records). ``""``, an ID not in it, or no ``user_id`` at all
-(its SignatureDef default is the empty vector, which TF Serving substitutes
-for a missing input) is no user: the model's sequence-only path, the answer
-the evaluation gives a user with ``user_ids`` 0. A history with no known item
-still gets popularity. ID-only models keep ``history`` as their only input.
+A model with side inputs (its ``side_inputs``) gets one more input per side
+input in both signatures, named by ``serving.signature.side_input_name``, in
+the model's order after ``history``; each is optional (its SignatureDef
+default is an empty tensor, which TF Serving substitutes for a missing input)
+and is turned into the model's feature here, in the graph:
+
+* ``user_id`` (string ``[B]``, one raw user ID per history) -> ``user_ids``,
+  looked up in the asset ``assets/user_index.tsv`` (``raw<TAB>index`` for every
+  user with training records). ``""``, an ID not in it, or no ``user_id`` at
+  all is no user: the model's sequence-only path, the answer the evaluation
+  gives a user with ``user_ids`` 0 (``hrm``);
+* a per-event column's input (int64 ``[B, L]``, one raw value per ``history``
+  entry, e.g. ``hour``) -> its stored indices (``value + 1``, 0 for unknown
+  values or no input), masked and truncated exactly as the history's items.
+
+A history with no known item still gets popularity. ID-only models keep
+``history`` as their only input.
 
 The vocabulary travels as the asset ``assets/item_vocab.txt``: the lines of the
 Transform vocabulary after its padding line (TF's text-file tables reject empty
@@ -43,6 +52,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import posixpath
 import sys
@@ -63,19 +73,25 @@ from serving.signature import (
     PAD_TOKEN,
     SCORES,
     SERVING_SIGNATURE,
-    USER_ID,
     list_versions,
+    side_input_name,
 )
 from tfseq.data import schema
 from tfseq.data.vocab import ITEM_VOCAB, read_vocabulary
-from tfseq.scoring import score_items
+from tfseq.scoring import Recommender, score_items
 
 ASSET_VOCAB = "item_vocab.txt"  # asset line n = raw ID of index n + 1
 ASSET_USERS = "user_index.tsv"  # models that use users: "raw<TAB>user vocabulary index" per trained user
 
 _HISTORY_SPEC = tf.TensorSpec([None, None], tf.string, name=HISTORY)
-_USER_SPEC = tf.TensorSpec([None], tf.string, name=USER_ID)
-_NO_USERS = tf.constant([], tf.string)  # user_id's default: no user for any history
+
+
+def side_input_signature(key: str) -> tuple[tf.TensorSpec, tf.Tensor]:
+    """``(spec, default)`` of the signature input of side input ``key``; the default (empty) = not given."""
+    name = side_input_name(key)
+    if key == schema.USER_IDS:
+        return tf.TensorSpec([None], tf.string, name=name), tf.constant([], tf.string)
+    return tf.TensorSpec([None, None], tf.int64, name=name), tf.zeros([0, 0], tf.int64)
 
 
 def user_index_text(user_index: Mapping[str, int], num_users: int) -> str:
@@ -97,21 +113,21 @@ class RecommenderModule(tf.Module):
     SavedModel holds plain functions and loads without tfseq or Keras.
 
     Args:
-      model: a ``SequentialRecommender`` with built variables.
+      model: the model, with built variables.
       vocab_asset: a file with the raw IDs of indices ``1 .. num_items-1``, one a line.
       popularity: ``[num_items]`` scores for histories with no known item.
       top_k: K, the number of items returned per history.
       exclude_history: never return an item of the (known part of the) history, older items included.
       max_seq_len: only the last ``max_seq_len`` known items are encoded.
-      user_asset: models that use users: the ``user_index.tsv`` file (:func:`user_index_text`).
+      user_asset: models that read ``user_ids``: the ``user_index.tsv`` file (:func:`user_index_text`).
 
-    ``recommend`` and ``embed`` take ``(history)``, or ``(history, user_id=<none>)``
-    for a model that uses users.
+    ``recommend`` and ``embed`` take ``(history, <one optional input per side input>)``,
+    by position in the model's ``side_inputs`` order or by input name (:attr:`input_names`).
     """
 
     def __init__(
         self,
-        model: Any,
+        model: Recommender,
         *,
         vocab_asset: str,
         popularity: np.ndarray,
@@ -148,33 +164,87 @@ class RecommenderModule(tf.Module):
         self.top_k = int(top_k)
         self.exclude_history = bool(exclude_history)
         self.max_seq_len = int(max_seq_len)
-        self.uses_user = bool(getattr(model, "uses_user", False))
-        if not self.uses_user:
-            self.recommend = tf.function(self._recommend, input_signature=[_HISTORY_SPEC])
-            self.embed = tf.function(self._embed, input_signature=[_HISTORY_SPEC])
-            return
-        if user_asset is None:
-            raise ValueError(f"{type(model).__name__} uses the user: give user_asset (the user index)")
-        self.user_index = tf.saved_model.Asset(user_asset)
-        self.raw_to_user = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                self.user_index, tf.string, 0, tf.int64, 1, delimiter="\t"
-            ),
-            default_value=schema.PAD_ID,  # unknown user
-        )
-        self.recommend = tf.function(self._recommend_for_users, input_signature=[_HISTORY_SPEC, _USER_SPEC])
-        self.embed = tf.function(self._embed_for_users, input_signature=[_HISTORY_SPEC, _USER_SPEC])
+        self.side_inputs = tuple(model.side_inputs)
+        if schema.USER_IDS in self.side_inputs:
+            if user_asset is None:
+                raise ValueError(f"{type(model).__name__} reads user_ids: give user_asset (the user index)")
+            self.user_index = tf.saved_model.Asset(user_asset)
+            self.raw_to_user = tf.lookup.StaticHashTable(
+                tf.lookup.TextFileInitializer(
+                    self.user_index, tf.string, 0, tf.int64, 1, delimiter="\t"
+                ),
+                default_value=schema.PAD_ID,  # unknown user
+            )
+        self.recommend = self._signature_function(self._recommend)
+        self.embed = self._signature_function(self._embed)
 
-    def _known_items(self, history: tf.Tensor) -> tf.RaggedTensor:
-        """Vocabulary indices of the known IDs of ``history [B, L]`` -> ragged ``[B, (n)]``."""
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The signature inputs after ``history``, one per side input of the model, in its order."""
+        return tuple(side_input_name(key) for key in self.side_inputs)
+
+    def _signature_function(self, body: Any) -> Any:
+        """``body(history, {side input: raw tensor})`` as a tf.function of ``(history, *optional inputs)``.
+
+        Its Python signature names each input and gives it its empty default, which
+        the SavedModel records as the SignatureDef default TF Serving substitutes.
+        """
+        specs, parameters = [_HISTORY_SPEC], [inspect.Parameter(HISTORY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        for key in self.side_inputs:
+            spec, default = side_input_signature(key)
+            specs.append(spec)
+            parameters.append(inspect.Parameter(spec.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default))
+        keys = self.side_inputs
+
+        def function(history: tf.Tensor, *given: tf.Tensor) -> dict[str, tf.Tensor]:
+            return body(history, dict(zip(keys, given)))
+
+        function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        return tf.function(function, input_signature=specs)
+
+    def _known_mask(self, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(index [B, L], known [B, L] bool)``: vocabulary indices of ``history`` and which are known items."""
         index = self.raw_to_line.lookup(history) + 1  # [B, L]; 0 = padding or unknown
-        return tf.ragged.boolean_mask(index, tf.not_equal(index, schema.PAD_ID))
+        return index, tf.not_equal(index, schema.PAD_ID)
 
     def _model_input(self, known: tf.RaggedTensor) -> tf.Tensor:
         """The last ``max_seq_len`` known items, right-padded: ``[B, max(1, L')]`` int64."""
         item_ids = known[:, -self.max_seq_len :].to_tensor(default_value=schema.PAD_ID)
         missing_width = tf.maximum(1 - tf.shape(item_ids)[1], 0)
         return tf.pad(item_ids, [[0, 0], [0, missing_width]])
+
+    def _features(self, history: tf.Tensor, given: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """``({"item_ids": [B, W], side inputs...}, known items ragged [B, (n)])`` for a request."""
+        index, mask = self._known_mask(history)
+        known = tf.ragged.boolean_mask(index, mask)
+        item_ids = self._model_input(known)  # [B, W]
+        features = {schema.ITEM_IDS: item_ids}
+        for key, raw in given.items():
+            if key == schema.USER_IDS:
+                features[key] = self._user_ids(raw, tf.shape(history)[0])
+            else:
+                features[key] = self._event_ids(key, raw, history, mask, tf.shape(item_ids)[1])
+        return features, known
+
+    def _event_ids(self, key: str, raw: tf.Tensor, history: tf.Tensor, mask: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+        """Per-event column ``key`` of the model input ``[B, width]``: ``raw [B, L]`` values aligned with
+        ``history [B, L]`` (or ``[0, 0]`` = not given) as stored indices, kept where the items are."""
+        column = schema.EVENT_COLUMNS[key]
+        name = side_input_name(key)
+        given = tf.size(raw) > 0
+        check = tf.debugging.Assert(
+            tf.logical_or(tf.logical_not(given), tf.reduce_all(tf.equal(tf.shape(raw), tf.shape(history)))),
+            [f"{name} must hold one value per history entry (or none); got shape", tf.shape(raw),
+             "for history of shape", tf.shape(history)],
+        )
+        with tf.control_dependencies([check]):
+            ids = tf.cond(
+                given,
+                lambda: tf.where((raw >= 0) & (raw < column.size), raw + 1, tf.zeros_like(raw)),
+                lambda: tf.zeros(tf.shape(history), tf.int64),
+            )  # [B, L]
+        kept = tf.ragged.boolean_mask(ids, mask)[:, -self.max_seq_len :].to_tensor(default_value=schema.PAD_ID)
+        return tf.pad(kept, [[0, 0], [0, width - tf.shape(kept)[1]]])  # [B, width], as the items
 
     def _user_ids(self, user_id: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
         """``[B]`` user vocabulary indices of ``user_id`` (``[B]``, or ``[0]`` = no users); 0 = unknown."""
@@ -190,12 +260,10 @@ class RecommenderModule(tf.Module):
                 lambda: self.raw_to_user.lookup(user_id),
             )
 
-    def _recommend(self, history: tf.Tensor, user_ids: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        known = self._known_items(history)
-        item_ids = self._model_input(known)  # [B, L']
+    def _recommend(self, history: tf.Tensor, given: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        features, known = self._features(history, given)
         scores = score_items(
-            self._model, item_ids, exclude_history=self.exclude_history, fallback=self.popularity,
-            user_ids=user_ids,
+            self._model, features, exclude_history=self.exclude_history, fallback=self.popularity,
             history_ids=known.to_tensor(default_value=schema.PAD_ID) if self.exclude_history else None,
         )  # [B, N], the evaluation's scores; a history with no known item gets popularity
         top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)  # [B, K]
@@ -203,24 +271,15 @@ class RecommenderModule(tf.Module):
         eligible = tf.math.is_finite(top_scores)
         return {ITEM_IDS: tf.where(eligible, raw, PAD_TOKEN), SCORES: top_scores}
 
-    def _embed(self, history: tf.Tensor, user_ids: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        known = self._known_items(history)
-        users = {} if user_ids is None else self._model.user_inputs(user_ids)
-        query = tf.cast(
-            self._model.encode(self._model_input(known), training=False, **users), tf.float32
-        )  # [B, D]
+    def _embed(self, history: tf.Tensor, given: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        features, known = self._features(history, given)
+        query = tf.cast(self._model.encode(features, training=False), tf.float32)  # [B, D]
         empty = tf.equal(known.row_lengths(), 0)
         return {EMBEDDING: tf.where(empty[:, tf.newaxis], tf.zeros_like(query), query)}
 
-    def _recommend_for_users(self, history: tf.Tensor, user_id: tf.Tensor = _NO_USERS) -> dict[str, tf.Tensor]:
-        return self._recommend(history, self._user_ids(user_id, tf.shape(history)[0]))
-
-    def _embed_for_users(self, history: tf.Tensor, user_id: tf.Tensor = _NO_USERS) -> dict[str, tf.Tensor]:
-        return self._embed(history, self._user_ids(user_id, tf.shape(history)[0]))
-
 
 def _check_export_args(
-    model: Any,
+    model: Recommender,
     raw_ids: list[str],
     vocab_path: str,
     counts: np.ndarray,
@@ -251,7 +310,7 @@ def _check_export_args(
 
 
 def export_saved_model(
-    model: Any,
+    model: Recommender,
     *,
     item_vocab_path: str,
     item_counts: Sequence[int] | np.ndarray,
@@ -267,7 +326,7 @@ def export_saved_model(
     """Exports ``model`` as version ``version`` (default: next free) of ``model_name``.
 
     Args:
-      model: a ``SequentialRecommender`` with built variables (trained weights).
+      model: the model, with built variables (trained weights).
       item_vocab_path: the Transform vocabulary (line ``n`` = raw ID of index ``n``).
       item_counts: ``[num_items]`` training counts: the popularity fallback and warm-up items.
       serving_dir: the model base directory's parent; TF Serving's ``--model_base_path``
@@ -278,7 +337,7 @@ def export_saved_model(
       exclude_history: never return items of the request's history.
       max_seq_len: histories are truncated to their last ``max_seq_len`` known items.
       info: extra JSON-able facts stored in ``assets.extra/tfseq_export.json``.
-      user_index: models that use users: raw user -> user vocabulary index of the
+      user_index: models that read ``user_ids``: raw user -> user vocabulary index of the
         users with training records (``tfseq.data.reader.training_user_index``);
         any other user is unknown to the SavedModel.
 
@@ -294,10 +353,10 @@ def export_saved_model(
     _check_export_args(
         model, raw_ids, item_vocab_path, counts, model_name, version, top_k, max_seq_len
     )
-    uses_user = bool(getattr(model, "uses_user", False))
-    if uses_user and user_index is None:
-        raise ValueError(f"{type(model).__name__} uses the user: give user_index (the training users)")
-    users_text = user_index_text(user_index or {}, model.num_users) if uses_user else None
+    reads_users = schema.USER_IDS in model.side_inputs
+    if reads_users and user_index is None:
+        raise ValueError(f"{type(model).__name__} reads user_ids: give user_index (the training users)")
+    users_text = user_index_text(user_index or {}, model.num_users) if reads_users else None
     model_dir = posixpath.join(serving_dir, model_name)
     if version is None:
         version = max(list_versions(model_dir), default=0) + 1
@@ -338,8 +397,10 @@ def export_saved_model(
             raw_ids, counts.astype(np.int64), max_seq_len=max_seq_len
         )
         known_users = sorted(user_index or {}, key=lambda raw: (user_index or {})[raw])[:1]
-        users = warmup.warmup_users(known_users[0] if known_users else "") if uses_user else None
-        warmup.write_warmup_requests(staging, histories, model_name=model_name, users=users)
+        users = warmup.warmup_users(known_users[0] if known_users else "") if reads_users else None
+        event_inputs = [side_input_name(key) for key in model.side_inputs if key in schema.EVENT_COLUMNS]
+        warmup.write_warmup_requests(staging, histories, model_name=model_name, users=users,
+                                     event_inputs=event_inputs)
         description = {
             "model_name": model_name,
             "version": version,
@@ -348,7 +409,7 @@ def export_saved_model(
             "max_seq_len": max_seq_len,
             "num_items": int(model.num_items),
             "model_class": type(model).__name__,
-            **({"inputs": [HISTORY, USER_ID]} if uses_user else {}),
+            **({"inputs": [HISTORY, *module.input_names]} if model.side_inputs else {}),
             **(info or {}),
         }
         with tf.io.gfile.GFile(posixpath.join(staging, EXPORT_INFO_FILE), "w") as f:
@@ -382,7 +443,7 @@ def export_from_trainer(
 
     metadata = DatasetMetadata.load(transform_dir)
     model, config = load_trained_model(trainer_dir, transform_dir)
-    user_index = training_user_index(transform_dir, metadata) if model.uses_user else None
+    user_index = training_user_index(transform_dir, metadata) if schema.USER_IDS in model.side_inputs else None
     return export_saved_model(
         model,
         item_vocab_path=posixpath.join(transform_dir, ITEM_VOCAB),

@@ -5,9 +5,10 @@ loads a version and makes the version available only afterwards, so the first
 real request does not pay for graph optimisation and kernel selection.
 ``serving/server.py`` replays them the same way. The histories cover the shapes
 requests take: empty, one item, a few popular items, a full ``max_seq_len``
-history, and one with an ID outside the vocabulary. For a model that uses
+history, and one with an ID outside the vocabulary. For a model that reads
 users, every request also sends ``user_id``: a known user, ``""`` and an
-unknown user in turn.
+unknown user in turn; for a model with per-event side inputs (e.g. ``hour``),
+each of them with one value per history entry.
 """
 
 from __future__ import annotations
@@ -57,22 +58,40 @@ def warmup_users(known_user: str) -> list[str]:
     return [known_user, "", UNKNOWN_USER]
 
 
+def event_values(histories: Sequence[Sequence[str]]) -> np.ndarray:
+    """A per-event input for ``histories``: int64 ``[B, max(1, longest)]`` holding each entry's
+    position (0, 1, ...; -1 = padding), the shape ``predict_request`` gives ``history``."""
+    width = max([1, *(len(h) for h in histories)])
+    values = np.full((len(histories), width), -1, np.int64)
+    for row, history in enumerate(histories):
+        values[row, : len(history)] = np.arange(len(history))
+    return values
+
+
 def warmup_logs(
-    histories: Sequence[Sequence[str]], *, model_name: str, users: Sequence[str] | None = None
+    histories: Sequence[Sequence[str]],
+    *,
+    model_name: str,
+    users: Sequence[str] | None = None,
+    event_inputs: Sequence[str] = (),
 ) -> list[prediction_log_pb2.PredictionLog]:
     """One single-history and one batched request per signature, as PredictionLogs.
 
-    ``users`` (models that use users): history ``i`` is sent with ``users[i % len(users)]``.
+    ``users`` (models that read users): history ``i`` is sent with ``users[i % len(users)]``.
+    ``event_inputs``: per-event input names, each sent as :func:`event_values`.
     """
     logs = []
     row_users = None if users is None else [users[i % len(users)] for i in range(len(histories))]
     for signature in (SERVING_SIGNATURE, EMBED_SIGNATURE):
         batches = [[i] for i in range(len(histories))] + [list(range(len(histories)))]
         for rows in batches:
+            batch = [histories[i] for i in rows]
             request = predict_request(
-                [histories[i] for i in rows], model_name=model_name, signature=signature,
+                batch, model_name=model_name, signature=signature,
                 users=None if row_users is None else [row_users[i] for i in rows],
             )
+            for name in event_inputs:
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(event_values(batch)))
             logs.append(
                 prediction_log_pb2.PredictionLog(
                     predict_log=prediction_log_pb2.PredictLog(request=request)
@@ -87,12 +106,14 @@ def write_warmup_requests(
     *,
     model_name: str,
     users: Sequence[str] | None = None,
+    event_inputs: Sequence[str] = (),
 ) -> str:
-    """Writes the warm-up file into ``saved_model_dir`` (``users``: see :func:`warmup_logs`); returns its path."""
+    """Writes the warm-up file into ``saved_model_dir`` (``users``, ``event_inputs``: see
+    :func:`warmup_logs`); returns its path."""
     path = posixpath.join(saved_model_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(posixpath.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
-        for log in warmup_logs(histories, model_name=model_name, users=users):
+        for log in warmup_logs(histories, model_name=model_name, users=users, event_inputs=event_inputs):
             writer.write(log.SerializeToString())
     return path
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tfseq.evaluation import Evaluator, evaluate, rank_targets
 from tfseq.metrics.ranking import metrics_from_ranks
 from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender
+from tfseq.models.base import Features, SequentialRecommender, item_ids_of
 
 NUM_ITEMS = 15  # padding + items 1..14
 
@@ -22,7 +22,8 @@ class SumOfEmbeddings(SequentialRecommender):
         super().__init__(None, num_items=len(table))
         self.table = tf.Variable(table, dtype=tf.float32, trainable=False)
 
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
+        item_ids = item_ids_of(features)  # [B, L]
         embeddings = tf.gather(self.table, item_ids)  # [B, L, D]
         valid = tf.cast(tf.not_equal(item_ids, 0), tf.float32)[:, :, tf.newaxis]
         return tf.reduce_sum(embeddings * valid, axis=1)
@@ -139,7 +140,8 @@ def test_any_iterable_of_dicts_and_any_batch_shape_with_one_trace():
         {"item_ids": histories[13:], "target": targets[13:]},
     ]
     assert evaluator(pieces) == pytest.approx(as_dataset, rel=1e-12)  # sums in another order
-    assert evaluator._ranks.experimental_get_tracing_count() == 1
+    assert list(evaluator._ranks) == [()]  # one ranking function: no side inputs
+    assert evaluator._ranks_for(()).experimental_get_tracing_count() == 1
 
 
 def test_pop_ties_follow_item_index():

@@ -22,7 +22,16 @@ KEY_ALIASES = {
     "stopping_step": "patience",
     "loss_type": "loss",
     "exclude_seen": "exclude_history",  # tfseq before 2026-12: the evaluation's name for it
+    "dataset": "input",  # a RecBole dataset folder (<name>/<name>.inter) or a file
+    "USER_ID_FIELD": "user_col",
+    "ITEM_ID_FIELD": "item_col",
+    "TIME_FIELD": "time_col",
+    "RATING_FIELD": "rating_col",
+    "user_inter_num_interval": "min_user_inter",  # "[5,inf)" -> 5
+    "item_inter_num_interval": "min_item_inter",
 }
+# RecBole's interval settings, read as their lower bound (tfseq's k-core has no upper bound).
+INTERVAL_KEYS = ("user_inter_num_interval", "item_inter_num_interval")
 
 # Model words: lowercase registry keys, RecBole's class names, and ``core`` for CORE's default variant.
 MODEL_ALIASES = {
@@ -71,6 +80,24 @@ def canonical_values(values: Mapping[str, Any], source: str = "") -> dict[str, A
             value = loss_name(value)
         elif name == "valid_metric" and value is not None:
             value = metric_name(value)
+        elif key in INTERVAL_KEYS and value is not None:
+            value = interval_lower_bound(key, value, source)
         out[name] = value
         origin[name] = key
     return out
+
+
+def interval_lower_bound(key: str, value: Any, source: str = "") -> int:
+    """RecBole's ``"[5,inf)"`` as tfseq's minimum count 5; a finite upper bound is an error."""
+    text = str(value).strip()
+    low, sep, high = text.strip("[]()").partition(",")
+    where = f"{source}: " if source else ""
+    try:
+        bound = int(float(low)) if low.strip() else 0
+    except ValueError:
+        raise ConfigError(f"{where}{key} must look like [5,inf), got {text!r}") from None
+    if sep and high.strip().lower() not in ("inf", "+inf", ""):
+        raise ConfigError(f"{where}{key} {text!r}: tfseq filters by a lower bound only; use [N,inf)")
+    if not (text.startswith("[") or not sep):
+        bound += 1  # "(5,inf)": more than 5
+    return bound

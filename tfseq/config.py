@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any, Mapping, TypeVar
 
@@ -54,9 +55,15 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
             return tuple(item_kind(v) if item_kind is not Any else v for v in value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"{cls.__name__}.{name}: cannot read {value!r} as {getattr(kind, '__name__', kind)}"
+            f"{cls.__name__}.{name}: cannot read {shown(value)} as {getattr(kind, '__name__', kind)}"
         ) from None
     return value
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error line never echoes a whole input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
@@ -128,18 +135,23 @@ class TrainConfig:
     seed: int = 2020
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "max_seq_len", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        for name, most in (("epochs", 100_000), ("batch_size", 1 << 20), ("max_seq_len", 100_000),
+                           ("eval_batch_size", 1 << 20)):
+            if not 1 <= getattr(self, name) <= most:
+                raise ConfigError(f"TrainConfig.{name} must be in 1..{most}, got {getattr(self, name)}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 10):
+            raise ConfigError(f"TrainConfig.learning_rate must be a number in (0, 10], got {self.learning_rate}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed < 2**31:
+            raise ConfigError(f"TrainConfig.seed must be in 0..{2**31 - 1}, got {self.seed}")
         if self.patience < 0:
             raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
         if self.lr_decay_patience < 0:
             raise ConfigError(f"TrainConfig.lr_decay_patience must be >= 0, got {self.lr_decay_patience}")
         if not 0 < self.lr_decay_factor <= 1:
             raise ConfigError(f"TrainConfig.lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
-        from tfseq.metrics.ranking import METRICS, UNCUT_METRICS
+        from tfseq.metrics import METRICS, UNCUT_METRICS
 
         name, _, k = self.valid_metric.partition("@")
         if self.valid_metric not in UNCUT_METRICS and (name not in METRICS or not k.isdigit() or int(k) < 1):

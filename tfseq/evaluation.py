@@ -19,18 +19,19 @@ and the metrics' sums are accumulated batch by batch.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfseq.data import schema
 from tfseq.metrics.ranking import DEFAULT_KS, metric_sums, validated_ks
-from tfseq.scoring import score_items
+from tfseq.scoring import Recommender, score_items
 
 NUM_USERS = "num_users"
 
-Batch = Mapping[str, Any]  # {"item_ids": [B, L] right-padded histories, "target": [B], optional "user_ids": [B]}
+# {"item_ids": [B, L] right-padded histories, "target": [B], and side inputs such as "user_ids": [B]}
+Batch = Mapping[str, Any]
 
 
 def rank_targets(scores: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -55,34 +56,37 @@ class Evaluator:
     """Ranks the targets of a model's histories; build once per model, call every epoch.
 
     Args:
-      model: a ``SequentialRecommender`` (anything with ``encode(item_ids [B, L],
-        training) -> [B, D]`` and ``candidate_embeddings(training) -> [N, D]``).
+      model: the model (``encode(features) -> [B, D]``, ``candidate_embeddings() -> [N, D]``).
       exclude_history: set history items to -inf before ranking.
 
-    Batches with ``user_ids`` pass them to a model that uses users (others ignore them).
+    The model gets each batch's ``item_ids`` and those of its ``side_inputs`` the
+    batch holds (a model answers a missing one as it defines: ``hrm`` without
+    ``user_ids`` ranks by the sequence alone). Each set of keys is traced once.
     """
 
-    def __init__(self, model: Any, exclude_history: bool = False) -> None:
+    def __init__(self, model: Recommender, exclude_history: bool = False) -> None:
         self.model = model
         self.exclude_history = bool(exclude_history)
-        spec = (
-            tf.TensorSpec([None, None], tf.int64),  # item_ids
-            tf.TensorSpec([None], tf.int64),  # targets
-            tf.TensorSpec([None, None], tf.float32),  # candidates
-        )
-        self._ranks = tf.function(self._batch_ranks, input_signature=spec)
-        self._user_ranks = tf.function(
-            self._batch_ranks, input_signature=(*spec, tf.TensorSpec([None], tf.int64))  # + user_ids
-        )
-        self.uses_user = bool(getattr(model, "uses_user", False))
+        self._ranks: dict[tuple[str, ...], Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
+
+    def _ranks_for(self, keys: tuple[str, ...]) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
+        """The traced ranking of batches with ``item_ids`` and the side inputs ``keys``."""
+        if keys not in self._ranks:
+            spec = (
+                {schema.ITEM_IDS: tf.TensorSpec([None, None], tf.int64),
+                 **{key: schema.side_input_spec(key) for key in keys}},
+                tf.TensorSpec([None], tf.int64),  # targets
+                tf.TensorSpec([None, None], tf.float32),  # candidates
+            )
+            self._ranks[keys] = tf.function(self._batch_ranks, input_signature=spec)
+        return self._ranks[keys]
 
     def _batch_ranks(
-        self, item_ids: tf.Tensor, targets: tf.Tensor, candidates: tf.Tensor, user_ids: tf.Tensor | None = None
+        self, features: Mapping[str, tf.Tensor], targets: tf.Tensor, candidates: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """``[B]`` ranks, and whether every score was finite or -inf (a NaN would rank first)."""
         scores = score_items(
-            self.model, item_ids, exclude_history=self.exclude_history, candidates=candidates,
-            user_ids=user_ids,
+            self.model, features, exclude_history=self.exclude_history, candidates=candidates,
         )  # [B, N]
         return rank_targets(scores, targets), tf.reduce_all(scores < np.inf)
 
@@ -101,13 +105,10 @@ class Evaluator:
         """
         candidates = self._candidates()
         for batch in batches:
-            item_ids = tf.cast(batch[schema.ITEM_IDS], tf.int64)
+            keys = tuple(key for key in self.model.side_inputs if key in batch)
+            features = {key: tf.cast(batch[key], tf.int64) for key in (schema.ITEM_IDS, *keys)}
             targets = tf.cast(batch[schema.TARGET], tf.int64)
-            if self.uses_user and schema.USER_IDS in batch:
-                user_ids = tf.cast(batch[schema.USER_IDS], tf.int64)
-                ranks, finite = self._user_ranks(item_ids, targets, candidates, user_ids)
-            else:
-                ranks, finite = self._ranks(item_ids, targets, candidates)
+            ranks, finite = self._ranks_for(keys)(features, targets, candidates)
             if not bool(finite):
                 raise FloatingPointError("the model's queries contain NaN or Inf")
             yield ranks.numpy()
@@ -140,7 +141,7 @@ class Evaluator:
 
 
 def evaluate(
-    model: Any,
+    model: Recommender,
     dataset: Iterable[Batch],
     ks: Sequence[int] = DEFAULT_KS,
     exclude_history: bool = False,
@@ -148,9 +149,10 @@ def evaluate(
     """Full-ranking metrics of ``model`` on ``dataset``.
 
     Args:
-      model: a ``SequentialRecommender``.
+      model: the model (a ``SequentialRecommender``).
       dataset: a ``tf.data.Dataset`` or any iterable of batches
-        ``{"item_ids": [B, L] right-padded histories, "target": [B]}``.
+        ``{"item_ids": [B, L] right-padded histories, "target": [B]}`` plus the
+        model's side inputs (``tfseq.data.reader.evaluation_dataset(..., side_inputs=model.side_inputs)``).
       ks: cut-offs; every metric of :mod:`tfseq.metrics.ranking` at each.
       exclude_history: set history items to -inf (see the module docstring).
 

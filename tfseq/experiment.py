@@ -119,7 +119,7 @@ class ExperimentConfig:
 
 def model_train_defaults(model: str) -> dict[str, Any]:
     """Registry model ``model``'s own ``TrainConfig`` defaults (its ``train_defaults``), checked by name."""
-    defaults = dict(getattr(MODELS.get(model).cls, "train_defaults", {}))
+    defaults = dict(getattr(MODELS.get(model).config_cls, "train_defaults", {}))  # no TF import
     unknown = sorted(set(defaults) - set(field_names(TrainConfig)) | set(defaults) & set(ROUTED_KEYS))
     if unknown:
         raise ConfigError(f"model {model!r}: train_defaults names {', '.join(unknown)}, which are not "
@@ -149,14 +149,16 @@ def build_model(config: ExperimentConfig, metadata: DatasetMetadata, item_featur
 
 def uses_item_features(model: str) -> bool:
     """Whether registry model ``model`` looks up item side features."""
-    return bool(getattr(MODELS.get(model).cls, "uses_item_features", False))
+    return bool(getattr(MODELS.get(model).config_cls, "uses_item_features", False))  # no TF import
 
 
 def build_variables(model) -> None:
     """Creates every variable by running the model once on a one-item history."""
     import tensorflow as tf
 
-    model.encode(tf.ones([1, 1], tf.int64), training=False)
+    from tfseq.data import schema
+
+    model.encode({schema.ITEM_IDS: tf.ones([1, 1], tf.int64)}, training=False)
     model.candidate_embeddings(training=False)
 
 

@@ -1,12 +1,18 @@
-"""Process start-up for the command-line entry points: quiet imports and the errors users see as one line."""
+"""Process start-up for the command-line entry points: quiet imports and the errors users see as one line.
+
+An entry point parses and validates its flags first, without TensorFlow or
+Beam (``--help`` and a bad flag answer at once), then calls
+:func:`quiet_startup` before the work that needs them.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 
 
-def quiet_startup(verbose: bool = False) -> None:
+def quiet_startup(verbose: bool = False, beam: bool = True) -> None:
     """Imports TensorFlow and Beam with their start-up logs silenced (unless ``verbose``).
 
     TensorFlow's C++ runtime writes oneDNN/CUDA notices ("failed call to
@@ -17,6 +23,7 @@ def quiet_startup(verbose: bool = False) -> None:
     Beam warns about optional GCP clients.
     None of it is actionable, so stderr is pointed at /dev/null while they load
     and initialise their devices, then restored: later errors still show.
+    ``beam=False`` leaves Beam out (``serving.client`` runs no pipeline).
     """
     import tfseq  # TF_USE_LEGACY_KERAS before TensorFlow
 
@@ -35,8 +42,10 @@ def quiet_startup(verbose: bool = False) -> None:
 
         tf.config.list_physical_devices("GPU")  # the CUDA probe, now rather than mid-training
         tf.get_logger().setLevel("ERROR")  # retracing notices between progress lines
-        import apache_beam  # noqa: F401
         import tf_keras  # noqa: F401
+
+        if beam:  # entry points that run no pipeline (serving.client) skip its import
+            import apache_beam  # noqa: F401
     finally:
         root.setLevel(level)
         os.dup2(saved, 2)
@@ -49,11 +58,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     Bad configuration or data (named file, line or field), and the file system
     refusing a path (an unwritable ``--output_dir``, a missing file); anything
-    else is a bug and keeps its traceback.
+    else is a bug and keeps its traceback. TensorFlow's file errors count once
+    TensorFlow is loaded; this does not load it (a flag error comes before it).
     """
-    import tensorflow as tf
-
     from tfseq.config import ConfigError
     from tfseq.data.formats import DataError
 
-    return (ConfigError, DataError, OSError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError)
+    errors: list[type[BaseException]] = [ConfigError, DataError, OSError]
+    tf = sys.modules.get("tensorflow")
+    tf_errors = getattr(tf, "errors", None)
+    if tf_errors is not None:
+        errors += [tf_errors.NotFoundError, tf_errors.PermissionDeniedError]
+    return tuple(errors)

@@ -5,16 +5,48 @@ SavedModel (:mod:`serving.export`) all rank with :func:`score_items`, so a model
 is served exactly as it was measured: the padding item at -inf, and, with
 ``exclude_history`` (one name in training, evaluation and serving), every item
 of the history at -inf too.
+
+:class:`Recommender` is what they ask of a model: a query from the batch's
+feature dict, the candidate table, and the names of the side inputs it reads.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar, Mapping, Protocol, Sequence, TypeAlias
 
 import numpy as np
 import tensorflow as tf
 
 from tfseq.data import schema
+
+Features: TypeAlias = Mapping[str, tf.Tensor]  # {"item_ids": [B, L], plus side inputs such as "user_ids": [B]}
+
+
+class Recommender(Protocol):
+    """What ranking, evaluation and the export need of a model (every ``SequentialRecommender`` is one).
+
+    Attributes:
+      side_inputs: the batch keys beyond ``item_ids`` that ``encode`` reads
+        (``tfseq.data.schema.SIDE_INPUTS`` names, e.g. ``user_ids``); callers
+        supply them, and a model answers a batch that lacks one as it defines.
+      num_items: item vocabulary size including padding (the candidate rows).
+      num_users: user vocabulary size including index 0, or 0 when ``user_ids`` is not read.
+    """
+
+    side_inputs: ClassVar[tuple[str, ...]]
+    num_items: int
+    num_users: int
+
+    @property
+    def variables(self) -> Sequence[tf.Variable]: ...
+
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
+        """The query ``[B, D]`` after each right-padded history ``features["item_ids"] [B, L]``."""
+        ...
+
+    def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
+        """The candidate table ``[N, D]``; row 0 is padding."""
+        ...
 
 
 def mask_history(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
@@ -28,26 +60,24 @@ def mask_history(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
 
 
 def score_items(
-    model: Any,
-    item_ids: tf.Tensor,
+    model: Recommender,
+    features: Features,
     *,
     exclude_history: bool = False,
     candidates: tf.Tensor | None = None,
     fallback: tf.Tensor | None = None,
-    user_ids: tf.Tensor | None = None,
     history_ids: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """Ranking scores ``[B, N]`` float32 for right-padded histories ``item_ids [B, L]``.
+    """Ranking scores ``[B, N]`` float32 for right-padded histories ``features["item_ids"] [B, L]``.
 
     Args:
-      model: a ``SequentialRecommender`` (``encode`` and ``candidate_embeddings``).
-      item_ids: ``[B, L]`` int vocabulary indices, right-padded with ``PAD_ID``.
+      model: the model (``encode`` and ``candidate_embeddings``).
+      features: ``item_ids [B, L]`` int vocabulary indices, right-padded with ``PAD_ID``,
+        and the model's side inputs (e.g. ``user_ids [B]``, 0 = unknown); ``encode`` gets them all.
       exclude_history: set every item of the row's history to -inf.
       candidates: ``[N, D]`` the candidate table when the caller holds it already
         (evaluation fetches it once per pass); default: the model's.
       fallback: ``[N]`` scores for rows with no item at all (serving's popularity).
-      user_ids: ``[B]`` int user vocabulary indices (0 = unknown) for a model that
-        uses users (``uses_user``); ``None`` = no user. Other models ignore them.
       history_ids: ``[B, H]`` the items to mask with ``exclude_history`` when they are more
         than the model reads (serving masks every known item of a request, also those
         before the last ``max_seq_len``); default ``item_ids``.
@@ -56,8 +86,8 @@ def score_items(
       ``query @ candidates.T`` with column ``PAD_ID`` at -inf (and the history,
       when ``exclude_history``).
     """
-    users = {schema.USER_IDS: user_ids} if user_ids is not None and getattr(model, "uses_user", False) else {}
-    query = tf.cast(model.encode(item_ids, training=False, **users), tf.float32)  # [B, D]
+    item_ids = features[schema.ITEM_IDS]
+    query = tf.cast(model.encode(features, training=False), tf.float32)  # [B, D]
     if candidates is None:
         candidates = tf.cast(model.candidate_embeddings(training=False), tf.float32)  # [N, D]
     scores = tf.linalg.matmul(query, candidates, transpose_b=True)  # [B, N]

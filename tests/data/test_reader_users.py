@@ -1,5 +1,5 @@
-"""tfseq.data.reader's user input: ``user_ids`` only when asked for, vocabulary indices, 0 for users
-the training split never saw."""
+"""tfseq.data.reader's user side input: ``user_ids`` only when a model's side_inputs ask for it,
+vocabulary indices, 0 for users the training split never saw."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from tests.data.test_reader import all_batches, random_sequences, write_transfor
 from tfseq.data import reader, schema, vocab
 from tfseq.data.formats import DataError
 from tfseq.data.vocab import METADATA, DatasetMetadata, SplitInfo
+
+USERS = (schema.USER_IDS,)  # the side inputs of a model that reads users (hrm's side_inputs)
 
 
 def with_user_vocab(root: Path, users: list[str]) -> None:
@@ -36,7 +38,7 @@ def test_batches_carry_user_ids_only_when_asked(transform):
                                                     seed=0))
         assert all(schema.USER_IDS not in b for b in plain)
         with_users = all_batches(reader.training_dataset(root, metadata, causal=causal, max_seq_len=4,
-                                                         batch_size=5, seed=0, users=True))
+                                                         batch_size=5, seed=0, side_inputs=USERS))
         assert all(b[schema.USER_IDS].shape == b[schema.ITEM_IDS].shape[:1] for b in with_users)
         for a, b in zip(plain, with_users):  # the same examples in the same order, plus the users
             np.testing.assert_array_equal(a[schema.ITEM_IDS], b[schema.ITEM_IDS])
@@ -47,7 +49,7 @@ def test_batches_carry_user_ids_only_when_asked(transform):
 def test_prefix_windows_carry_their_users_vocabulary_index(transform):
     root, metadata, sequences, index = transform
     batches = all_batches(reader.training_dataset(
-        root, metadata, causal=False, max_seq_len=3, batch_size=7, seed=0, shuffle=False, users=True))
+        root, metadata, causal=False, max_seq_len=3, batch_size=7, seed=0, shuffle=False, side_inputs=USERS))
     got = [(tuple(int(i) for i in row if i), int(t), int(u))
            for b in batches for row, t, u in zip(b[schema.ITEM_IDS], b[schema.TARGET], b[schema.USER_IDS])]
     # plain-Python oracle: users by raw ID, each prefix's last <= 3 items, its next item, the user's line number
@@ -63,7 +65,7 @@ def test_evaluation_rows_carry_their_users_index(transform):
     root, metadata, _, index = transform
     users = reader.evaluation_users(root, metadata, "test")
     batches = all_batches(reader.evaluation_dataset(root, metadata, "test", max_seq_len=4, batch_size=3,
-                                                    users=True))
+                                                    side_inputs=USERS))
     got = np.concatenate([b[schema.USER_IDS] for b in batches])
     np.testing.assert_array_equal(got, [index[u] for u in users])
 
@@ -90,7 +92,7 @@ def test_users_without_training_records_are_unknown(tmp_path):
     assert reader.training_user_index(str(root), metadata) == {"u1": 1, "u2": 2}
     for split, users, want in (("valid", ["u1", "u3"], [1, 0]), ("test", ["u4"], [0])):
         batches = all_batches(reader.evaluation_dataset(str(root), metadata, split, max_seq_len=4, batch_size=8,
-                                                        users=True))
+                                                        side_inputs=USERS))
         assert reader.evaluation_users(str(root), metadata, split) == users
         np.testing.assert_array_equal(batches[0][schema.USER_IDS], want)
 
@@ -99,7 +101,7 @@ def test_a_user_vocabulary_that_disagrees_is_a_data_error(transform):
     root, metadata, sequences, _ = transform
     with_user_vocab(Path(root), sorted(sequences)[:-1])
     with pytest.raises(DataError, match="user_vocab.txt: 11 users, metadata.json says 12"):
-        reader.training_data(root, metadata, causal=True, max_seq_len=4, batch_size=4, seed=0, users=True)
+        reader.training_data(root, metadata, causal=True, max_seq_len=4, batch_size=4, seed=0, side_inputs=USERS)
     names = sorted(sequences)
     names[3] = "someone-else"
     with_user_vocab(Path(root), names)
@@ -115,7 +117,7 @@ def test_shuffled_epochs_keep_each_window_with_its_user(transform):
         train = items[:-2] if len(items) >= schema.MIN_EVAL_INTERACTIONS else items
         for t in range(1, len(train)):
             owner.setdefault((tuple(train[max(0, t - 3):t]), train[t]), set()).add(index[user])
-    data = reader.training_data(root, metadata, causal=False, max_seq_len=3, batch_size=4, seed=3, users=True)
+    data = reader.training_data(root, metadata, causal=False, max_seq_len=3, batch_size=4, seed=3, side_inputs=USERS)
     for batch in all_batches(data.dataset()):
         for row, target, user in zip(batch[schema.ITEM_IDS], batch[schema.TARGET], batch[schema.USER_IDS]):
             assert int(user) in owner[(tuple(int(i) for i in row if i), int(target))]

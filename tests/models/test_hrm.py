@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tests.models.conftest import NUM_ITEMS, NUM_USERS, build, random_histories, right_pad
 from tfseq.config import ConfigError
+from tfseq.data.schema import ITEM_IDS, USER_IDS
 from tfseq.models import MODELS
 from tfseq.models.hrm import HRMConfig
 
@@ -32,8 +33,8 @@ def test_both_layers_pool_as_the_numpy_oracle(aggregation):
     histories = [[3, 4], [1, 2, 3, 4, 5], [9], [7, 7, 8, 2]]
     user_ids = [2, 0, 5, NUM_USERS + 3]  # known, unknown, the last known, outside the table
     item_ids = tf.constant(right_pad(histories))
-    every = model.encode_all(item_ids, user_ids=tf.constant(user_ids)).numpy()  # [B, L, D]
-    last = model.encode(item_ids, user_ids=tf.constant(user_ids)).numpy()  # [B, D]
+    every = model.encode_all({ITEM_IDS: item_ids, USER_IDS: tf.constant(user_ids)}).numpy()  # [B, L, D]
+    last = model.encode({ITEM_IDS: item_ids, USER_IDS: tf.constant(user_ids)}).numpy()  # [B, D]
     for row, (history, user) in enumerate(zip(histories, user_ids)):
         for t in range(len(history)):
             # e.g. average, window 3, history [1, 2, 3, 4, 5] at t = 4, user 2:
@@ -51,7 +52,7 @@ def test_average_by_hand_on_a_one_dimensional_table():
     # positions: [2] -> 2; [2, 4] -> 3; [4, 9] -> 6.5 (the window drops 2); with user 1: (10 + s) / 2
     np.testing.assert_allclose(model.encode_all(item_ids).numpy()[0, :, 0], [2.0, 3.0, 6.5])
     np.testing.assert_allclose(
-        model.encode_all(item_ids, user_ids=tf.constant([1])).numpy()[0, :, 0], [6.0, 6.5, 8.25]
+        model.encode_all({ITEM_IDS: item_ids, USER_IDS: tf.constant([1])}).numpy()[0, :, 0], [6.0, 6.5, 8.25]
     )
     model_max = build("hrm", HRMConfig(window=2, aggregation="max", embedding_size=1))
     model_max.item_embedding.embeddings.assign(np.arange(NUM_ITEMS, dtype=np.float32)[:, None])
@@ -59,7 +60,7 @@ def test_average_by_hand_on_a_one_dimensional_table():
     # max: [2] -> 2, [2, 4] -> 4, [4, 9] -> 9; with a user at 5: max(5, s) = 5, 5, 9
     np.testing.assert_allclose(model_max.encode_all(item_ids).numpy()[0, :, 0], [2.0, 4.0, 9.0])
     np.testing.assert_allclose(
-        model_max.encode_all(item_ids, user_ids=tf.constant([3])).numpy()[0, :, 0], [5.0, 5.0, 9.0]
+        model_max.encode_all({ITEM_IDS: item_ids, USER_IDS: tf.constant([3])}).numpy()[0, :, 0], [5.0, 5.0, 9.0]
     )
 
 
@@ -68,25 +69,26 @@ def test_shapes_with_and_without_users():
     item_ids = tf.constant(random_histories(5, 7, seed=1))
     users = tf.constant([1, 2, 0, 4, 5], tf.int64)
     assert model.encode(item_ids).shape == (5, 8)
-    assert model.encode(item_ids, user_ids=users).shape == (5, 8)
-    assert model.encode_all(item_ids, user_ids=users).shape == (5, 7, 8)
-    assert model.score(item_ids, user_ids=users).shape == (5, NUM_ITEMS)
+    assert model.encode({ITEM_IDS: item_ids, USER_IDS: users}).shape == (5, 8)
+    assert model.encode_all({ITEM_IDS: item_ids, USER_IDS: users}).shape == (5, 7, 8)
+    assert model.score({ITEM_IDS: item_ids, USER_IDS: users}).shape == (5, NUM_ITEMS)
     assert model.candidate_embeddings().shape == (NUM_ITEMS, 8)
 
 
 def test_a_missing_or_unknown_user_is_the_sequence_only_path():
     model = build("hrm")
     item_ids = tf.constant(random_histories(4, 6, seed=2))
-    alone = model.encode(item_ids).numpy()  # user_ids=None
+    alone = model.encode({ITEM_IDS: item_ids}).numpy()  # no user_ids
     for unknown in ([0, 0, 0, 0], [NUM_USERS, NUM_USERS + 1, -1, 10**6]):
-        np.testing.assert_array_equal(model.encode(item_ids, user_ids=tf.constant(unknown)).numpy(), alone)
+        np.testing.assert_array_equal(model.encode({ITEM_IDS: item_ids, USER_IDS: tf.constant(unknown)}).numpy(), alone)
         np.testing.assert_array_equal(
-            model.encode_all(item_ids, user_ids=tf.constant(unknown)).numpy(), model.encode_all(item_ids).numpy()
+            model.encode_all({ITEM_IDS: item_ids, USER_IDS: tf.constant(unknown)}).numpy(),
+            model.encode_all({ITEM_IDS: item_ids}).numpy(),
         )
-    known = model.encode(item_ids, user_ids=tf.constant([1, 2, 3, 4])).numpy()
+    known = model.encode({ITEM_IDS: item_ids, USER_IDS: tf.constant([1, 2, 3, 4])}).numpy()
     assert not np.allclose(known, alone)  # a known user does change the query
     # one known row in a batch of unknown ones changes that row only
-    mixed = model.encode(item_ids, user_ids=tf.constant([0, 2, 0, 0])).numpy()
+    mixed = model.encode({ITEM_IDS: item_ids, USER_IDS: tf.constant([0, 2, 0, 0])}).numpy()
     np.testing.assert_array_equal(mixed[[0, 2, 3]], alone[[0, 2, 3]])
     np.testing.assert_array_equal(mixed[1], known[1])
 
@@ -95,12 +97,12 @@ def test_query_at_t_ignores_later_items_with_a_user():
     model = build("hrm", HRMConfig(window=3))
     item_ids = random_histories(5, 6, seed=3, min_len=6)
     users = tf.constant([1, 2, 3, 0, 5])
-    before = model.encode_all(tf.constant(item_ids), user_ids=users).numpy()
+    before = model.encode_all({ITEM_IDS: tf.constant(item_ids), USER_IDS: users}).numpy()
     rng = np.random.default_rng(4)
     for t in range(5):
         changed = item_ids.copy()
         changed[:, t + 1:] = rng.integers(1, NUM_ITEMS, changed[:, t + 1:].shape)
-        after = model.encode_all(tf.constant(changed), user_ids=users).numpy()
+        after = model.encode_all({ITEM_IDS: tf.constant(changed), USER_IDS: users}).numpy()
         np.testing.assert_allclose(after[:, : t + 1], before[:, : t + 1], atol=1e-6)
 
 
@@ -110,7 +112,8 @@ def test_only_the_last_window_items_matter():
     short = right_pad([[4, 5], [7, 8]])
     users = tf.constant([1, 2])
     np.testing.assert_allclose(
-        model.encode(tf.constant(long), user_ids=users), model.encode(tf.constant(short), user_ids=users), atol=1e-6
+        model.encode({ITEM_IDS: tf.constant(long), USER_IDS: users}),
+        model.encode({ITEM_IDS: tf.constant(short), USER_IDS: users}), atol=1e-6,
     )
 
 
@@ -141,7 +144,7 @@ def test_learns_a_next_item_that_only_the_user_predicts():
     def hit_rate(scores: np.ndarray) -> float:
         return float(np.mean(np.argmax(scores[:, 1:], axis=1) + 1 == favourite))
 
-    with_user = hit_rate(model.score(history, user_ids=tf.constant(probe_users)).numpy())
+    with_user = hit_rate(model.score({ITEM_IDS: history, USER_IDS: tf.constant(probe_users)}).numpy())
     without = hit_rate(model.score(history).numpy())
     assert with_user == 1.0  # the user names the favourite
     assert without <= 0.5  # the item alone cannot (5 favourites, all equally likely after it)
@@ -156,11 +159,11 @@ def test_save_weights_then_reload_scores_identically_with_users(tmp_path):
     model.fit(tf.data.Dataset.from_tensors(batch), epochs=2, verbose=0)
     model.save_weights(str(tmp_path / "weights"))
     fresh = build("hrm", seed=2)
-    item_ids, user_ids = tf.constant(random_histories(5, 6, seed=8)), tf.constant([1, 2, 0, 4, 5])
-    assert not np.allclose(fresh.score(item_ids, user_ids=user_ids), model.score(item_ids, user_ids=user_ids))
+    features = {ITEM_IDS: tf.constant(random_histories(5, 6, seed=8)), USER_IDS: tf.constant([1, 2, 0, 4, 5])}
+    assert not np.allclose(fresh.score(features), model.score(features))
     fresh.load_weights(str(tmp_path / "weights")).assert_existing_objects_matched()
     np.testing.assert_array_equal(
-        fresh.score(item_ids, user_ids=user_ids).numpy(), model.score(item_ids, user_ids=user_ids).numpy()
+        fresh.score(features).numpy(), model.score(features).numpy()
     )
 
 
@@ -199,6 +202,6 @@ def test_the_evaluator_ranks_with_the_batch_users():
     with_users = evaluator.ranks([{"item_ids": item_ids, "target": targets, "user_ids": users}])
     without = evaluator.ranks([{"item_ids": item_ids, "target": targets}])
     np.testing.assert_array_equal(
-        with_users, ranks_by_hand(model.score(tf.constant(item_ids), user_ids=tf.constant(users)).numpy()))
+        with_users, ranks_by_hand(model.score({ITEM_IDS: tf.constant(item_ids), USER_IDS: tf.constant(users)}).numpy()))
     np.testing.assert_array_equal(without, ranks_by_hand(model.score(tf.constant(item_ids)).numpy()))
     assert not np.array_equal(with_users, without)

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from serving import export
 from tfseq.data import vocab
-from tfseq.models.base import SequentialRecommender
+from tfseq.models.base import SequentialRecommender, item_ids_of
 
 
 class MeanEmbedding(SequentialRecommender):
@@ -23,7 +23,8 @@ class MeanEmbedding(SequentialRecommender):
         init = tf.keras.initializers.RandomNormal(stddev=1.0, seed=seed)
         self.item_embedding = tf.keras.layers.Embedding(num_items, dim, embeddings_initializer=init)
 
-    def encode(self, item_ids, training=False):
+    def encode(self, features, training=False):
+        item_ids = item_ids_of(features)  # [B, L]
         mask = tf.cast(tf.not_equal(item_ids, 0), tf.float32)[:, :, tf.newaxis]  # [B, L, 1]
         total = tf.reduce_sum(self.item_embedding(item_ids) * mask, axis=1)  # [B, D]
         return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)

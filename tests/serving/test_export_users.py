@@ -12,6 +12,8 @@ from serving import client, export, server
 from serving.servable import Servable, read_signature_defs
 from serving.signature import HISTORY, ITEM_IDS, SCORES, USER_ID
 from tests.serving.common import TOY_RAW_IDS, assert_same_recommendations, make_toy
+from tfseq.data.schema import ITEM_IDS as ITEM_IDS_KEY
+from tfseq.data.schema import USER_IDS
 from tfseq.models import MODELS
 from tfseq.models.hrm import HRMConfig
 
@@ -53,8 +55,10 @@ def in_process(model, toy, histories, users):
     item_ids = np.zeros((len(recent), max(1, *(len(r) for r in recent))), np.int64)
     for row, items in enumerate(recent):
         item_ids[row, : len(items)] = items
-    user_ids = None if users is None else tf.constant([USER_INDEX.get(u, 0) for u in users], tf.int64)
-    scores = model.score(tf.constant(item_ids), user_ids=user_ids).numpy().astype(np.float64)
+    features = {ITEM_IDS_KEY: tf.constant(item_ids)}
+    if users is not None:
+        features[USER_IDS] = tf.constant([USER_INDEX.get(u, 0) for u in users], tf.int64)
+    scores = model.score(features).numpy().astype(np.float64)
     answers = []
     for row, items in enumerate(recent):
         row_scores = scores[row] if items else toy.counts.astype(np.float64)
@@ -117,7 +121,8 @@ def test_no_user_empty_or_unknown_users_get_the_sequence_only_answer(hrm_export)
             raise AssertionError(f"{case}: {e}") from None
     embedded = loaded.signatures["embed"](history=history, user_id=tf.constant(USERS))["embedding"].numpy()
     known = [0, 1, 3, 5]  # rows with a known item
-    query = model.encode(tf.constant(np.array([[1, 2, 3], [7, 0, 0]])), user_ids=tf.constant([1, 2])).numpy()
+    query = model.encode({ITEM_IDS_KEY: tf.constant([[1, 2, 3], [7, 0, 0]], tf.int64),
+                          USER_IDS: tf.constant([1, 2])}).numpy()
     np.testing.assert_allclose(embedded[:2], query, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(embedded[4], np.zeros(8))  # no known item: zeros
     assert np.all(np.isfinite(embedded[known]))

@@ -54,6 +54,10 @@ def test_the_server_answers_with_and_without_a_user_as_tfseq_load(hrm_run, tmp_p
     recommender = tfseq.load(result.run_dir)
     want_users = recommender.recommend(histories, k=10, users=users)
     want_alone = recommender.recommend(histories, k=10)
+    assert recommender.input_names == (USER_ID,)  # the SavedModel's inputs besides history, by name
+    assert recommender.recommend(histories, k=10, **{USER_ID: users}).item_ids == want_users.item_ids
+    with pytest.raises(ValueError, match="has no input 'hour'; its inputs besides the history: user_id"):
+        recommender.recommend(histories, k=10, hour=[[0]] * len(histories))
     # the users change answers, and "" / unknown users get the sequence-only answer
     assert sum(a != b for a, b in zip(want_users.item_ids, want_alone.item_ids)) >= 6
     assert want_users.item_ids[1:3] == want_alone.item_ids[1:3]

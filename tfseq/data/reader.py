@@ -25,11 +25,18 @@ prefix ``i_1 .. i_t`` of a training sequence predicts ``i_{t+1}``.
   ``max_seq_len``; the most recent window, the one that matters most for
   next-item prediction, has the full context at its last position.
 
-Models that read the user (``uses_user``) ask for ``users=True``: every batch
-then also carries ``user_ids [B]``, the user vocabulary index
-(``user_vocab.txt``) of each example's user, or 0 for a user without training
-records (:func:`user_index`: a user the model never trained on is unknown to
-it). Other models' batches are unchanged.
+Side inputs: the entry points take ``side_inputs``, the model's list of the
+batch keys it reads beyond ``item_ids`` (``tfseq.data.schema.SIDE_INPUTS``),
+and add exactly those:
+
+* ``user_ids [B]``: the user vocabulary index (``user_vocab.txt``) of each
+  example's user, or 0 for a user without training records (:func:`user_index`:
+  a user the model never trained on is unknown to it);
+* a per-event column such as ``hour_ids [B, L]``: parsed from the records
+  (the Transform writes it when its ``event_columns`` name it), windowed and
+  padded position for position with ``item_ids`` (padding 0).
+
+Without side inputs the batches are the plain ID batches.
 
 Batches of similar lengths are grouped to keep padding small: each epoch the
 examples are shuffled (seeded), cut into pools of ``pool_batches`` batches,
@@ -43,7 +50,7 @@ import dataclasses
 import itertools
 import math
 import posixpath
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -53,7 +60,7 @@ from tfseq.data.formats import DataError
 from tfseq.data.vocab import USER_VOCAB, DatasetMetadata, read_vocabulary
 
 TARGETS = schema.TARGETS  # [B, L] next item after every position (causal batches)
-USER_IDS = schema.USER_IDS  # [B] user vocabulary index, 0 = unknown (models that use users)
+USER_IDS = schema.USER_IDS  # [B] user vocabulary index, 0 = unknown (side input)
 DEFAULT_POOL_BATCHES = 32
 # Batches made ahead of the consumer. A fixed number: tf.data's autotuning is off (windows_dataset).
 PREFETCH_BATCHES = 4
@@ -69,12 +76,14 @@ class Sequences:
       items: ``[T]`` int64 vocabulary indices of all sequences, concatenated.
       offsets: ``[U + 1]`` int64 start of each sequence in ``items``.
       targets: ``[U]`` int64 context target of each record (``PAD_ID`` in ``train``).
+      events: per-event column name -> ``[T]`` int64, aligned with ``items`` (only the columns read).
     """
 
     users: np.ndarray
     items: np.ndarray
     offsets: np.ndarray
     targets: np.ndarray
+    events: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -92,11 +101,13 @@ class Sequences:
         lengths = self.lengths[order]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         shift = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths)  # old start - new start
+        steps = np.arange(offsets[-1], dtype=np.int64) + shift
         return Sequences(
             users=self.users[order],
-            items=self.items[np.arange(offsets[-1], dtype=np.int64) + shift],
+            items=self.items[steps],
             offsets=offsets,
             targets=self.targets[order],
+            events={name: values[steps] for name, values in self.events.items()},
         )
 
 
@@ -114,6 +125,8 @@ class Windows:
         the items one step later, ``items[start + 1 : start + length + 1]``.
       user_ids: ``[E]`` int64 user vocabulary index of each window's user (0 =
         unknown), or ``None`` when the batches carry no user.
+      events: per-event column name -> ``[T + 1]`` int64 aligned with ``items``
+        (trailing 0); batches carry each as ``[B, L]`` beside ``item_ids``.
     """
 
     items: np.ndarray
@@ -121,6 +134,7 @@ class Windows:
     lengths: np.ndarray
     targets: np.ndarray | None
     user_ids: np.ndarray | None = None
+    events: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def causal(self) -> bool:
@@ -138,7 +152,7 @@ class Windows:
         """The padded batch of windows ``indices [B]``.
 
         Returns ``item_ids [B, L]`` plus ``target [B]`` or (causal) ``targets [B, L]``,
-        and ``user_ids [B]`` when the windows carry users.
+        ``user_ids [B]`` when the windows carry users, and each per-event column ``[B, L]``.
 
         ``L`` is the longest of these windows; shorter ones are right-padded with ``PAD_ID``.
         """
@@ -155,6 +169,8 @@ class Windows:
             batch[schema.TARGET] = self.targets[indices]
         if self.user_ids is not None:
             batch[USER_IDS] = self.user_ids[indices]
+        for name, values in self.events.items():
+            batch[name] = values[positions]  # the trailing 0 fills the padding
         return batch
 
 
@@ -168,46 +184,70 @@ def split_files(transform_dir: str, metadata: DatasetMetadata, split: str) -> li
     return files
 
 
-def _parse_batch(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+def _parse_batch(serialized: tf.Tensor, event_columns: tuple[str, ...] = ()) -> dict[str, tf.Tensor]:
     context, sequence, lengths = tf.io.parse_sequence_example(
-        serialized, context_features=schema.CONTEXT_SPEC, sequence_features=schema.SEQUENCE_SPEC
+        serialized, context_features=schema.CONTEXT_SPEC, sequence_features=schema.sequence_spec(event_columns)
     )
-    return {
+    parsed = {
         schema.USER: context[schema.USER],
         schema.TARGET: context[schema.TARGET],
         schema.ITEM_IDS: sequence[schema.ITEM_IDS],  # [b, T], padded with 0
         "length": lengths[schema.ITEM_IDS],  # [b]
     }
+    for name in event_columns:
+        parsed[name] = sequence[name]  # [b, T'], T' = 0 when no record has the column
+        parsed[f"length:{name}"] = lengths[name]  # [b]
+    return parsed
 
 
-def load_split(transform_dir: str, metadata: DatasetMetadata, split: str) -> Sequences:
+def event_columns_of(side_inputs: Iterable[str]) -> tuple[str, ...]:
+    """The per-event columns among ``side_inputs`` (those the records must hold)."""
+    return tuple(name for name in schema.check_side_inputs(tuple(side_inputs)) if name in schema.EVENT_COLUMNS)
+
+
+def load_split(
+    transform_dir: str, metadata: DatasetMetadata, split: str, event_columns: Iterable[str] = ()
+) -> Sequences:
     """Parses every record of ``split`` into :class:`Sequences`, sorted by raw user ID.
 
     Sorting makes the order independent of how the runner sharded the files, so
     a seed fixes the training order across re-runs of the pipeline.
+    ``event_columns`` (``tfseq.data.schema.EVENT_COLUMNS`` names) are read too.
 
     Raises:
       DataError: no files, unreadable records, a record count that disagrees
-        with ``metadata``, or an item index outside ``1 .. num_items - 1``.
+        with ``metadata``, an item index outside ``1 .. num_items - 1``, or a
+        record without one of ``event_columns`` (or with a value outside it).
     """
+    columns = tuple(event_columns)
     files = split_files(transform_dir, metadata, split)
     pattern = metadata.split_pattern(transform_dir, split)
     dataset = (
         tf.data.TFRecordDataset(files, compression_type=metadata.compression or None)
         .batch(_PARSE_BATCH)
-        .map(_parse_batch)
+        .map(lambda serialized: _parse_batch(serialized, columns))
     )
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     targets: list[np.ndarray] = []
+    events: dict[str, list[np.ndarray]] = {name: [] for name in columns}
     try:
         for batch in dataset.as_numpy_iterator():
             steps = np.arange(batch[schema.ITEM_IDS].shape[1])
-            items.append(batch[schema.ITEM_IDS][steps[None, :] < batch["length"][:, None]])
+            valid = steps[None, :] < batch["length"][:, None]  # [b, T]
+            items.append(batch[schema.ITEM_IDS][valid])
             users.append(batch[schema.USER])
             lengths.append(batch["length"])
             targets.append(batch[schema.TARGET])
+            for name in columns:
+                short = np.flatnonzero(batch[f"length:{name}"] != batch["length"])
+                if len(short):
+                    user = batch[schema.USER][short[0]].decode("utf-8")
+                    raise DataError(f"{pattern}: record of user {user!r} has {int(batch[f'length:{name}'][short[0]])} "
+                                    f"{name} for {int(batch['length'][short[0]])} items; the Transform writes "
+                                    f"{name} when its event_columns name it")
+                events[name].append(batch[name][valid])
     except tf.errors.OpError as e:
         raise DataError(f"{pattern}: cannot read split {split!r} "
                         f"(compression {metadata.compression!r}): {e.message}") from None
@@ -218,6 +258,7 @@ def load_split(transform_dir: str, metadata: DatasetMetadata, split: str) -> Seq
         items=np.concatenate(items).astype(np.int64),
         offsets=np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64),
         targets=np.concatenate(targets).astype(np.int64),
+        events={name: np.concatenate(parts).astype(np.int64) for name, parts in events.items()},
     )
     expected = metadata.splits[split].records
     if len(sequences) != expected:
@@ -271,11 +312,23 @@ def _check_range(sequences: Sequences, num_items: int, pattern: str) -> None:
                 f"{pattern}: record {record} (user {sequences.users[record]!r}) has {name} "
                 f"{int(values[first])} outside 1..{num_items - 1}"
             )
+    for name, values in sequences.events.items():
+        size = schema.EVENT_COLUMNS[name].size
+        bad = (values < 0) | (values > size)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            record = int(item_owner[first])
+            raise DataError(f"{pattern}: record {record} (user {sequences.users[record]!r}) has {name} "
+                            f"{int(values[first])} outside 0..{size}")
 
 
 # -- examples ---------------------------------------------------------------------------
 def _padded_items(sequences: Sequences) -> np.ndarray:
     return np.append(sequences.items, np.int64(schema.PAD_ID))
+
+
+def _padded_events(sequences: Sequences) -> dict[str, np.ndarray]:
+    return {name: np.append(values, np.int64(schema.PAD_ID)) for name, values in sequences.events.items()}
 
 
 def training_windows(
@@ -287,7 +340,8 @@ def training_windows(
     ``i_{t+1}`` holding ``i_{max(1, t - max_seq_len + 1)} .. i_t``.
     Causal mode: ``ceil((n - 1) / max_seq_len)`` windows per sequence, which
     together predict each of ``i_2 .. i_n`` once.
-    ``user_ids [U]`` (one per record), when given, is copied to each record's windows.
+    ``user_ids [U]`` (one per record), when given, is copied to each record's windows;
+    the per-event columns of ``sequences`` travel with their items.
     """
     if max_seq_len < 1:
         raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
@@ -302,7 +356,8 @@ def training_windows(
         ends = positions[is_target]  # window = items[start:end], target = items[end]
         starts = np.maximum(owner_start[is_target], ends - max_seq_len)
         owners = np.repeat(np.arange(len(sequences)), lengths)[is_target]
-        return Windows(items, starts, ends - starts, items[ends], _per_window(user_ids, owners))
+        return Windows(items, starts, ends - starts, items[ends], _per_window(user_ids, owners),
+                       _padded_events(sequences))
     num_targets = np.maximum(lengths - 1, 0)  # targets i_2 .. i_n
     per_sequence = -(-num_targets // max_seq_len)  # ceil
     owner = np.repeat(np.arange(len(sequences)), per_sequence)
@@ -312,7 +367,7 @@ def training_windows(
     first_target = np.maximum(1, last - max_seq_len + 1)
     # window inputs are steps first_target-1 .. last-1 (0-based), targets one step later
     return Windows(items, first[owner] + first_target - 1, last - first_target + 1, None,
-                   _per_window(user_ids, owner))
+                   _per_window(user_ids, owner), _padded_events(sequences))
 
 
 def _per_window(user_ids: np.ndarray | None, owners: np.ndarray) -> np.ndarray | None:
@@ -336,7 +391,7 @@ def evaluation_windows(
     lengths = np.minimum(sequences.lengths[order], max_seq_len)
     starts = sequences.offsets[1:][order] - lengths
     return Windows(_padded_items(sequences), starts, lengths, sequences.targets[order],
-                   _per_window(user_ids, order))
+                   _per_window(user_ids, order), _padded_events(sequences))
 
 
 # -- batching ---------------------------------------------------------------------------
@@ -375,16 +430,18 @@ def windows_dataset(
     seed: int | None = None,
     shuffle: bool = False,
     pool_batches: int = DEFAULT_POOL_BATCHES,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """A re-iterable ``tf.data.Dataset`` of padded batches of ``windows``.
 
-    With ``shuffle``, iteration ``k`` (epoch ``k``) uses ``np.random.default_rng([seed, k])``,
-    so a seed fixes every epoch's order. The cardinality is known
+    With ``shuffle``, iteration ``k`` (epoch ``k``, counted from ``first_epoch``) uses
+    ``np.random.default_rng([seed, k])``, so a seed fixes every epoch's order and a
+    resumed training sees the batches the uninterrupted one would have. The cardinality is known
     (``ceil(E / batch_size)``), which gives Keras' progress bar its total.
     """
     if shuffle and seed is None:
         raise ValueError("shuffle=True needs a seed")
-    epochs = itertools.count()
+    epochs = itertools.count(first_epoch)
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
         rng = np.random.default_rng([int(seed or 0), next(epochs)]) if shuffle else None
@@ -397,7 +454,9 @@ def windows_dataset(
     else:
         signature[schema.TARGET] = tf.TensorSpec([None], tf.int64)
     if windows.user_ids is not None:
-        signature[USER_IDS] = tf.TensorSpec([None], tf.int64)
+        signature[USER_IDS] = schema.side_input_spec(USER_IDS)
+    for name in windows.events:
+        signature[name] = schema.side_input_spec(name)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     num_batches = math.ceil(len(windows) / batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
@@ -439,10 +498,12 @@ class TrainingData:
     def num_batches(self) -> int:
         return math.ceil(len(self.windows) / self.batch_size)
 
-    def dataset(self) -> tf.data.Dataset:
-        """Batches as a re-iterable ``tf.data.Dataset``; each pass is the next epoch's order."""
+    def dataset(self, first_epoch: int = 0) -> tf.data.Dataset:
+        """Batches as a re-iterable ``tf.data.Dataset``; each pass is the next epoch's order,
+        the first pass epoch ``first_epoch``'s (0-based; a resumed training's first epoch)."""
         return windows_dataset(
-            self.windows, batch_size=self.batch_size, seed=self.seed, shuffle=self.shuffle
+            self.windows, batch_size=self.batch_size, seed=self.seed, shuffle=self.shuffle,
+            first_epoch=first_epoch,
         )
 
 
@@ -455,13 +516,13 @@ def training_data(
     batch_size: int,
     seed: int,
     shuffle: bool = True,
-    users: bool = False,
+    side_inputs: Sequence[str] = (),
 ) -> TrainingData:
-    """The ``train`` split's windows (prefix or causal layout) with their batching settings
-    (``users``: batches carry ``user_ids``)."""
-    sequences = load_split(transform_dir, metadata, "train")
+    """The ``train`` split's windows (prefix or causal layout) with their batching settings;
+    batches carry the ``side_inputs`` (a model's ``side_inputs``, see the module docstring)."""
+    sequences = load_split(transform_dir, metadata, "train", event_columns_of(side_inputs))
     user_ids = (user_ids_of(sequences.users, user_index(transform_dir, metadata, sequences.users))
-                if users else None)
+                if USER_IDS in side_inputs else None)
     windows = training_windows(sequences, causal=causal, max_seq_len=max_seq_len, user_ids=user_ids)
     return TrainingData(windows, batch_size=batch_size, seed=seed, shuffle=shuffle)
 
@@ -475,7 +536,7 @@ def training_dataset(
     batch_size: int,
     seed: int,
     shuffle: bool = True,
-    users: bool = False,
+    side_inputs: Sequence[str] = (),
 ) -> tf.data.Dataset:
     """Training batches of the ``train`` split (see the module docstring).
 
@@ -483,11 +544,11 @@ def training_dataset(
     ``{"item_ids": [B, L], "targets": [B, L]}`` (causal), int64, right-padded,
     ``L <= max_seq_len``. ``shuffle=False`` keeps the natural order (user, then
     position) without length bucketing. :func:`training_data` also gives the
-    number of targets. ``users`` adds ``user_ids [B]``.
+    number of targets. ``side_inputs`` adds those keys (e.g. ``user_ids [B]``).
     """
     return training_data(
         transform_dir, metadata, causal=causal, max_seq_len=max_seq_len,
-        batch_size=batch_size, seed=seed, shuffle=shuffle, users=users,
+        batch_size=batch_size, seed=seed, shuffle=shuffle, side_inputs=side_inputs,
     ).dataset()
 
 
@@ -498,27 +559,30 @@ def evaluation_dataset(
     *,
     max_seq_len: int,
     batch_size: int,
-    users: bool = False,
+    side_inputs: Sequence[str] = (),
 ) -> tf.data.Dataset:
-    """``{"item_ids": [B, L], "target": [B]}`` for ``valid``/``test`` (+ ``user_ids [B]`` with ``users``).
+    """``{"item_ids": [B, L], "target": [B]}`` for ``valid``/``test``, plus the ``side_inputs``.
 
     Rows come shortest history first (:func:`evaluation_order`; the users in
     that order are :func:`evaluation_users`), so a batch pads little. Histories
-    are truncated to their last ``max_seq_len`` items and right-padded to the
-    batch's longest one. With ``users``, a user without training records has
-    ``user_ids`` 0 (:func:`user_index`).
+    (and their per-event columns) are truncated to their last ``max_seq_len``
+    items and right-padded to the batch's longest one. A user without training
+    records has ``user_ids`` 0 (:func:`user_index`).
     """
-    sequences = load_evaluation_split(transform_dir, metadata, split)
-    user_ids = user_ids_of(sequences.users, training_user_index(transform_dir, metadata)) if users else None
+    sequences = load_evaluation_split(transform_dir, metadata, split, event_columns_of(side_inputs))
+    user_ids = (user_ids_of(sequences.users, training_user_index(transform_dir, metadata))
+                if USER_IDS in side_inputs else None)
     windows = evaluation_windows(sequences, max_seq_len=max_seq_len, user_ids=user_ids)
     return windows_dataset(windows, batch_size=batch_size)
 
 
-def load_evaluation_split(transform_dir: str, metadata: DatasetMetadata, split: str) -> Sequences:
+def load_evaluation_split(
+    transform_dir: str, metadata: DatasetMetadata, split: str, event_columns: Iterable[str] = ()
+) -> Sequences:
     """:func:`load_split` for ``valid``/``test``, whose every record must have a target."""
     if split == "train":
         raise ValueError("the train split has no evaluation targets; use 'valid' or 'test'")
-    sequences = load_split(transform_dir, metadata, split)
+    sequences = load_split(transform_dir, metadata, split, event_columns)
     missing = np.flatnonzero(sequences.targets == schema.PAD_ID)
     if len(missing):
         raise DataError(

@@ -14,7 +14,6 @@ import posixpath
 from typing import Any, Sequence
 
 from tfseq.config import from_dict
-from tfseq.data import schema
 
 ITEM_VOCAB = "item_vocab.txt"
 USER_VOCAB = "user_vocab.txt"
@@ -25,6 +24,8 @@ ITEM_FEATURES_DIR = "item_features"  # the item side-feature table, when Transfo
 def read_vocabulary(path: str) -> list[str]:
     """Reads a vocabulary file; index ``n`` of the result is line ``n``."""
     import tensorflow as tf
+
+    from tfseq.data import schema  # TensorFlow's: imported where a vocabulary is read, not with the file names
 
     with tf.io.gfile.GFile(path, "r") as f:
         text = f.read()
@@ -38,6 +39,8 @@ def read_vocabulary(path: str) -> list[str]:
 
 def vocabulary_text(raw_ids: Sequence[str]) -> str:
     """File contents for ``raw_ids`` (without padding): the padding line, then one ID a line."""
+    from tfseq.data import schema
+
     for raw in raw_ids:
         if not raw or "\n" in raw or "\r" in raw:
             raise ValueError(f"vocabulary IDs must be non-empty single-line strings, got {raw!r}")

@@ -14,31 +14,12 @@ out of the mean, other history items are not.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import tensorflow as tf
 
-from tfseq.losses import LOSSES
-from tfseq.losses.pairwise import PairwiseLoss, PairwiseRetrievalLoss, check_pairwise_config
-
-
-@dataclasses.dataclass(frozen=True)
-class BPRConfig:
-    """Attributes:
-    num_negatives: negatives drawn for each positive (RecBole: 1).
-    sampler: "uniform" or "popularity" (smoothed training counts).
-    remove_accidental_hits: leave out sampled negatives equal to the row's positive.
-    chunk_size: queries per Retrieval call (memory and speed only; the loss is the same).
-    """
-
-    num_negatives: int = 1
-    sampler: str = "uniform"
-    remove_accidental_hits: bool = True
-    chunk_size: int = 512
-
-    def __post_init__(self) -> None:
-        check_pairwise_config(self)
+from tfseq.losses.configs import BPRConfig
+from tfseq.losses.pairwise import PairwiseLoss, PairwiseRetrievalLoss
 
 
 class PairwiseBPR(PairwiseLoss):
@@ -52,7 +33,6 @@ class PairwiseBPR(PairwiseLoss):
         return tf.nn.softplus(tf.where(valid, negative - positive, 0.0)), valid  # -log σ(pos - neg)
 
 
-@LOSSES.register("bpr", BPRConfig)
 class BPRLoss(PairwiseRetrievalLoss):
     """BPR with ``num_negatives`` sampled negatives per positive, mean over pairs.
 

@@ -7,27 +7,19 @@ processed in chunks whose logits stay in cache (about ``_CHUNK_LOGITS`` scores
 each), and each chunk's gradients with respect to the queries and the
 candidate table are computed right after its loss (a ``tf.custom_gradient``),
 so no ``[T, N]`` tensor is kept for the backward pass. The numbers are those of
-``sparse_softmax_cross_entropy_with_logits`` (tests compare both). On Beauty's
-shapes (1,500 targets x 12,100 items) the loss and its gradients take about a
-quarter less time than TensorFlow's op, and GRU4Rec's training peaks at 920
-instead of 1,420 MiB.
+``sparse_softmax_cross_entropy_with_logits`` (tests compare both), in less time
+and memory than that op on catalogues of thousands of items (the figures are in
+``bench/results/notes.json``, shown in RESULTS.md).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 
-from tfseq.losses import LOSSES
 from tfseq.losses.base import RetrievalLoss
+from tfseq.losses.configs import SoftmaxConfig  # noqa: F401  (the module's config, defined without TF)
 
 _CHUNK_LOGITS = 1 << 21  # scores per chunk (8 MiB of float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class SoftmaxConfig:
-    """Full softmax has no knobs."""
 
 
 def chunk_rows(num_candidates: tf.Tensor, chunk_logits: int = _CHUNK_LOGITS) -> tf.Tensor:
@@ -51,8 +43,7 @@ def softmax_cross_entropy(
       chunk_logits: about how many scores one chunk holds.
       skip_rows: the table's first rows (padding) are neither scored nor given a gradient.
         Skipping them here, rather than passing ``candidates[skip_rows:]``, spares the
-        backward pass a slice gradient, a zero-filled copy of the table (Beauty's loss with
-        its gradients at batches of 128: 8.5 ms per step, against 13.2 ms with the slice).
+        backward pass a slice gradient, a zero-filled copy of the table on every step.
 
     Returns:
       The scalar mean over the ``T`` targets (0 when ``T = 0``), differentiable
@@ -110,7 +101,6 @@ def softmax_cross_entropy(
     return mean_cross_entropy(query, candidates)
 
 
-@LOSSES.register("softmax", SoftmaxConfig)
 class FullSoftmaxLoss(RetrievalLoss):
     """``mean_t -log softmax(q_t · C[1:]ᵀ)[pos_t - 1]``: real items are negatives, padding never.
 

@@ -28,44 +28,12 @@ negatives are all hits is left out of the mean). Spotlight keeps such pairs.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import tensorflow as tf
 
-from tfseq.config import ConfigError
-from tfseq.losses import LOSSES
-from tfseq.losses.pairwise import PairwiseLoss, PairwiseRetrievalLoss, check_pairwise_config
-
-
-@dataclasses.dataclass(frozen=True)
-class HingeConfig:
-    """Attributes:
-    num_negatives: negatives drawn for each positive (Spotlight: 1).
-    margin: the score gap below which a pair is penalised (Spotlight: 1).
-    sampler: "uniform" (Spotlight's) or "popularity" (smoothed training counts).
-    remove_accidental_hits: leave out sampled negatives equal to the row's positive.
-    chunk_size: queries per Retrieval call (memory and speed only; the loss is the same).
-    """
-
-    num_negatives: int = 1
-    margin: float = 1.0
-    sampler: str = "uniform"
-    remove_accidental_hits: bool = True
-    chunk_size: int = 512
-
-    def __post_init__(self) -> None:
-        check_pairwise_config(self)
-        if not self.margin > 0:
-            raise ConfigError(f"{type(self).__name__}.margin must be > 0, got {self.margin}")
-
-
-@dataclasses.dataclass(frozen=True)
-class AdaptiveHingeConfig(HingeConfig):
-    """:class:`HingeConfig` with Spotlight's ``num_negative_samples`` default: 5 negatives per positive,
-    of which the highest-scoring is used."""
-
-    num_negatives: int = 5
+from tfseq.losses.configs import AdaptiveHingeConfig, HingeConfig  # noqa: F401
+from tfseq.losses.pairwise import PairwiseLoss, PairwiseRetrievalLoss
 
 
 class PairwiseHinge(PairwiseLoss):
@@ -111,12 +79,10 @@ class _HingeBase(PairwiseRetrievalLoss):
         return tf.reduce_any(kept, axis=1, keepdims=True) if self.adaptive else kept
 
 
-@LOSSES.register("hinge", HingeConfig)
 class HingeLoss(_HingeBase):
     """Spotlight's hinge: ``max(0, margin - s_pos + s_neg)``, mean over (positive, negative) pairs."""
 
 
-@LOSSES.register("adaptive_hinge", AdaptiveHingeConfig)
 class AdaptiveHingeLoss(_HingeBase):
     """Spotlight's adaptive hinge: each positive against its highest-scoring sampled negative."""
 

@@ -27,24 +27,11 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfseq.config import ConfigError
 from tfseq.losses.base import SampledNegativesLoss, sum_over_row_chunks
-from tfseq.losses.samplers import check_sampler
 
 # Retrieval adds tfrs.layers.loss.MIN_FLOAT (float32 min / 100) to masked scores; a score below
 # half of it can only be a masked one.
 MASKED_BELOW = float(tfrs.layers.loss.MIN_FLOAT) / 2
-
-
-def check_pairwise_config(config: Any) -> None:
-    """Raises ConfigError naming ``<ConfigClass>.<field>`` unless ``num_negatives`` and ``chunk_size`` are
-    >= 1 and ``sampler`` is known."""
-    owner = type(config).__name__
-    for field in ("num_negatives", "chunk_size"):
-        value = getattr(config, field)
-        if value < 1:
-            raise ConfigError(f"{owner}.{field} must be >= 1, got {value}")
-    check_sampler(config.sampler)
 
 
 class PairwiseLoss(tf.keras.losses.Loss):

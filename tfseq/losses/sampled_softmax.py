@@ -39,40 +39,14 @@ whose sampled set is the whole catalogue, this is exactly full softmax.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfseq.config import ConfigError
-from tfseq.losses import LOSSES
 from tfseq.losses.base import SampledNegativesLoss, sum_over_row_chunks
-from tfseq.losses.samplers import check_sampler, smoothed_popularity
-
-
-@dataclasses.dataclass(frozen=True)
-class SampledSoftmaxConfig:
-    """Attributes:
-    num_negatives: items drawn per batch, shared by all its queries, besides the in-batch ones.
-    sampler: "uniform" or "popularity" (smoothed training counts).
-    logq_correction: subtract log(proposal probability) from each column's logit.
-    remove_accidental_hits: mask columns holding the row's own positive item.
-    chunk_size: the most queries sharing their positives as in-batch negatives (consecutive targets).
-    """
-
-    num_negatives: int = 256
-    sampler: str = "uniform"
-    logq_correction: bool = True
-    remove_accidental_hits: bool = True
-    chunk_size: int = 2048
-
-    def __post_init__(self) -> None:
-        if self.num_negatives < 0:
-            raise ConfigError(f"num_negatives must be >= 0, got {self.num_negatives}")
-        if self.chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        check_sampler(self.sampler)
+from tfseq.losses.configs import SampledSoftmaxConfig
+from tfseq.losses.samplers import smoothed_popularity
 
 
 def mean_cross_entropy() -> tf.keras.losses.Loss:
@@ -82,7 +56,6 @@ def mean_cross_entropy() -> tf.keras.losses.Loss:
     )
 
 
-@LOSSES.register("sampled_softmax", SampledSoftmaxConfig)
 class SampledSoftmaxLoss(SampledNegativesLoss):
     """In-batch + ``num_negatives`` sampled negatives, softmax cross-entropy, mean over queries.
 

@@ -12,16 +12,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfseq.config import ConfigError
 from tfseq.data import schema
-
-SAMPLERS = ("uniform", "popularity")
-
-
-def check_sampler(kind: str) -> None:
-    """Raises ConfigError (a ValueError) unless ``kind`` is one of :data:`SAMPLERS`."""
-    if kind not in SAMPLERS:
-        raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {kind!r}")
+from tfseq.losses.configs import SAMPLERS, check_sampler  # noqa: F401  (SAMPLERS re-exported)
 
 
 def validated_counts(item_counts: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -26,9 +26,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-METRICS = ("recall", "hit", "ndcg", "mrr", "precision", "map")
-UNCUT_METRICS = ("mrr",)  # over the full catalogue; their names carry no "@K"
-DEFAULT_KS = (5, 10, 20)
+from tfseq.metrics import DEFAULT_KS, METRICS, UNCUT_METRICS  # noqa: F401  (the names, defined without TF)
 
 
 def validated_ks(ks: Sequence[int]) -> tuple[int, ...]:

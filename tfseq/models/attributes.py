@@ -16,18 +16,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfseq.config import ConfigError
 from tfseq.data.item_features import ItemFeatures
+from tfseq.models.configs import POOLING_MODES
 from tfseq.models.layers import Init
-
-POOLING_MODES = ("sum", "mean", "max")
-
-
-def check_pooling_mode(config: Any) -> None:
-    """``config.pooling_mode`` must be one of :data:`POOLING_MODES`."""
-    if config.pooling_mode not in POOLING_MODES:
-        raise ConfigError(f"{type(config).__name__}.pooling_mode must be one of {', '.join(POOLING_MODES)}, "
-                          f"got {config.pooling_mode!r}")
 
 
 class ItemAttributes(tf.keras.layers.Layer):

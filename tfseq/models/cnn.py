@@ -39,74 +39,16 @@ Deviations from Spotlight:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import tensorflow as tf
 
-from tfseq.config import ConfigError
-from tfseq.models import MODELS
-from tfseq.models.base import EmbeddingRecommender
-from tfseq.models.layers import check_config
+from tfseq.models.base import EmbeddingRecommender, Features, item_ids_of
+from tfseq.models.configs import CNNConfig
 
-NONLINEARITIES = {"tanh": tf.math.tanh, "relu": tf.nn.relu}
+NONLINEARITIES = {"tanh": tf.math.tanh, "relu": tf.nn.relu}  # keyed by tfseq.models.configs.NONLINEARITIES
 
 
-@dataclasses.dataclass(frozen=True)
-class CNNConfig:
-    """The causal CNN's hyperparameters; Spotlight's best ML-1M model but for the embedding width and dropout.
-
-    Attributes:
-      embedding_size: item embedding width = convolution filters = query width.
-      kernel_width: width of every convolution.
-      num_layers: stacked convolutions.
-      dilation: per-layer dilation, ``num_layers`` values; empty means
-        ``dilation_multiplier ** (i % 8)`` for layer ``i`` (1, 2, 4 for 3 layers).
-      dilation_multiplier: see ``dilation`` (1 = no dilation).
-      nonlinearity: ``"relu"`` or ``"tanh"``, after each convolution.
-      residual: add each layer's input to its output.
-      dropout_prob: dropout on the input item embeddings.
-    """
-
-    embedding_size: int = 64
-    kernel_width: int = 3
-    num_layers: int = 3
-    dilation: tuple[int, ...] = ()
-    dilation_multiplier: int = 2
-    nonlinearity: str = "relu"
-    residual: bool = True
-    dropout_prob: float = 0.2
-
-    def __post_init__(self) -> None:
-        check_config(
-            self, at_least_one=("embedding_size", "kernel_width", "num_layers", "dilation_multiplier"),
-            probabilities=("dropout_prob",),
-        )
-        if self.nonlinearity not in NONLINEARITIES:
-            raise ConfigError(
-                f"CNNConfig.nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {self.nonlinearity!r}"
-            )
-        if self.dilation and len(self.dilation) != self.num_layers:
-            raise ConfigError(
-                f"CNNConfig.dilation needs one value per layer ({self.num_layers}), got {list(self.dilation)}"
-            )
-        if any(d < 1 for d in self.dilation):
-            raise ConfigError(f"CNNConfig.dilation values must be >= 1, got {list(self.dilation)}")
-
-    @property
-    def dilations(self) -> tuple[int, ...]:
-        """The dilation of each layer."""
-        if self.dilation:
-            return tuple(self.dilation)
-        return tuple(self.dilation_multiplier ** (i % 8) for i in range(self.num_layers))
-
-    @property
-    def receptive_field(self) -> int:
-        """The span of last items a query can depend on (large dilations can leave gaps inside it)."""
-        return 1 + sum((self.kernel_width - 1) * d for d in self.dilations)
-
-
-@MODELS.register("cnn", CNNConfig)
 class CNN(EmbeddingRecommender):
     """Causal: ``encode_all`` gives the query after every position; ``encode`` convolves only the last
     ``receptive_field`` items of each history, the only ones that can reach its query."""
@@ -130,8 +72,9 @@ class CNN(EmbeddingRecommender):
         ]
         self.activation = NONLINEARITIES[config.nonlinearity]
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the query after every position ``[B, L, embedding_size]``."""
+        item_ids = item_ids_of(features)
         x = self.embed(item_ids, training=training)  # [B, L, E]
         for convolution in self.convolutions:
             y = self.activation(convolution(x))  # [B, L, E]: position t sees inputs <= t

@@ -31,17 +31,14 @@ Deviations from RecBole:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import tensorflow as tf
 
-from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender
+from tfseq.models.base import Features, SequentialRecommender, item_ids_of
+from tfseq.models.configs import COREConfig, CORETrmConfig
 from tfseq.models.layers import (
     causal_encoder,
-    check_config,
-    check_transformer_config,
     last_window,
     masked_mean,
     masked_softmax,
@@ -49,59 +46,6 @@ from tfseq.models.layers import (
     running_mean,
     uniform_init,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class COREConfig:
-    """CORE's hyperparameters (all of ``core_ave``'s); defaults are RecBole's.
-
-    Attributes:
-      embedding_size: item embedding width = the query width.
-      temperature: scores are cosine / temperature.
-      sess_dropout: dropout on the session's item embeddings (training).
-      item_dropout: dropout on the candidate table before normalisation (training).
-    """
-
-    embedding_size: int = 64
-    temperature: float = 0.07
-    sess_dropout: float = 0.2
-    item_dropout: float = 0.2
-
-    def __post_init__(self) -> None:
-        self.check()
-
-    def check(self) -> None:
-        check_config(
-            self, at_least_one=("embedding_size",), positive=("temperature",),
-            probabilities=("sess_dropout", "item_dropout"),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class CORETrmConfig(COREConfig):
-    """``core_trm``: COREConfig plus the transformer that weighs the items (RecBole's defaults).
-
-    Attributes:
-      num_layers: transformer blocks.
-      num_heads: attention heads (RecBole's ``n_heads``); must divide ``embedding_size``.
-      inner_size: feed-forward width.
-      hidden_dropout_prob: dropout on the transformer's input and each sublayer's output.
-      attn_dropout_prob: dropout on the attention weights.
-      layer_norm_eps: LayerNorm epsilon.
-      max_seq_len: number of learned positions (the reader's ``max_seq_len`` too).
-    """
-
-    num_layers: int = 2
-    num_heads: int = 2
-    inner_size: int = 256
-    hidden_dropout_prob: float = 0.5
-    attn_dropout_prob: float = 0.5
-    layer_norm_eps: float = 1e-12
-    max_seq_len: int = 50
-
-    def check(self) -> None:
-        super().check()
-        check_transformer_config(self, "embedding_size")
 
 
 class CORE(SequentialRecommender):
@@ -132,24 +76,24 @@ class CORE(SequentialRecommender):
         return tf.math.l2_normalize(table, axis=-1)
 
 
-@MODELS.register("core_ave", COREConfig)
 class COREAve(CORE):
     """Equal weights: the session vector is the mean of its item embeddings (causal)."""
 
     causal = True
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the query after every position ``[B, L, E]`` (running means)."""
+        item_ids = item_ids_of(features)
         x = self.embedded_session(item_ids, training)
         return self.to_query(running_mean(x, padding_mask(item_ids)))
 
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the query of each history ``[B, E]``."""
+        item_ids = item_ids_of(features)
         x = self.embedded_session(item_ids, training)
         return self.to_query(masked_mean(x, padding_mask(item_ids)))
 
 
-@MODELS.register("core_trm", CORETrmConfig)
 class CORETrm(CORE):
     """Weights from a left-to-right transformer (RecBole's TransNet); causal."""
 
@@ -169,8 +113,9 @@ class CORETrm(CORE):
         """Softmax weights ``[B, L]`` of the session's items (0 at padding)."""
         return masked_softmax(self.item_logits(item_ids, x, training=training), padding_mask(item_ids))
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, E]``."""
+        item_ids = item_ids_of(features)
         x = self.embedded_session(item_ids, training)  # [B, L, E]
         logits = self.item_logits(item_ids, x, training=training)  # [B, L]
         length = tf.shape(item_ids)[1]
@@ -180,8 +125,9 @@ class CORETrm(CORE):
         alpha = tf.nn.softmax(scores, axis=-1) * tf.cast(keys, logits.dtype)  # [B, T, S]
         return self.to_query(tf.einsum("bts,bse->bte", alpha, x))
 
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (any ``L``) -> the query of each history ``[B, E]``."""
+        item_ids = item_ids_of(features)
         window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
         x = self.embedded_session(window, training)  # [B, W, E]
         alpha = self.item_weights(window, x, training=training)  # [B, W]

@@ -40,7 +40,7 @@ each 3 epochs without a better one, for at most 40 epochs (its
 ``--num_layers 4 --num_heads 4 --hidden_size 256`` (their config file; their
 logged run used ``attribute_hidden_size`` 256 and at most 7 items per
 history), with batches of 2,048 at learning rate 1e-4
-for up to 200 epochs; here it costs about 3 times as much per epoch.
+for up to 200 epochs, which does not fit that budget (RESULTS.md).
 
 Deviations from the authors' code:
   * before ``concat`` and ``gate`` fusion the scores of keys a query may not see
@@ -64,82 +64,24 @@ Deviations from the authors' code:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Sequence
 
 import tensorflow as tf
 
-from tfseq.config import ConfigError
 from tfseq.data.item_features import ItemFeatures
-from tfseq.models import MODELS
-from tfseq.models.attributes import ItemAttributes, check_pooling_mode
-from tfseq.models.base import SequentialRecommender
+from tfseq.models.attributes import ItemAttributes
+from tfseq.models.base import Features, SequentialRecommender, item_ids_of
+from tfseq.models.configs import ATTRIBUTE_PREDICTORS, FUSION_TYPES, DIFSRConfig  # noqa: F401
 from tfseq.models.layers import (
     Init,
     TransformerBlock,
     attend,
-    check_config,
-    check_heads,
     check_length,
-    check_transformer_config,
     last_window,
     normal_init,
     run_blocks,
 )
-
-FUSION_TYPES = ("sum", "concat", "gate")
-ATTRIBUTE_PREDICTORS = ("linear", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class DIFSRConfig:
-    """DIF-SR's hyperparameters; defaults fit an Amazon Beauty run in an hour on 2 CPU cores (module docstring).
-
-    Attributes:
-      hidden_size: item embedding width = every layer's width = the query width.
-      attribute_hidden_size: width of each field's attribute embeddings and of its
-        query/key projections; must be divisible by ``num_heads``.
-      num_layers: transformer blocks.
-      num_heads: attention heads; must divide ``hidden_size``.
-      inner_size: feed-forward width.
-      hidden_dropout_prob: dropout on the input embeddings and each sublayer's output.
-      attn_dropout_prob: dropout on the attention weights.
-      layer_norm_eps: LayerNorm epsilon.
-      initializer_range: standard deviation of the normal initialiser.
-      max_seq_len: number of learned positions (the reader's ``max_seq_len`` too).
-      fusion_type: how the streams' attention scores are fused: sum, concat or gate.
-      pooling_mode: how a multi-valued attribute becomes one vector: sum, mean or max.
-      attribute_predictor: ``linear`` (the auxiliary attribute loss) or ``none``.
-      lambda_attr: weight of the auxiliary attribute loss (the authors' ``lamdas``).
-    """
-
-    hidden_size: int = 128
-    attribute_hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 2
-    inner_size: int = 256
-    hidden_dropout_prob: float = 0.5
-    attn_dropout_prob: float = 0.3
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    max_seq_len: int = 50
-    fusion_type: str = "gate"
-    pooling_mode: str = "sum"
-    attribute_predictor: str = "linear"
-    lambda_attr: float = 10.0
-
-    def __post_init__(self) -> None:
-        check_config(self, at_least_one=("hidden_size", "attribute_hidden_size"), positive=("initializer_range",))
-        check_transformer_config(self)
-        check_heads(self, "attribute_hidden_size")
-        check_pooling_mode(self)
-        for name, allowed in (("fusion_type", FUSION_TYPES), ("attribute_predictor", ATTRIBUTE_PREDICTORS)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"DIFSRConfig.{name} must be one of {', '.join(allowed)}, "
-                                  f"got {getattr(self, name)!r}")
-        if not (self.lambda_attr >= 0 and math.isfinite(self.lambda_attr)):
-            raise ConfigError(f"DIFSRConfig.lambda_attr must be >= 0, got {self.lambda_attr}")
 
 
 class DecoupledAttention(tf.keras.layers.Layer):
@@ -279,14 +221,12 @@ class DecoupledAttention(tf.keras.layers.Layer):
         return attend(logits, mask, values, self.dropout, self.output_dense, self.hidden_size, training)
 
 
-@MODELS.register("difsr", DIFSRConfig)
 class DIFSR(SequentialRecommender):
     """Causal: ``encode_all`` gives the query after every position. Needs ``item_features``."""
 
     causal = True
-    uses_item_features = True
-    train_defaults = {"all_positions": False, "batch_size": 128, "lr_decay_patience": 3,
-                      "valid_metric": "recall@20", "epochs": 40}
+    uses_item_features = DIFSRConfig.uses_item_features  # declared with the config: flags read it without TF
+    train_defaults = DIFSRConfig.train_defaults
 
     def __init__(self, config: DIFSRConfig, num_items: int, *, item_features: ItemFeatures | None = None,
                  **kwargs: Any) -> None:
@@ -322,18 +262,20 @@ class DIFSR(SequentialRecommender):
         for predictor in self.attribute_predictors:  # every variable exists before training
             predictor.build(tf.TensorShape([None, config.hidden_size]))
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, H]``.
 
         Longer inputs raise: they have no learned positions.
         """
+        item_ids = item_ids_of(features)
         return self._encode(item_ids, training=training)
 
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (any ``L``) -> the query after each history ``[B, H]``.
 
         The last block computes only each row's last real position.
         """
+        item_ids = item_ids_of(features)
         window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
         return self._encode(window, training=training, last_only=True)
 

@@ -24,40 +24,14 @@ its generic GRU there.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import tensorflow as tf
 
-from tfseq.models import MODELS
-from tfseq.models.base import EmbeddingRecommender
-from tfseq.models.layers import check_config
+from tfseq.models.base import EmbeddingRecommender, Features, item_ids_of
+from tfseq.models.configs import GRU4RecConfig
 
 
-@dataclasses.dataclass(frozen=True)
-class GRU4RecConfig:
-    """GRU4Rec's hyperparameters; defaults are RecBole's.
-
-    Attributes:
-      embedding_size: item embedding width, also the query width.
-      hidden_size: GRU state width.
-      num_layers: stacked GRU layers.
-      dropout_prob: dropout on the input item embeddings.
-    """
-
-    embedding_size: int = 64
-    hidden_size: int = 128
-    num_layers: int = 1
-    dropout_prob: float = 0.3
-
-    def __post_init__(self) -> None:
-        check_config(
-            self, at_least_one=("embedding_size", "hidden_size", "num_layers"),
-            probabilities=("dropout_prob",),
-        )
-
-
-@MODELS.register("gru4rec", GRU4RecConfig)
 class GRU4Rec(EmbeddingRecommender):
     """Causal: ``encode_all`` gives the query after every position."""
 
@@ -84,8 +58,9 @@ class GRU4Rec(EmbeddingRecommender):
             name="projection",
         )
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the query after every position ``[B, L, embedding_size]``."""
+        item_ids = item_ids_of(features)
         x = self.embed(item_ids, training=training)  # [B, L, E]
         for gru in self.gru_layers:
             x = gru(x, training=training)  # [B, L, hidden]

@@ -23,9 +23,10 @@ The user vector is constant along a sequence and layer 1 looks back a fixed
 number of items, so the query at position t reads only items ``<= t``: the
 model is causal and trains every position of a sequence in one pass.
 
-Users: ``user_ids [B]`` are user vocabulary indices (``user_vocab.txt``),
-0 = unknown. A row whose user is unknown (0, or outside the table) or a call
-without ``user_ids`` takes the sequence-only path: layer 2 pools the item
+Users: the model's one side input, ``features["user_ids"] [B]``, holds user
+vocabulary indices (``user_vocab.txt``), 0 = unknown. A row whose user is
+unknown (0, or outside the table) or a batch without ``user_ids`` takes the
+sequence-only path: layer 2 pools the item
 vector alone, so the query is ``s``. This is the model's own answer without a
 user, not a learned "unknown user" vector: under ``average`` it ranks exactly
 as ``(u + s) / 2`` would with ``u = 0``; under ``max`` it ranks by the recent
@@ -49,45 +50,14 @@ Initialisation is RecBole's: Glorot-normal tables.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import tensorflow as tf
 
-from tfseq.config import ConfigError
-from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender
-from tfseq.models.layers import check_config, last_window, padding_mask
-
-AGGREGATIONS = ("average", "max")
-
-
-@dataclasses.dataclass(frozen=True)
-class HRMConfig:
-    """HRM's hyperparameters; defaults are RecBole's.
-
-    Attributes:
-      embedding_size: width of the item and user embeddings = query width.
-      window: how many of the most recent items layer 1 pools (RecBole's ``high_order``).
-      aggregation: ``"average"`` or ``"max"`` pooling, in both layers.
-      dropout_prob: dropout on the user and item vectors before layer 2.
-      tie_weights: score candidates with the input item table (RecBole); False keeps a
-        separate candidate table (MetaSpore's item tower), which lets ``query . item``
-        tell "i then j" from "j then i".
-    """
-
-    embedding_size: int = 64
-    window: int = 2
-    aggregation: str = "max"
-    dropout_prob: float = 0.2
-    tie_weights: bool = False
-
-    def __post_init__(self) -> None:
-        check_config(self, at_least_one=("embedding_size", "window"), probabilities=("dropout_prob",))
-        if self.aggregation not in AGGREGATIONS:
-            raise ConfigError(
-                f"HRMConfig.aggregation must be one of {', '.join(AGGREGATIONS)}, got {self.aggregation!r}"
-            )
+from tfseq.data import schema
+from tfseq.models.base import Features, SequentialRecommender, as_features
+from tfseq.models.configs import AGGREGATIONS, HRMConfig  # noqa: F401
+from tfseq.models.layers import last_window, padding_mask
 
 
 def _glorot_normal(rows: int, width: int) -> tf.keras.initializers.Initializer:
@@ -126,12 +96,11 @@ def masked_pool(x: tf.Tensor, mask: tf.Tensor, aggregation: str) -> tf.Tensor:
     return tf.where(counts > 0.5, pooled, tf.zeros_like(pooled))
 
 
-@MODELS.register("hrm", HRMConfig)
 class HRM(SequentialRecommender):
     """Causal: ``encode_all`` gives the query after every position; reads ``user_ids`` when given."""
 
     causal = True
-    uses_user = True
+    side_inputs = (schema.USER_IDS,)
 
     def __init__(self, config: HRMConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
@@ -176,25 +145,24 @@ class HRM(SequentialRecommender):
             both = (users + items) / 2.0
         return tf.where(known[..., tf.newaxis], both, items)  # unknown user: the items alone
 
-    def encode_all(
-        self, item_ids: tf.Tensor, training: bool = False, *, user_ids: tf.Tensor | None = None
-    ) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (and ``user_ids [B]``) -> the query after every position ``[B, L, embedding_size]``."""
+        features = as_features(features)
+        item_ids = features[schema.ITEM_IDS]
         mask = padding_mask(item_ids)
         items = window_pool(self.item_embedding(item_ids), mask, self.config.window, self.config.aggregation)
-        return self._layer2(items, user_ids, training)
+        return self._layer2(items, features.get(schema.USER_IDS), training)
 
-    def encode(
-        self, item_ids: tf.Tensor, training: bool = False, *, user_ids: tf.Tensor | None = None
-    ) -> tf.Tensor:
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (and ``user_ids [B]``) -> the query after each history ``[B, embedding_size]``.
 
         Only each row's last ``window`` items are read (the query at its last
         position of :meth:`encode_all`).
         """
-        recent = last_window(item_ids, self.config.window)  # [B, W]
+        features = as_features(features)
+        recent = last_window(features[schema.ITEM_IDS], self.config.window)  # [B, W]
         items = masked_pool(self.item_embedding(recent), padding_mask(recent), self.config.aggregation)
-        return self._layer2(items, user_ids, training)
+        return self._layer2(items, features.get(schema.USER_IDS), training)
 
     def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
         """The candidate table ``[num_items, embedding_size]``: the input item table when ``tie_weights``."""

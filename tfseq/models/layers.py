@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable, Sequence, TypeAlias
+from typing import Any, Callable, Sequence, TypeAlias
 
 import tensorflow as tf
 
-from tfseq.config import ConfigError
 from tfseq.data import schema
 from tfseq.models.base import last_window, sequence_lengths  # noqa: F401  (last_window: models import it here)
+from tfseq.models.configs import check_config, check_heads, check_transformer_config  # noqa: F401  (re-exported)
 
 Initializer: TypeAlias = tf.keras.initializers.Initializer
 
@@ -70,57 +70,6 @@ def uniform_init(limit: float) -> Init:
         return tf.keras.initializers.RandomUniform(-limit, limit)
 
     return Init(kernel=uniform, bias=uniform, norm_scale=uniform, norm_offset=uniform)
-
-
-# -- config checks ---------------------------------------------------------------------
-def check_config(
-    config: Any,
-    *,
-    at_least_one: Iterable[str] = (),
-    positive: Iterable[str] = (),
-    probabilities: Iterable[str] = (),
-) -> None:
-    """Raises ConfigError naming ``<ConfigClass>.<field>`` for the first value out of range.
-
-    Args:
-      config: a model config dataclass.
-      at_least_one: integer fields that must be >= 1.
-      positive: fields that must be > 0.
-      probabilities: dropout rates, in [0, 1).
-    """
-    owner = type(config).__name__
-    for field in at_least_one:
-        value = getattr(config, field)
-        if value < 1:
-            raise ConfigError(f"{owner}.{field} must be >= 1, got {value}")
-    for field in positive:
-        value = getattr(config, field)
-        if not value > 0:
-            raise ConfigError(f"{owner}.{field} must be > 0, got {value}")
-    for field in probabilities:
-        value = getattr(config, field)
-        if not 0 <= value < 1:
-            raise ConfigError(f"{owner}.{field} must be in [0, 1), got {value}")
-
-
-def check_heads(config: Any, hidden_field: str) -> None:
-    """The attention heads must split ``hidden_field`` evenly."""
-    hidden, heads = getattr(config, hidden_field), config.num_heads
-    if hidden % heads:
-        raise ConfigError(
-            f"{type(config).__name__}.{hidden_field} ({hidden}) must be divisible by "
-            f"num_heads ({heads})"
-        )
-
-
-def check_transformer_config(config: Any, hidden_field: str = "hidden_size") -> None:
-    """:func:`check_config` of RecBole's transformer fields (those :func:`causal_encoder` reads), and
-    :func:`check_heads` of ``hidden_field``."""
-    check_config(
-        config, at_least_one=("num_layers", "num_heads", "inner_size", "max_seq_len"),
-        positive=("layer_norm_eps",), probabilities=("hidden_dropout_prob", "attn_dropout_prob"),
-    )
-    check_heads(config, hidden_field)
 
 
 # -- masks, pooling ------------------------------------------------------------------

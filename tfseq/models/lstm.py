@@ -27,33 +27,12 @@ Deviations from Spotlight:
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 
-from tfseq.models import MODELS
-from tfseq.models.base import EmbeddingRecommender
-from tfseq.models.layers import check_config
+from tfseq.models.base import EmbeddingRecommender, Features, item_ids_of
+from tfseq.models.configs import LSTMConfig
 
 
-@dataclasses.dataclass(frozen=True)
-class LSTMConfig:
-    """The LSTM model's hyperparameters.
-
-    Attributes:
-      embedding_size: item embedding width = LSTM width = query width (Spotlight's
-        default 32, its best ML-1M model 32).
-      dropout_prob: dropout on the input item embeddings (Spotlight: none).
-    """
-
-    embedding_size: int = 64
-    dropout_prob: float = 0.2
-
-    def __post_init__(self) -> None:
-        check_config(self, at_least_one=("embedding_size",), probabilities=("dropout_prob",))
-
-
-@MODELS.register("lstm", LSTMConfig)
 class LSTM(EmbeddingRecommender):
     """Causal: ``encode_all`` gives the query after every position."""
 
@@ -63,9 +42,10 @@ class LSTM(EmbeddingRecommender):
         super().__init__(config, num_items, **kwargs)
         self.lstm = tf.keras.layers.LSTM(config.embedding_size, return_sequences=True, name="lstm")
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the hidden state after every position ``[B, L, embedding_size]``.
 
         Right padding follows the real items, so it never reaches a real position's state.
         """
+        item_ids = item_ids_of(features)
         return self.lstm(self.embed(item_ids, training=training), training=training)

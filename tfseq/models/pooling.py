@@ -23,45 +23,28 @@ Deviations from Spotlight:
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 
-from tfseq.models import MODELS
-from tfseq.models.base import EmbeddingRecommender
-from tfseq.models.layers import check_config, masked_mean, padding_mask, running_mean
+from tfseq.models.base import EmbeddingRecommender, Features, item_ids_of
+from tfseq.models.configs import PoolingConfig  # noqa: F401  (the module's config, defined without TF)
+from tfseq.models.layers import masked_mean, padding_mask, running_mean
 
 
-@dataclasses.dataclass(frozen=True)
-class PoolingConfig:
-    """The pooling model's hyperparameters.
-
-    Attributes:
-      embedding_size: item embedding width = query width (Spotlight's default 32).
-      dropout_prob: dropout on the item embeddings before averaging (Spotlight: none).
-    """
-
-    embedding_size: int = 64
-    dropout_prob: float = 0.2
-
-    def __post_init__(self) -> None:
-        check_config(self, at_least_one=("embedding_size",), probabilities=("dropout_prob",))
-
-
-@MODELS.register("pooling", PoolingConfig)
 class Pooling(EmbeddingRecommender):
     """Causal: the running mean at position t is the query after the first t + 1 items."""
 
     causal = True
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the mean of the items up to every position ``[B, L, embedding_size]``.
 
         Padding is never averaged in; a position with no real item so far gives zeros.
         """
+        item_ids = item_ids_of(features)
         return running_mean(self.embed(item_ids, training=training), padding_mask(item_ids))
 
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the mean of each history's items ``[B, embedding_size]``
         (zeros for an empty history)."""
+        item_ids = item_ids_of(features)
         return masked_mean(self.embed(item_ids, training=training), padding_mask(item_ids))

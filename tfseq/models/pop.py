@@ -10,25 +10,18 @@ with the other weights; the trainer takes no gradient step for this model.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfseq.data import schema
-from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender
+from tfseq.models.base import Features, SequentialRecommender, item_ids_of
+from tfseq.models.configs import PopConfig
 
 PADDING_SCORE = -1e9  # below every log1p(count) >= 0, finite so losses stay finite
 
 
-@dataclasses.dataclass(frozen=True)
-class PopConfig:
-    """Popularity has no hyperparameters."""
-
-
-@MODELS.register("pop", PopConfig)
 class Pop(SequentialRecommender):
     """Scores every item by its training count, whatever the history (trivially causal)."""
 
@@ -51,12 +44,14 @@ class Pop(SequentialRecommender):
             raise ValueError("item_counts must be finite and >= 0")
         self.counts.assign(counts.astype(np.float32))
 
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> ones ``[B, 1]``: the history does not matter."""
+        item_ids = item_ids_of(features)
         return tf.ones([tf.shape(item_ids)[0], 1], tf.float32)
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> ones ``[B, L, 1]``."""
+        item_ids = item_ids_of(features)
         return tf.ones([tf.shape(item_ids)[0], tf.shape(item_ids)[1], 1], tf.float32)
 
     def candidate_embeddings(self, training: bool = False) -> tf.Tensor:

@@ -21,47 +21,13 @@ Deviations from RecBole:
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 
-from tfseq.models import MODELS
-from tfseq.models.base import SequentialRecommender
-from tfseq.models.layers import causal_encoder, check_config, check_transformer_config, last_window, normal_init
+from tfseq.models.base import Features, SequentialRecommender, item_ids_of
+from tfseq.models.configs import SASRecConfig
+from tfseq.models.layers import causal_encoder, last_window, normal_init
 
 
-@dataclasses.dataclass(frozen=True)
-class SASRecConfig:
-    """SASRec's hyperparameters; defaults are RecBole's.
-
-    Attributes:
-      hidden_size: item embedding width = every layer's width = the query width.
-      num_layers: transformer blocks.
-      num_heads: attention heads (RecBole's ``n_heads``); must divide ``hidden_size``.
-      inner_size: feed-forward width.
-      hidden_dropout_prob: dropout on the input embeddings and each sublayer's output.
-      attn_dropout_prob: dropout on the attention weights.
-      layer_norm_eps: LayerNorm epsilon.
-      initializer_range: standard deviation of the normal initialiser.
-      max_seq_len: number of learned positions (the reader's ``max_seq_len`` too).
-    """
-
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    inner_size: int = 256
-    hidden_dropout_prob: float = 0.5
-    attn_dropout_prob: float = 0.5
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    max_seq_len: int = 50
-
-    def __post_init__(self) -> None:
-        check_config(self, at_least_one=("hidden_size",), positive=("initializer_range",))
-        check_transformer_config(self)
-
-
-@MODELS.register("sasrec", SASRecConfig)
 class SASRec(SequentialRecommender):
     """Causal: ``encode_all`` gives the query after every position.
 
@@ -81,15 +47,17 @@ class SASRec(SequentialRecommender):
         """``item_ids [B, L]`` -> the encoder's input ``[B, L, H]``: the items' embeddings."""
         return self.item_embedding(item_ids)
 
-    def encode_all(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, H]``.
 
         Longer inputs raise: they have no learned positions.
         """
+        item_ids = item_ids_of(features)
         return self.encoder(self.embed(item_ids), item_ids, training=training)
 
-    def encode(self, item_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (any ``L``) -> the query after each history ``[B, H]``."""
+        item_ids = item_ids_of(features)
         window = last_window(item_ids, self.config.max_seq_len)  # [B, W]
         return self.encoder(self.embed(window), window, training=training, last_only=True)
 

@@ -19,38 +19,21 @@ an item count once.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import tensorflow as tf
 
 from tfseq.data.item_features import ItemFeatures
-from tfseq.models import MODELS
-from tfseq.models.attributes import ItemAttributes, check_pooling_mode
-from tfseq.models.sasrec import SASRec, SASRecConfig
+from tfseq.models.attributes import ItemAttributes
+from tfseq.models.configs import SASRecFConfig
+from tfseq.models.sasrec import SASRec
 
 
-@dataclasses.dataclass(frozen=True)
-class SASRecFConfig(SASRecConfig):
-    """SASRec's hyperparameters (RecBole's defaults) and how multi-valued attributes are pooled.
-
-    Attributes:
-      pooling_mode: sum, mean or max over an item's values of one field.
-    """
-
-    pooling_mode: str = "sum"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_pooling_mode(self)
-
-
-@MODELS.register("sasrec_f", SASRecFConfig)
 class SASRecF(SASRec):
     """:class:`~tfseq.models.sasrec.SASRec` whose input embedding also reads the items' attributes; the
     candidates stay the ID embeddings alone. Causal. Needs ``item_features``."""
 
-    uses_item_features = True
+    uses_item_features = SASRecFConfig.uses_item_features  # declared with the config: flags read it without TF
 
     def __init__(self, config: SASRecFConfig, num_items: int, *, item_features: ItemFeatures | None = None,
                  **kwargs: Any) -> None:
