@@ -309,6 +309,9 @@ def _check_export_args(
         raise ValueError(f"version must be a positive integer, got {version}")
 
 
+PUBLISH_ATTEMPTS = 20  # concurrent exports to one model name each take the next free version
+
+
 def export_saved_model(
     model: Recommender,
     *,
@@ -358,6 +361,7 @@ def export_saved_model(
         raise ValueError(f"{type(model).__name__} reads user_ids: give user_index (the training users)")
     users_text = user_index_text(user_index or {}, model.num_users) if reads_users else None
     model_dir = posixpath.join(serving_dir, model_name)
+    requested = version
     if version is None:
         version = max(list_versions(model_dir), default=0) + 1
     final = posixpath.join(model_dir, str(version))
@@ -412,9 +416,20 @@ def export_saved_model(
             **({"inputs": [HISTORY, *module.input_names]} if model.side_inputs else {}),
             **(info or {}),
         }
-        with tf.io.gfile.GFile(posixpath.join(staging, EXPORT_INFO_FILE), "w") as f:
-            f.write(json.dumps(description, indent=1, sort_keys=True))
-        tf.io.gfile.rename(staging, final, overwrite=False)
+        for _ in range(PUBLISH_ATTEMPTS):
+            with tf.io.gfile.GFile(posixpath.join(staging, EXPORT_INFO_FILE), "w") as f:
+                f.write(json.dumps({**description, "version": version}, indent=1, sort_keys=True))
+            try:
+                tf.io.gfile.rename(staging, final, overwrite=False)
+                break
+            except (tf.errors.AlreadyExistsError, FileExistsError):
+                if requested is not None:
+                    raise FileExistsError(f"{final} exists; versions are never overwritten") from None
+                # Another export took this number meanwhile: take the next free one.
+                version = max(list_versions(model_dir), default=0) + 1
+                final = posixpath.join(model_dir, str(version))
+        else:
+            raise FileExistsError(f"{model_dir}: no free version after {PUBLISH_ATTEMPTS} tries")
     except BaseException:
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)

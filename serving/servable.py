@@ -50,7 +50,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2, status_pb2
 
-from serving.signature import SERVING_SIGNATURE
+from serving.signature import SERVING_SIGNATURE, version_folders
 from serving.warmup import read_warmup_requests
 
 LOG = logging.getLogger("tfseq.serving")
@@ -59,7 +59,6 @@ INIT_OP_SIGNATURE = "__saved_model_init_op"
 State = get_model_status_pb2.ModelVersionStatus.State
 INTERNAL_ERROR = 13  # tensorflow.error.Code INTERNAL, the code of a failed load in GetModelStatus
 MAX_RETRY_BACKOFF_S = 60.0
-MAX_VERSION = 2**63 - 1  # TF Serving's versions are int64; a longer digit string is not a version
 
 # Where a TensorProto keeps its values when tensor_content is empty: (field, values per element).
 _VALUE_FIELDS: dict[int, tuple[str, int]] = {
@@ -383,33 +382,6 @@ def files_fingerprint(path: str) -> tuple[tuple[str, int, int], ...]:
     except tf.errors.OpError:
         pass
     return tuple(sorted(entries))
-
-
-def version_folders(names: Iterable[str]) -> tuple[dict[int, str], dict[str, str]]:
-    """``{version: folder name}`` of the names that are versions, and ``{name: why not}`` of the others.
-
-    A version's name is ASCII digits (``str.isdigit`` alone admits ``²`` and
-    ``٣``, which are not versions) of at most int64's largest value; ``0003`` is
-    version 3. Of several names of one version, the last in sorted order is the
-    version's folder, as in TF Serving. Hidden names (``.3.tmp-...``, an export
-    in progress) are left out of both.
-    """
-    folders: dict[int, str] = {}
-    skipped: dict[str, str] = {}
-    for name in sorted(names):
-        if name.startswith("."):
-            continue
-        if not (name.isascii() and name.isdigit()):
-            skipped[name] = "not a version (version folders are named by ASCII digits, such as 1/)"
-            continue
-        version = int(name)
-        if version > MAX_VERSION:
-            skipped[name] = f"not a version (past the largest version number, {MAX_VERSION})"
-            continue
-        if version in folders:
-            skipped[folders[version]] = f"also names version {version}; it is loaded from {name}/ instead"
-        folders[version] = name
-    return folders, skipped
 
 
 @dataclasses.dataclass

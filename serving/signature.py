@@ -24,6 +24,8 @@ Versions live in ``<model_base_path>/<integer>/`` (TF Serving's layout); any
 other name, such as an export's hidden temporary directory, is not a version.
 """
 
+from typing import Iterable
+
 SERVING_SIGNATURE = "serving_default"  # TF Serving's default signature key
 EMBED_SIGNATURE = "embed"
 
@@ -38,6 +40,7 @@ PAD_TOKEN = ""  # padding in requests, and in responses where fewer than K items
 WARMUP_FILE = (
     "assets.extra/tf_serving_warmup_requests"  # where TF Serving looks for warm-up records
 )
+MAX_VERSION = 2**63 - 1  # TF Serving's versions are int64; a longer digit string is not a version
 EXPORT_INFO_FILE = (
     "assets.extra/tfseq_export.json"  # what was exported, from what (ignored by servers)
 )
@@ -52,10 +55,37 @@ def side_input_name(key: str) -> str:
 
 
 def list_versions(model_base_path: str) -> list[int]:
-    """Integer-named subdirectories of ``model_base_path``, ascending; ``[]`` if it is missing."""
+    """The versions under ``model_base_path`` (:func:`version_folders`), ascending; ``[]`` if it is missing."""
     import tensorflow as tf
 
     if not tf.io.gfile.isdir(model_base_path):
         return []
-    names = (name.rstrip("/") for name in tf.io.gfile.listdir(model_base_path))
-    return sorted(int(name) for name in names if name.isdigit())
+    folders, _ = version_folders(name.rstrip("/") for name in tf.io.gfile.listdir(model_base_path))
+    return sorted(folders)
+
+
+def version_folders(names: Iterable[str]) -> tuple[dict[int, str], dict[str, str]]:
+    """``{version: folder name}`` of the names that are versions, and ``{name: why not}`` of the others.
+
+    A version's name is ASCII digits (``str.isdigit`` alone admits ``²`` and
+    ``٣``, which are not versions) of at most int64's largest value; ``0003`` is
+    version 3. Of several names of one version, the last in sorted order is the
+    version's folder, as in TF Serving. Hidden names (``.3.tmp-...``, an export
+    in progress) are left out of both.
+    """
+    folders: dict[int, str] = {}
+    skipped: dict[str, str] = {}
+    for name in sorted(names):
+        if name.startswith("."):
+            continue
+        if not (name.isascii() and name.isdigit()):
+            skipped[name] = "not a version (version folders are named by ASCII digits, such as 1/)"
+            continue
+        version = int(name)
+        if version > MAX_VERSION:
+            skipped[name] = f"not a version (past the largest version number, {MAX_VERSION})"
+            continue
+        if version in folders:
+            skipped[folders[version]] = f"also names version {version}; it is loaded from {name}/ instead"
+        folders[version] = name
+    return folders, skipped

@@ -24,8 +24,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
 from serving import client, export, rest, server
-from serving.servable import MAX_VERSION, version_folders
-from serving.signature import HISTORY, SCORES, USER_ID
+from serving.signature import HISTORY, MAX_VERSION, SCORES, USER_ID, list_versions, version_folders
 from tests.serving.common import TOY_RAW_IDS, make_toy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -401,3 +400,32 @@ def test_client_retry_backoff_doubles_up_to_its_cap(monkeypatch):
     assert client.MAX_BACKOFF_S == 2.0
     with pytest.raises(ValueError, match="max_backoff_s"):
         client.RecommenderClient("127.0.0.1:1", "toy", backoff_s=3.0, max_backoff_s=2.0)
+
+
+def test_the_export_counts_versions_by_the_servers_rule(tmp_path):
+    """The next version number the export picks ignores what the server ignores (issue 23, case 3)."""
+    for name in ("²", "0003", "notes", ".4.tmp-abc"):
+        (tmp_path / name).mkdir()
+    assert list_versions(str(tmp_path)) == [3]
+
+
+def test_two_pushes_to_one_name_at_once_both_land_on_their_own_versions(toy, tmp_path, monkeypatch):
+    """Issue 23, case 5: the export that loses the race for version 1 takes version 2, not an error."""
+    import json
+
+    import tensorflow as tf
+
+    save = tf.saved_model.save
+
+    def save_then_lose_the_race(module, path, **kwargs):
+        save(module, path, **kwargs)
+        (tmp_path / "serving" / "toy" / "1").mkdir(exist_ok=True)  # another process published 1 meanwhile
+
+    monkeypatch.setattr(tf.saved_model, "save", save_then_lose_the_race)
+    path = toy.export(tmp_path / "serving")
+    assert path.endswith("/toy/2")
+    info = json.loads((tmp_path / "serving" / "toy" / "2" / "assets.extra" / "tfseq_export.json").read_text())
+    assert info["version"] == 2
+    assert sorted(p.name for p in (tmp_path / "serving" / "toy").iterdir()) == ["1", "2"]
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        toy.export(tmp_path / "serving", version=1)
