@@ -38,7 +38,7 @@ MODEL_PARAMS: dict[str, dict] = {
 
 
 def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen: bool, extra: dict) -> dict:
-    from pipeline.evaluator import run_evaluator
+    from pipeline.evaluator import EvaluatorConfig, run_evaluator
     from pipeline.trainer import run_trainer
     from tfseq.experiment import ExperimentConfig
 
@@ -49,7 +49,7 @@ def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen
     with tempfile.TemporaryDirectory() as work:
         start = time.perf_counter()
         run_trainer(config, transform_dir, f"{work}/trainer", verbose=0)
-        metrics = run_evaluator(f"{work}/trainer", transform_dir, f"{work}/evaluator")
+        metrics = run_evaluator(EvaluatorConfig(), f"{work}/trainer", transform_dir, f"{work}/evaluator")
         metrics["wall_seconds"] = time.perf_counter() - start
         metrics["test_exclude_seen"] = masked_test_metrics(*trained_test_data(f"{work}/trainer", transform_dir))
     metrics["config"] = config.to_flat()

@@ -5,8 +5,9 @@ Layout of a pipeline root (``--output_dir``)::
     <root>/ExampleGen/                    validated interactions + stats.json
     <root>/Transform/                     SequenceExamples, vocabularies, metadata.json, stats.json
     <root>/runs/<run>/Trainer/            config.json, weights/, history.json, training_curve.png, logs/
-    <root>/runs/<run>/Evaluator/          metrics.json, training_curve.png
-    <root>/runs/<run>/Pusher/             pushed.json (which version of which model it exported)
+    <root>/runs/<run>/.Trainer.resume/    last finished epoch of an interrupted Trainer (gone once it completes)
+    <root>/runs/<run>/Evaluator/          metrics.json, blessing.json, training_curve.png
+    <root>/runs/<run>/Pusher/             pushed.json (which version of which model it exported, or why none)
     <root>/serving/<model_name>/<version>/   the SavedModels (TF Serving's layout)
 
 The data stages are shared by every training run; each run (model, loss and
@@ -34,16 +35,30 @@ import time
 import uuid
 from typing import Any, Iterator
 
-from apache_beam.io.filesystems import FileSystems
+# Names the library defines, re-exported so that the layout reads from one place.
+from tfseq.config import CONFIG_FILE as CONFIG  # noqa: F401  (the Trainer's model contract)
+from tfseq.config import WEIGHTS  # noqa: F401
+from tfseq.data.vocab import ITEM_FEATURES_DIR as ITEM_FEATURES  # noqa: F401  (the Transform's data contract)
+from tfseq.data.vocab import ITEM_VOCAB, METADATA, USER_VOCAB  # noqa: F401
+from tfseq.storage import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401  (the one writer)
 
-from tfseq.config import CONFIG_FILE as CONFIG  # the Trainer's model contract, defined by the library
-from tfseq.config import WEIGHTS
-from tfseq.data.vocab import ITEM_FEATURES_DIR as ITEM_FEATURES  # the Transform's data contract
-from tfseq.data.vocab import ITEM_VOCAB, METADATA, USER_VOCAB
+
+class _LazyFileSystems:
+    """Beam's ``FileSystems``, imported on first use: the layout's names (read by the flag layer
+    and ``pipeline.compare``) come without loading Beam."""
+
+    def __getattr__(self, name: str) -> Any:
+        from apache_beam.io.filesystems import FileSystems as beam_file_systems
+
+        return getattr(beam_file_systems, name)
+
+
+FileSystems = _LazyFileSystems()
 
 STAGES = ("ExampleGen", "Transform", "Trainer", "Evaluator", "Pusher")
 DATA_STAGES = ("ExampleGen", "Transform")
 RUN_STAGES = ("Trainer", "Evaluator", "Pusher")
+DEFAULT_ROOT = "tfseq_output"  # --output_dir of pipeline.run, the root pipeline.compare reads
 RUNS_DIR = "runs"
 SERVING_DIR = "serving"
 
@@ -51,20 +66,22 @@ SERVING_DIR = "serving"
 SPEC = "_spec.json"
 OWNER = "_owner.json"
 STATS = "stats.json"  # ExampleGen and Transform
-# Transform (the reader's contract is defined in tfseq.data; named here for the layout).
-TRANSFORM_FILES = (METADATA, ITEM_VOCAB, USER_VOCAB, STATS, ITEM_FEATURES)
-# Trainer (CONFIG and WEIGHTS, imported above, are the model itself).
-TRAINER_FILES = (CONFIG, WEIGHTS)
+# Transform: METADATA, ITEM_VOCAB, USER_VOCAB and ITEM_FEATURES (the reader's contract, from tfseq.data).
+# Trainer: CONFIG and WEIGHTS (the model itself, from tfseq.config), and:
 HISTORY = "history.json"
 CURVE = "training_curve.png"
 LOGS = "logs"
+# Beside the Trainer, not inside it: the last finished epoch of an interrupted training.
+TRAINER_RESUME = ".Trainer.resume"
 # Evaluator.
 METRICS = "metrics.json"
+BLESSING = "blessing.json"
 # Pusher.
 PUSHED = "pushed.json"
 # pipeline.compare.
 COMPARE_CSV = "compare.csv"
 COMPARE_JSON = "compare.json"
+COMPARE_PNG = "compare.png"  # training curves and test metrics of the runs
 
 HASH_BYTES_LIMIT = 256 << 20  # inputs up to this size are fingerprinted by content too
 STALE_SECONDS = 60  # a temporary folder without a live owner is removed after this long
@@ -91,6 +108,15 @@ def runs_dir(root: str) -> str:
 
 def run_dir(root: str, run: str) -> str:
     return join(root, RUNS_DIR, run)
+
+
+def trainer_resume_dir(root: str, run: str) -> str:
+    """``<root>/runs/<run>/.Trainer.resume``: the epoch checkpoint an interrupted Trainer resumes from.
+
+    Outside the staged folder (deleted on interruption), and not a ``.tmp-``
+    folder, so ``remove_stale_temporaries`` keeps it; the Trainer deletes it when done.
+    """
+    return join(run_dir(root, run), TRAINER_RESUME)
 
 
 def serving_dir(root: str) -> str:
@@ -156,7 +182,7 @@ def is_complete(path: str) -> bool:
     return FileSystems.exists(path)
 
 
-def _delete_tree(path: str) -> None:
+def delete_tree(path: str) -> None:
     if FileSystems.exists(path):
         FileSystems.delete([path])
 
@@ -197,7 +223,7 @@ def remove_stale_temporaries(parent: str) -> list[str]:
             except OSError:
                 continue
         if stale:
-            _delete_tree(path)
+            delete_tree(path)
             removed.append(path)
     return removed
 
@@ -219,7 +245,7 @@ def staged_output(final: str) -> Iterator[str]:
     try:
         yield tmp
     except BaseException:
-        _delete_tree(tmp)
+        delete_tree(tmp)
         raise
     FileSystems.delete([join(tmp, OWNER)])
     old = None
@@ -228,28 +254,10 @@ def staged_output(final: str) -> Iterator[str]:
         FileSystems.rename([final], [old])
     FileSystems.rename([tmp], [final])
     if old is not None:
-        _delete_tree(old)
+        delete_tree(old)
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file and a rename: never half a file."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with FileSystems.create(tmp) as f:
-        f.write(data)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=1))
 
 
 def read_text(path: str) -> str:

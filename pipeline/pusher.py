@@ -4,9 +4,14 @@ The SavedModel goes to ``<serving_dir>/<model_name>/<version>/``
 (``serving/export.py``); by default ``serving_dir`` is ``<pipeline root>/serving``
 (``pipeline.artifacts.serving_dir``), so ``--model_base_path <root>/serving/<model_name>``
 serves the pipeline's latest push. History masking is the run's own
-(``--exclude_history``), so a model is served as it was evaluated. The stage's
-folder ``<root>/runs/<run>/Pusher`` holds ``pushed.json``:
-``{"run", "path", "version", "model_name", "serving_dir", "exclude_history"}``.
+(``--exclude_history``), so a model is served as it was evaluated.
+
+Only a run the Evaluator blessed is pushed (``--push always`` overrides): a
+worse model never replaces the served one silently. When another version was
+pushed after the Evaluator ran, the run is blessed again against it. The
+stage's folder ``<root>/runs/<run>/Pusher`` holds ``pushed.json``:
+``{"run", "pushed": true, "path", "version", "model_name", "serving_dir", "exclude_history", "blessing"}``,
+or ``{"run", "pushed": false, "model_name", "serving_dir", "blessing"}`` when it was not pushed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from typing import Any
 
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts
+from pipeline.evaluator import EvaluatorConfig, ServingTarget, baseline_of, bless
 from tfseq.config import ConfigError
+
+PUSH_POLICIES = ("blessed", "always")
+MAX_TOP_K = 10_000  # K is fixed in the signature; every answer carries K ids and scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,22 +38,30 @@ class PusherConfig:
       model_name: the servable name (TF Serving's ``MODEL_NAME``).
       top_k: K, the number of items each request returns (fixed in the signature).
       version: the version number to write; 0 = one more than the highest present.
+      push: ``blessed`` pushes only a run the Evaluator blessed; ``always`` pushes any run.
     """
 
     serving_dir: str = ""
     model_name: str = "tfseq"
     top_k: int = 10
     version: int = 0
+    push: str = "blessed"
 
     def __post_init__(self) -> None:
         if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
             raise ConfigError(
                 f"--model_name must be a plain directory name, got {self.model_name!r}"
             )
-        if self.top_k < 1:
-            raise ConfigError(f"--top_k must be >= 1, got {self.top_k}")
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise ConfigError(f"--top_k must be in 1..{MAX_TOP_K}, got {self.top_k}")
         if self.version < 0:
             raise ConfigError(f"--version must be >= 0 (0 = next free), got {self.version}")
+        if self.push not in PUSH_POLICIES:
+            raise ConfigError(f"--push must be one of {', '.join(PUSH_POLICIES)}, got {self.push!r}")
+
+    def target(self, default_serving_dir: str) -> ServingTarget:
+        """Where this config pushes, given the pipeline's default serving folder."""
+        return ServingTarget(self.serving_dir or default_serving_dir, self.model_name)
 
 
 def run_pusher(
@@ -55,16 +72,38 @@ def run_pusher(
     *,
     run: str,
     default_serving_dir: str,
+    evaluator_dir: str | None = None,
+    evaluator_config: EvaluatorConfig = EvaluatorConfig(),
     verbose: bool = True,
 ) -> dict[str, Any]:
-    """Exports run ``run``'s trained model; writes and returns the ``pushed.json`` record."""
+    """Exports run ``run``'s trained model if it is blessed; writes and returns the ``pushed.json`` record.
+
+    Args:
+      evaluator_dir: the run's Evaluator output (its metrics and blessing); None
+        pushes without a blessing (an export outside a pipeline run).
+      evaluator_config: the blessing settings, to bless again when the served
+        version changed since the Evaluator ran.
+    """
     from serving.export import export_from_trainer
     from tfseq.experiment import ExperimentConfig
 
-    serving_dir = config.serving_dir or default_serving_dir
+    target = config.target(default_serving_dir)
+    serving_dir = target.serving_dir
+    blessing = current_blessing(evaluator_dir, evaluator_config, target) if evaluator_dir else None
+    if blessing is not None and not blessing["blessed"] and config.push != "always":
+        record = {"run": run, "pushed": False, "model_name": config.model_name, "serving_dir": serving_dir,
+                  "blessing": blessing}
+        artifacts.atomic_write_json(artifacts.join(output_dir, artifacts.PUSHED), record)
+        if verbose:
+            print(f"[Pusher] not pushed ({blessing['reason']}); the served model is unchanged; "
+                  "--push always pushes it anyway", flush=True)
+        return record
     trained = ExperimentConfig.from_json_file(artifacts.join(trainer_dir, artifacts.CONFIG))
     exclude_history = trained.train.exclude_history
-    path = export_from_trainer(
+    path = None if config.version else export_of(target, run, config.top_k, exclude_history)
+    if path is not None and verbose:  # e.g. a Pusher killed between the export and its record
+        print(f"[Pusher] run {run} is already exported as {path}; not pushing it twice", flush=True)
+    path = path or export_from_trainer(
         trainer_dir,
         transform_dir,
         serving_dir,
@@ -75,13 +114,43 @@ def run_pusher(
     )
     pushed = {
         "run": run,
+        "pushed": True,
         "path": path,
         "version": int(posixpath.basename(path)),
         "model_name": config.model_name,
         "serving_dir": serving_dir,
         "exclude_history": exclude_history,
+        "blessing": blessing,
     }
     artifacts.atomic_write_json(artifacts.join(output_dir, artifacts.PUSHED), pushed)
     if verbose:
         print(f"[Pusher] run {run} -> {config.model_name} version {pushed['version']} ({path})", flush=True)
     return pushed
+
+
+def current_blessing(evaluator_dir: str, config: EvaluatorConfig, target: ServingTarget) -> dict[str, Any]:
+    """The Evaluator's blessing, or a new one when the served version changed since it was made."""
+    blessing = artifacts.read_json(artifacts.join(evaluator_dir, artifacts.BLESSING))
+    baseline = baseline_of(target)
+    then = (blessing.get("baseline") or {}).get("version")
+    now = baseline["version"] if baseline else None
+    if blessing.get("served") == target.model_dir and then == now:
+        return blessing
+    metrics = artifacts.read_json(artifacts.join(evaluator_dir, artifacts.METRICS))
+    return {**bless(metrics, config, baseline), "served": target.model_dir}
+
+
+def export_of(target: ServingTarget, run: str, top_k: int, exclude_history: bool) -> str | None:
+    """The version under ``target`` already exported from run ``run`` with these settings, if any."""
+    from serving.signature import EXPORT_INFO_FILE, list_versions
+
+    for version in reversed(list_versions(target.model_dir)):
+        path = artifacts.join(target.model_dir, str(version))
+        try:
+            info = artifacts.read_json(artifacts.join(path, EXPORT_INFO_FILE))
+        except (OSError, ValueError):
+            continue
+        exported_run = posixpath.basename(posixpath.dirname(str(info.get("trainer_dir", "")).rstrip("/")))
+        if (exported_run, info.get("top_k"), info.get("exclude_history")) == (run, top_k, exclude_history):
+            return path
+    return None

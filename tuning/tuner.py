@@ -196,7 +196,7 @@ class TrialRunner:
         return record
 
     def _execute(self, config: ExperimentConfig, trial_dir: str, n: int) -> dict[str, Any]:
-        from pipeline.evaluator import run_evaluator
+        from pipeline.evaluator import EvaluatorConfig, run_evaluator
         from pipeline.trainer import run_trainer
 
         if n:
@@ -216,7 +216,7 @@ class TrialRunner:
             raise FloatingPointError(f"validation {self.objective} is {objective}")
         table = io.StringIO()
         with contextlib.redirect_stdout(table) if not self.verbose else contextlib.nullcontext():
-            metrics = run_evaluator(trainer_dir, self.transform_dir, evaluator_dir)
+            metrics = run_evaluator(EvaluatorConfig(), trainer_dir, self.transform_dir, evaluator_dir)
         return {
             "name": name,
             "seed": config.train.seed,

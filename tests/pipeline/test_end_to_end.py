@@ -42,13 +42,27 @@ def test_models_sit_side_by_side_and_compare_in_one_table(tmp_path, capsys):
 
     # The same command again reuses everything; another model trains beside it, overwriting nothing.
     assert set(pipeline_run.run(argv).stages.values()) == {"skipped"}
+    capsys.readouterr()
     pop = pipeline_run.run([*SMALL, "--output_dir", str(root), "--model", "pop"])
     assert pop.stages == {"ExampleGen": "skipped", "Transform": "skipped",
                           "Trainer": "ran", "Evaluator": "ran", "Pusher": "ran"}
     assert pop.run != sasrec.run and Path(sasrec.run_dir, "Evaluator", "metrics.json").exists()
-    assert json.loads(Path(pop.run_dir, "Pusher", "pushed.json").read_text())["run"] == pop.run
-    assert Path(pop.export_path) == root / "serving" / "tfseq" / "2"
     assert sasrec.metrics["test"]["ndcg@10"] > 2 * pop.metrics["test"]["ndcg@10"], (sasrec.metrics, pop.metrics)
+
+    # The worse model is not pushed: the served version stays sasrec's, and the verdict names both figures.
+    log = capsys.readouterr().out
+    assert "not blessed" in log and "served model is unchanged" in log, log
+    assert pop.export_path is None and sorted(os.listdir(root / "serving" / "tfseq")) == ["1"]
+    blessing = json.loads(Path(pop.run_dir, "Evaluator", "blessing.json").read_text())
+    assert blessing["blessed"] is False and blessing["metric"] == "ndcg@10"
+    assert blessing["candidate"] == pop.metrics["test"]["ndcg@10"]
+    assert blessing["baseline"] == {"version": 1, "run": sasrec.run, "value": sasrec.metrics["test"]["ndcg@10"]}
+    record = json.loads(Path(pop.run_dir, "Pusher", "pushed.json").read_text())
+    assert (record["run"], record["pushed"]) == (pop.run, False)
+    # --push always pushes it anyway (only the Pusher re-runs).
+    forced = pipeline_run.run([*SMALL, "--output_dir", str(root), "--model", "pop", "--push", "always"])
+    assert forced.stages["Pusher"] == "ran" and forced.stages["Evaluator"] == "skipped"
+    assert Path(forced.export_path) == root / "serving" / "tfseq" / "2"
 
     # A hyperparameter makes a third run; compare lists all three, best first, with what differs.
     lr = pipeline_run.run([*argv, "--learning_rate", "0.003"])

@@ -40,8 +40,11 @@ def test_pusher_flags_collide_with_no_other_config_field():
 
 def test_pipeline_pushes_version_1_of_its_run_and_records_which(trained):
     pushed = trained.pushed()
+    blessing = pushed.pop("blessing")
+    assert blessing["blessed"] is True and blessing["baseline"] is None  # nothing was served before
     assert pushed == {
         "run": trained.run,
+        "pushed": True,
         "path": str(trained.serving_dir / "tfseq" / "1"),
         "version": 1,
         "model_name": "tfseq",
@@ -79,11 +82,22 @@ def test_pusher_flags_rerun_only_the_pusher(trained, tmp_path):
     )
 
 
+def test_a_pusher_killed_after_its_export_does_not_push_the_run_twice(trained, tmp_path):
+    root = tmp_path / "run"
+    shutil.copytree(trained.root, root)
+    shutil.rmtree(root / "runs" / trained.run / "Pusher")  # killed before it wrote pushed.json
+    result = pipeline_run.run([*PIPELINE_FLAGS, "--output_dir", str(root), "--stop_after", "Pusher"])
+    assert result.stages["Pusher"] == "ran"
+    assert sorted(p.name for p in (root / "serving" / "tfseq").iterdir()) == ["1"]
+    assert result.pushed["version"] == 1
+
+
 def test_history_masking_of_a_run_is_carried_into_its_export(trained, tmp_path):
     """--exclude_history is one setting: the masked run is evaluated masked and served masked."""
     root = tmp_path / "run"
     shutil.copytree(trained.root, root)
-    result = pipeline_run.run([*PIPELINE_FLAGS, "--output_dir", str(root), "--exclude_history"])
+    # Pushed whatever its figure against the unmasked version 1 (the blessing is tested elsewhere).
+    result = pipeline_run.run([*PIPELINE_FLAGS, "--output_dir", str(root), "--exclude_history", "--push", "always"])
     assert result.run != trained.run  # another run, beside the unmasked one
     assert result.stages["Trainer"] == "ran" and result.stages["Transform"] == "skipped"
     assert result.metrics["exclude_history"] is True and result.pushed["exclude_history"] is True
@@ -99,7 +113,8 @@ def test_history_masking_of_a_run_is_carried_into_its_export(trained, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "flag, value", [("--top_k", "0"), ("--model_name", "a/b"), ("--version", "-1")]
+    "flag, value", [("--top_k", "0"), ("--top_k", "1000000000"), ("--model_name", "a/b"), ("--version", "-1"),
+                    ("--push", "sometimes"), ("--bless_threshold", "ndcg@10"), ("--bless_tolerance", "nan")]
 )
 def test_bad_pusher_flags_fail_before_any_stage(tmp_path, capsys, flag, value):
     code = pipeline_run.main(
