@@ -9,6 +9,14 @@ with the names of :mod:`pipeline.artifacts`:
   ``train_targets`` (RecBole's training examples) and ``train_batches``;
 * ``training_curve.png``: loss and the validation metric per epoch;
 * ``logs/``: TensorBoard scalars.
+
+With ``resume_dir`` (the pipeline passes ``<root>/runs/<run>/.Trainer.resume``,
+outside the staged folder, which an interruption deletes), every finished
+epoch is checkpointed there (:class:`tfseq.training.EpochCheckpoint`), keyed by
+the experiment config and the Transform's spec; a re-run after Ctrl-C resumes
+from the last finished epoch (what it restores, and why dropout masks and
+sampled negatives are drawn anew: :mod:`tfseq.training`). The checkpoint is
+deleted once the Trainer's outputs are written.
 """
 
 from __future__ import annotations
@@ -45,18 +53,38 @@ def prepare_training(config: ExperimentConfig, transform_dir: str) -> TrainingSe
     train_data = training.training_data(model, transform_dir, metadata, train)
     valid_data = reader.evaluation_dataset(
         transform_dir, metadata, "valid",
-        max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size, users=model.uses_user,
+        max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size, side_inputs=model.side_inputs,
     )
     return TrainingSetup(config, metadata, model, train_data, valid_data)
 
 
+def resume_key(config: ExperimentConfig, transform_dir: str) -> str:
+    """What a Trainer checkpoint is valid for: ``config`` and the Transform output it trains on.
+
+    The Transform's ``_spec.json`` fingerprints its config and input files (a
+    folder without one, as tests write, counts as the same data).
+    """
+    spec = artifacts.join(transform_dir, artifacts.SPEC)
+    transform = artifacts.read_json(spec) if artifacts.is_complete(spec) else None
+    return artifacts.fingerprint({"experiment": config.to_flat(), "transform": transform})
+
+
 def run_trainer(
-    config: ExperimentConfig, transform_dir: str, output_dir: str, verbose: int = 1
+    config: ExperimentConfig,
+    transform_dir: str,
+    output_dir: str,
+    verbose: int = 1,
+    resume_dir: str | None = None,
 ) -> training.TrainResult:
     """Trains ``config``'s model on the Transform output ``transform_dir``; fills ``output_dir``.
 
     Args:
       verbose: 0 silent, 1 a progress bar per epoch (terminals), 2 one line per epoch (logs).
+      resume_dir: where each finished epoch is checkpointed and an interrupted
+        training resumes from (None: no checkpoints); deleted on success.
+
+    Raises:
+      tfseq.training.TrainingInterrupted: Ctrl-C during training.
     """
     setup = prepare_training(config, transform_dir)
     metadata, model, train_data, valid_data = setup.metadata, setup.model, setup.train_data, setup.valid_data
@@ -69,9 +97,14 @@ def run_trainer(
             f"{metadata.num_items - 1} items",
             flush=True,
         )
+    checkpoint = training.EpochCheckpoint(resume_dir, resume_key(config, transform_dir)) if resume_dir else None
+    state = checkpoint.load() if checkpoint is not None else None
+    if state and verbose:
+        print(f"[Trainer] resuming from epoch {state['epoch'] + 1} of {train.epochs} "
+              f"(epochs 1-{state['epoch']} from {resume_dir})", flush=True)
     result = training.fit(
-        model, train_data.dataset(), valid_data, train,
-        log_dir=artifacts.join(output_dir, artifacts.LOGS), verbose=verbose,
+        model, train_data, valid_data, train,
+        log_dir=artifacts.join(output_dir, artifacts.LOGS), verbose=verbose, checkpoint=checkpoint,
     )
     model.save_weights(artifacts.join(output_dir, artifacts.WEIGHTS))
     artifacts.atomic_write_text(artifacts.join(output_dir, artifacts.CONFIG), config.to_json())
@@ -85,4 +118,6 @@ def run_trainer(
     artifacts.atomic_write_json(artifacts.join(output_dir, artifacts.HISTORY), history)
     png = training.training_curve_png(result.history, train.valid_metric)
     artifacts.atomic_write_bytes(artifacts.join(output_dir, artifacts.CURVE), png)
+    if checkpoint is not None:
+        checkpoint.clear()
     return result

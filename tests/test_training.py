@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -57,8 +58,9 @@ def experiment(model: str, **train) -> ExperimentConfig:
     return ExperimentConfig.from_flat(values)
 
 
-def train_model(config: ExperimentConfig, transform: tuple):
-    """Seeds, builds and fits ``config``'s model (prefix batches when ``all_positions`` is off)."""
+def train_model(config: ExperimentConfig, transform: tuple, **fit):
+    """Seeds, builds and fits ``config``'s model (prefix batches when ``all_positions`` is off);
+    ``fit`` goes to ``training.fit`` (callbacks, checkpoint)."""
     root, metadata = transform
     training.seed_everything(config.train.seed)
     model = build_model(config, metadata)
@@ -67,7 +69,11 @@ def train_model(config: ExperimentConfig, transform: tuple):
     valid = reader.evaluation_dataset(
         root, metadata, "valid", max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size
     )
-    return model, valid, training.fit(model, data.dataset(), valid, train, verbose=0)
+    return model, valid, training.fit(model, data, valid, train, verbose=0, **fit)
+
+
+def without_timings(result: training.TrainResult) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("seconds", "train_seconds")} for row in result.history]
 
 
 @pytest.mark.parametrize("name, all_positions", [("gru4rec", True), ("sasrec", False)])  # both layouts
@@ -120,11 +126,79 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(cycle_dir):
     def run(seed: int) -> list[dict]:
         config = experiment("sasrec", epochs=2, seed=seed, weight_decay=1e-4)  # L2Adam too
         _, _, result = train_model(config, cycle_dir)
-        return [{k: v for k, v in row.items() if k not in ("seconds", "train_seconds")} for row in result.history]
+        return without_timings(result)
 
     first = run(5)
     assert run(5) == first
     assert run(6)[0]["loss"] != first[0]["loss"]
+
+
+class InterruptAt(tf.keras.callbacks.Callback):
+    """Raises KeyboardInterrupt as epoch ``epoch`` (1-based) begins, as Ctrl-C during it would."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_fit_resumes_after_its_last_finished_epoch_and_ends_as_an_uninterrupted_one(tmp_path):
+    transform = write_transform_dir(tmp_path / "noise", noise(), NUM_ITEMS)
+    # No dropout and the full softmax: training draws no random numbers, so the CPU kernels give
+    # bitwise the same run. On noise the best epoch comes early, so the resumed epochs depend on the
+    # restored best weights, miss counter and cut learning rate, not only on the model and optimizer.
+    config = experiment("gru4rec", epochs=8, patience=3, learning_rate=0.02, lr_decay_patience=1,
+                        lr_decay_factor=0.5)
+    model, valid, uninterrupted = train_model(config, transform)
+    assert uninterrupted.best_epoch < 4 <= uninterrupted.epochs_run
+    assert uninterrupted.history[3]["learning_rate"] < 0.02
+
+    checkpoint = training.EpochCheckpoint(str(tmp_path / "resume"), key="config-1")
+    with pytest.raises(training.TrainingInterrupted) as interrupted:
+        train_model(config, transform, checkpoint=checkpoint, callbacks=[InterruptAt(4)])
+    assert str(interrupted.value) == "interrupted at epoch 4 of 8; run the same command again to resume from epoch 4"
+    assert checkpoint.load()["epoch"] == 3
+    assert training.EpochCheckpoint(checkpoint.directory, key="config-2").load() is None  # never another config's
+
+    resumed_model, _, resumed = train_model(config, transform, checkpoint=checkpoint)
+    assert without_timings(resumed) == without_timings(uninterrupted)  # losses, metrics, learning rates: bitwise
+    assert (resumed.best_epoch, resumed.epochs_run, resumed.stopped_early) == (
+        uninterrupted.best_epoch, uninterrupted.epochs_run, uninterrupted.stopped_early)
+    assert evaluate(resumed_model, valid) == evaluate(model, valid)  # both hold the best epoch's weights
+    assert resumed.train_seconds > sum(row["seconds"] for row in resumed.history[:3])  # counts the first fit
+
+    # A checkpoint of a finished training (interrupted while the outputs were written) trains no more.
+    finished_model, _, finished = train_model(config, transform, checkpoint=checkpoint,
+                                              callbacks=[InterruptAt(checkpoint.load()["epoch"] + 1)])
+    assert without_timings(finished) == without_timings(uninterrupted)
+    assert evaluate(finished_model, valid) == evaluate(model, valid)
+
+
+def test_a_fit_with_dropout_and_sampled_negatives_resumes_reproducibly(tmp_path):
+    """Their random streams cannot be saved: a resumed fit reseeds from (seed, epoch), so resuming the
+    same checkpoint twice gives the same run (not the uninterrupted run's masks and negatives)."""
+    transform = write_transform_dir(tmp_path / "noise", noise(), NUM_ITEMS)
+    config = experiment("gru4rec", loss="sampled_softmax", dropout_prob=0.3, epochs=5, patience=5)
+    checkpoint = training.EpochCheckpoint(str(tmp_path / "resume"), key="config-1")
+    with pytest.raises(training.TrainingInterrupted):
+        train_model(config, transform, checkpoint=checkpoint, callbacks=[InterruptAt(4)])
+    shutil.copytree(checkpoint.directory, tmp_path / "copy")
+    _, _, first = train_model(config, transform, checkpoint=checkpoint)
+    _, _, second = train_model(config, transform, checkpoint=training.EpochCheckpoint(str(tmp_path / "copy"),
+                                                                                      key="config-1"))
+    assert [row["epoch"] for row in first.history] == [1, 2, 3, 4, 5]
+    assert without_timings(first) == without_timings(second)
+
+
+def test_without_a_checkpoint_the_interruption_line_offers_no_resume(cycle_dir):
+    config = experiment("gru4rec", epochs=3)
+    with pytest.raises(training.TrainingInterrupted) as interrupted:
+        train_model(config, cycle_dir, callbacks=[InterruptAt(2)])
+    assert str(interrupted.value) == "interrupted at epoch 2 of 3"
+    assert isinstance(interrupted.value, KeyboardInterrupt)  # what entry points catch
 
 
 def test_l2_weight_decay_is_added_to_the_gradient_like_torch_adam():

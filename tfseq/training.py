@@ -1,7 +1,7 @@
-"""fit(): Adam, per-epoch full-ranking validation, early stopping, best weights, history, curve.
+"""fit(): Adam, per-epoch full-ranking validation, early stopping, best weights, history, curve, resume.
 
-Training runs through ``tfrs.Model.compile/fit`` (Keras' progress bar with loss
-and ETA when ``verbose``), with callbacks, in this order:
+Training runs through ``tfrs.Model.compile/fit`` with callbacks, in this order
+(then :class:`_Progress`, the lines a person reads, when ``verbose``):
 
 1. validation: the epoch's mean training loss replaces Keras' last-batch
    ``loss``, then full-ranking metrics on the validation batches
@@ -11,8 +11,22 @@ and ETA when ``verbose``), with callbacks, in this order:
    strictly better to count as an improvement): a copy of the weights of the
    best epoch is kept and restored when training ends; training stops after
    ``patience`` consecutive epochs without improvement;
-3. TensorBoard (when ``log_dir``), then the progress bar, so both see the
+3. the epoch checkpoint (when ``checkpoint``, an :class:`EpochCheckpoint`);
+4. TensorBoard (when ``log_dir``), then the progress bar, so both see the
    validation metrics.
+
+A fit resumed from an :class:`EpochCheckpoint` after an interruption (Ctrl-C:
+:class:`TrainingInterrupted`) restores the model and optimizer variables, the
+learning rate, the early-stopping state and the history, and each epoch's batch
+order comes from ``(seed, epoch)`` (``reader.TrainingData.dataset``), so a
+training that draws no random numbers (no dropout, full softmax) ends exactly
+as the uninterrupted one. Dropout masks and sampled negatives come from
+TensorFlow's stateful random ops, whose stream lives inside the traced train
+step and cannot be saved: a resumed fit seeds TensorFlow with
+:func:`epoch_seed` ``(seed, first epoch)``, so it is reproducible, but its
+masks and negatives differ from the uninterrupted run's (same distribution).
+Retracing the train step at every epoch would make them equal, but each
+retrace keeps the old graph's functions alive in TensorFlow's runtime.
 
 ``weight_decay`` is RecBole's: PyTorch ``Adam(weight_decay=wd)`` adds
 ``wd * w`` to every gradient before the Adam moments (L2, not AdamW's
@@ -24,7 +38,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
+import posixpath
+import sys
 import time
 from typing import Any, Iterable, Sequence
 
@@ -40,8 +57,9 @@ from tfseq.metrics.ranking import DEFAULT_KS
 from tfseq.models.base import SequentialRecommender
 
 NUM_USERS = "num_users"  # the evaluator's count, not a metric
-# tfrs.Model.train_step also reports these; SequentialRecommender.compute_loss already adds
-# the layers' losses to ``loss``, so they only clutter the progress bar.
+# tfrs.Model.train_step also reports these: it adds the layers' losses (self.losses) to
+# SequentialRecommender.compute_loss's value, which does not include them, and trains on that sum.
+# tfseq's layers register none (weight_decay is L2Adam's), so they only clutter the progress bar.
 TFRS_EXTRAS = ("regularization_loss", "total_loss")
 
 
@@ -56,8 +74,8 @@ class TrainResult:
         validation wall time of the epoch), ``train_seconds`` (training alone).
       best_epoch: the epoch whose weights the model holds after ``fit``.
       best_metrics: that epoch's validation metrics, without the ``val_`` prefix.
-      train_seconds: wall time of the whole fit.
-      epochs_run: number of epochs trained.
+      train_seconds: wall time of the whole fit, the interrupted fits it resumed included.
+      epochs_run: number of epochs trained, those before a resume included.
       stopped_early: True when early stopping ended training before ``epochs``.
     """
 
@@ -193,28 +211,79 @@ class _Validation(tf.keras.callbacks.Callback):
         )
 
 
-class _EpochLine(tf.keras.callbacks.Callback):
-    """One plain line per epoch (logs, pipes): no progress bar, no backspaces."""
+def _clock(seconds: float) -> str:
+    """``1:02:03``, ``2:03`` or ``42s``: a duration as a person reads it."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}" if minutes else f"{secs}s"
 
-    def __init__(self, epochs: int, monitor: str, best: "_BestWeights") -> None:
+
+class _Progress(tf.keras.callbacks.Callback):
+    """Training progress a person can follow, in a terminal or in a log file.
+
+    Inside an epoch: in a terminal, one line rewritten in place (step, running
+    loss, time left in the epoch); without one (``out`` redirected to a file),
+    a plain line every ``every_seconds``. After each epoch, one line with the
+    loss, the validation metric (``(best)`` on the kept epoch), the epoch's time
+    and an estimate of the time left for the remaining epochs (an upper bound:
+    early stopping may end sooner).
+    """
+
+    def __init__(self, epochs: int, steps: int | None, monitor: str, best: "_BestWeights", *,
+                 terminal: bool, every_seconds: float = 30.0, out: Any = None) -> None:
         super().__init__()
-        self.epochs = epochs
-        self.monitor = monitor
-        self.best = best
-        self._start = 0.0
+        self.epochs, self.steps, self.monitor, self.best = epochs, steps, monitor, best
+        self.terminal, self.every_seconds = terminal, every_seconds
+        self.out = out
+        self._epoch_start = self._last_line = 0.0
+        self._epoch_seconds: list[float] = []
+        self._epoch = 0
+
+    def _print(self, text: str, end: str = "\n") -> None:
+        print(text, end=end, file=self.out or sys.stdout, flush=True)
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._start = time.perf_counter()
+        self._epoch = epoch
+        self._epoch_start = self._last_line = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.perf_counter()
+        if now - self._last_line < (0.2 if self.terminal else self.every_seconds):
+            return
+        self._last_line = now
+        step, elapsed = batch + 1, now - self._epoch_start
+        loss = (logs or {}).get("loss")
+        of_steps = f"/{self.steps}" if self.steps else ""
+        text = f"  step {step}{of_steps} of epoch {self._epoch + 1}/{self.epochs}"
+        if loss is not None:
+            text += f", loss {float(loss):.4f}"
+        if self.steps:
+            text += f", {_clock(elapsed * (self.steps - step) / step)} left in the epoch"
+        if self.terminal:
+            self._print("\r" + text.ljust(79), end="")
+        else:
+            self._print(text)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
+        seconds = time.perf_counter() - self._epoch_start
+        self._epoch_seconds.append(seconds)
         value = logs.get(self.monitor)
-        shown = f"{self.monitor[len('val_'):]} {float(value):.4f}" if value is not None else ""
+        shown = f"{self.monitor[len('val_'):]} {float(value):.4f}" if value is not None else "-"
         marker = " (best)" if self.best.best_epoch == epoch + 1 else ""
         loss = logs.get("loss")
         loss_text = f"loss {float(loss):.4f}" if loss is not None else "loss -"
-        print(f"epoch {epoch + 1}/{self.epochs}: {loss_text}, valid {shown}{marker}, "
-              f"{time.perf_counter() - self._start:.1f}s", flush=True)
+        remaining = self.epochs - epoch - 1
+        eta = ""
+        if remaining:
+            recent = self._epoch_seconds[-5:]
+            eta = f", at most {_clock(remaining * sum(recent) / len(recent))} left"
+        if self.terminal:
+            self._print("\r" + " " * 79 + "\r", end="")
+        self._print(f"epoch {epoch + 1}/{self.epochs}: {loss_text}, valid {shown}{marker}, {_clock(seconds)}{eta}")
 
 
 class _BestWeights(tf.keras.callbacks.Callback):
@@ -250,6 +319,21 @@ class _BestWeights(tf.keras.callbacks.Callback):
         if self._weights is not None:
             self.model.set_weights(self._weights)
 
+    @property
+    def weights(self) -> list[np.ndarray] | None:
+        """The best epoch's weights so far (None before the first epoch)."""
+        return self._weights
+
+    def state(self) -> dict[str, Any]:
+        """The counters an :class:`EpochCheckpoint` keeps (the weights travel separately)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "misses": self.misses,
+                "stopped_epoch": self.stopped_epoch}
+
+    def restore(self, state: dict[str, Any], weights: list[np.ndarray] | None) -> None:
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.misses, self.stopped_epoch = int(state["misses"]), int(state["stopped_epoch"])
+        self._weights = weights
+
 
 class _DecayOnPlateau(tf.keras.callbacks.Callback):
     """Multiplies the learning rate by ``factor`` after each ``patience`` epochs in a row that
@@ -268,16 +352,164 @@ class _DecayOnPlateau(tf.keras.callbacks.Callback):
             learning_rate.assign(learning_rate * self.factor)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The TensorFlow seed of a fit seeded with ``seed`` that resumes at epoch ``epoch`` (0-based)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class _RunningEpoch(tf.keras.callbacks.Callback):
+    """The epoch running (1-based), for the interruption line; the first callback, so set before
+    any other one runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`. ``str()`` is the one line an entry point prints instead of a traceback.
+
+    Attributes:
+      epoch: the epoch that was running (1-based).
+      epochs: ``TrainConfig.epochs``.
+      resume_epoch: the epoch a re-run starts at (1-based); None when ``fit`` kept no checkpoint.
+    """
+
+    def __init__(self, epoch: int, epochs: int, resume_epoch: int | None) -> None:
+        self.epoch, self.epochs, self.resume_epoch = epoch, epochs, resume_epoch
+        text = f"interrupted at epoch {epoch} of {epochs}"
+        if resume_epoch is not None and resume_epoch > 1:
+            text += f"; run the same command again to resume from epoch {resume_epoch}"
+        elif resume_epoch is not None:
+            text += "; no epoch had finished, so running the same command again starts over"
+        super().__init__(text)
+
+
+class EpochCheckpoint:
+    """The training state after the last finished epoch, from which an interrupted :func:`fit` resumes.
+
+    ``directory`` holds ``state.json`` (``key``, the number of finished epochs,
+    their history rows, the early-stopping counters, the elapsed seconds) and
+    ``epoch-<n>/`` (the model's and the optimizer's variables, the learning
+    rate included, as a TF checkpoint, and the best epoch's weights). ``state.json``
+    is replaced, atomically, only once ``epoch-<n>/`` is complete, so an
+    interruption while saving leaves the previous epoch's checkpoint in force.
+    A checkpoint written under another ``key`` (another configuration, other
+    data) is never resumed, and is overwritten by the next epoch saved.
+
+    Args:
+      directory: where the checkpoint lives; any TensorFlow file system path.
+      key: what the checkpoint is valid for, e.g. a fingerprint of the config and data.
+    """
+
+    STATE = "state.json"
+    VARIABLES = "variables"  # TF checkpoint prefix inside epoch-<n>/
+    BEST = "best_weights.npz"
+
+    def __init__(self, directory: str, key: str) -> None:
+        self.directory = directory
+        self.key = key
+
+    def _epoch_dir(self, epoch: int) -> str:
+        return posixpath.join(self.directory, f"epoch-{epoch:04d}")
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state when there is one with this ``key``; None otherwise."""
+        path = posixpath.join(self.directory, self.STATE)
+        if not tf.io.gfile.exists(path):
+            return None
+        with tf.io.gfile.GFile(path, "r") as f:
+            state = json.loads(f.read())
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            return None
+        return state if tf.io.gfile.exists(self._epoch_dir(int(state["epoch"]))) else None
+
+    def save(self, state: dict[str, Any], model: tf.keras.Model, best_weights: list[np.ndarray] | None) -> None:
+        """Writes ``state`` (with ``epoch``: epochs finished) and the variables, then drops older epochs."""
+        epoch_dir = self._epoch_dir(int(state["epoch"]))
+        if tf.io.gfile.exists(epoch_dir):  # half written by an interrupted save
+            tf.io.gfile.rmtree(epoch_dir)
+        tf.io.gfile.makedirs(epoch_dir)
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(
+            posixpath.join(epoch_dir, self.VARIABLES))
+        if best_weights is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, *best_weights)
+            with tf.io.gfile.GFile(posixpath.join(epoch_dir, self.BEST), "wb") as f:
+                f.write(buffer.getvalue())
+        path = posixpath.join(self.directory, self.STATE)
+        with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+            f.write(json.dumps({**state, "key": self.key}))
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+        for name in tf.io.gfile.listdir(self.directory):
+            name = name.rstrip("/")
+            if name.startswith("epoch-") and posixpath.join(self.directory, name) != epoch_dir:
+                tf.io.gfile.rmtree(posixpath.join(self.directory, name))
+
+    def restore(self, state: dict[str, Any], model: tf.keras.Model) -> list[np.ndarray] | None:
+        """Loads the model's and optimizer's variables of ``state``'s epoch; returns the best weights."""
+        epoch_dir = self._epoch_dir(int(state["epoch"]))
+        model.optimizer.build(model.trainable_variables)  # its slots must exist to be restored into
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
+            posixpath.join(epoch_dir, self.VARIABLES)).assert_existing_objects_matched()
+        best = posixpath.join(epoch_dir, self.BEST)
+        if not tf.io.gfile.exists(best):
+            return None
+        with tf.io.gfile.GFile(best, "rb") as f:
+            arrays = np.load(io.BytesIO(f.read()))
+            return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+
+    def clear(self) -> None:
+        """Deletes the checkpoint (a finished training's is of no further use)."""
+        if tf.io.gfile.exists(self.directory):
+            tf.io.gfile.rmtree(self.directory)
+
+
+class _SaveEpoch(tf.keras.callbacks.Callback):
+    """Saves an :class:`EpochCheckpoint` after each epoch (after validation, best weights and the
+    learning-rate decay); ``finished_epoch`` is the last epoch done, ``saved_epoch`` the last saved."""
+
+    def __init__(
+        self,
+        checkpoint: EpochCheckpoint | None,
+        validation: _Validation,
+        best: _BestWeights,
+        elapsed: float,
+        saved_epoch: int,
+    ) -> None:
+        super().__init__()
+        self.checkpoint, self.validation, self.best = checkpoint, validation, best
+        self.elapsed = elapsed  # seconds of earlier, interrupted fits
+        self.finished_epoch = self.saved_epoch = saved_epoch
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.finished_epoch = epoch + 1
+        if self.checkpoint is None:
+            return
+        state = {
+            "epoch": epoch + 1,
+            "history": self.validation.rows,
+            "early_stopping": self.best.state(),
+            "train_seconds": self.elapsed + time.perf_counter() - self._start,
+        }
+        self.checkpoint.save(state, self.model, self.best.weights)
+        self.saved_epoch = epoch + 1
+
+
 def training_data(
     model: SequentialRecommender, transform_dir: str, metadata: DatasetMetadata, train: TrainConfig
 ) -> reader.TrainingData:
     """The train split in the layout ``model`` trains on: whole sequences when it is causal and
-    ``train.all_positions`` is on, RecBole's separate prefixes otherwise; with ``user_ids`` when
-    the model uses users."""
+    ``train.all_positions`` is on, RecBole's separate prefixes otherwise; with the model's
+    side inputs."""
     return reader.training_data(
         transform_dir, metadata, causal=model.causal and train.all_positions,
         max_seq_len=train.max_seq_len, batch_size=train.batch_size, seed=train.seed,
-        users=model.uses_user,
+        side_inputs=model.side_inputs,
     )
 
 
@@ -288,13 +520,14 @@ def seed_everything(seed: int) -> None:
 
 def fit(
     model: SequentialRecommender,
-    train_data: tf.data.Dataset,
+    train_data: reader.TrainingData | tf.data.Dataset,
     valid_data: tf.data.Dataset,
     config: TrainConfig,
     *,
     log_dir: str | None = None,
     verbose: int = 1,
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+    checkpoint: EpochCheckpoint | None = None,
 ) -> TrainResult:
     """Trains ``model`` with early stopping and leaves it holding its best validation weights.
 
@@ -304,16 +537,25 @@ def fit(
 
     Args:
       model: a SequentialRecommender with its loss, already ``adapt``-ed.
-      train_data: batches from ``tfseq.data.reader`` (prefix or causal, matching ``model.causal``).
+      train_data: ``reader.TrainingData`` (prefix or causal, matching ``model.causal``), or
+        a dataset of such batches whose every pass is the next epoch (not with ``checkpoint``).
       valid_data: ``{"item_ids": [B, L], "target": [B]}`` validation batches.
       config: epochs, learning rate, weight decay, patience, ``valid_metric`` ...
       log_dir: TensorBoard directory (none when ``None``).
-      verbose: 0 silent, 1 progress bar per epoch, 2 one line per epoch.
+      verbose: 0 silent; 1 a progress line rewritten in place (terminals); 2 plain lines
+        (logs): one every 30 s inside an epoch and one per epoch.
       callbacks: extra Keras callbacks, called before the validation each epoch
         (a timer placed here measures training alone).
+      checkpoint: saved after every epoch; when it holds a state with its key,
+        training resumes after that state's last finished epoch (and the result
+        covers every epoch, those before the interruption included).
 
     Returns:
       The :class:`TrainResult`; ``model`` holds the weights of ``best_epoch``.
+
+    Raises:
+      TrainingInterrupted: Ctrl-C (a ``KeyboardInterrupt``) during training,
+        naming the epoch a re-run resumes from.
     """
     seed_everything(config.seed)
     start = time.perf_counter()
@@ -335,25 +577,46 @@ def fit(
         return TrainResult((row,), 1, _strip(metrics), seconds, 1, False)
 
     best = _BestWeights(monitor, config.patience)
-    callbacks = [*callbacks, validation, best,
-                 _DecayOnPlateau(best, config.lr_decay_patience, config.lr_decay_factor, validation.rows)]
+    state = checkpoint.load() if checkpoint is not None else None
+    first_epoch = int(state["epoch"]) if state else 0  # epochs already finished
+    steps_per_epoch = train_data.num_batches if isinstance(train_data, reader.TrainingData) else None
+    if isinstance(train_data, reader.TrainingData):
+        train_data = train_data.dataset(first_epoch=first_epoch)
+    elif checkpoint is not None:  # a resumed epoch's batches could not be rebuilt
+        raise ValueError("fit(checkpoint=...) needs train_data as a reader.TrainingData, not a dataset")
+    saver = _SaveEpoch(checkpoint, validation, best, float(state["train_seconds"]) if state else 0.0, first_epoch)
+    running = _RunningEpoch()
+    callbacks = [running, *callbacks, validation, best,
+                 _DecayOnPlateau(best, config.lr_decay_patience, config.lr_decay_factor, validation.rows), saver]
     if log_dir:
         callbacks.append(
             tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0)
         )
-    if verbose == 1:  # after the validation, so the epoch line shows val_ metrics
-        callbacks.append(tf.keras.callbacks.ProgbarLogger(count_mode="steps"))
-    elif verbose:
-        callbacks.append(_EpochLine(config.epochs, monitor, best))
+    if verbose:  # after the validation, so the epoch line shows its metric
+        callbacks.append(_Progress(config.epochs, steps_per_epoch, monitor, best, terminal=verbose == 1))
     model.compile(optimizer=make_optimizer(config))
-    model.fit(train_data, epochs=config.epochs, verbose=1 if verbose == 1 else 0, callbacks=callbacks)
+    if state and checkpoint is not None:
+        best.restore(state["early_stopping"], checkpoint.restore(state, model))
+        validation.rows.extend(state["history"])
+        tf.random.set_seed(epoch_seed(config.seed, first_epoch))  # before the train step is traced
+    if first_epoch < config.epochs and not best.stopped_epoch:
+        try:
+            model.fit(train_data, epochs=config.epochs, initial_epoch=first_epoch, verbose=0, callbacks=callbacks)
+        except KeyboardInterrupt:
+            if verbose == 1:
+                print(flush=True)  # end the progress line
+            raise TrainingInterrupted(max(running.epoch, saver.finished_epoch + 1), config.epochs,
+                                      saver.saved_epoch + 1 if checkpoint is not None else None) from None
+    else:  # the checkpoint is of a finished training: only the best weights are left to restore
+        best.set_model(model)
+        best.on_train_end()
     history = tuple(validation.rows)
     best_row = history[best.best_epoch - 1] if best.best_epoch else history[-1]
     return TrainResult(
         history=history,
         best_epoch=best.best_epoch or len(history),
         best_metrics=_strip({k: v for k, v in best_row.items() if k.startswith("val_")}),
-        train_seconds=time.perf_counter() - start,
+        train_seconds=saver.elapsed + time.perf_counter() - start,
         epochs_run=len(history),
         stopped_early=bool(best.stopped_epoch) and len(history) < config.epochs,
     )
