@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tempfile
 from typing import Any, Sequence
 
 import numpy as np
 
+from pipeline.artifacts import DEFAULT_ROOT
 from tfseq.config import ConfigError
 
 
@@ -34,11 +36,11 @@ def run(
     *,
     model: str = "sasrec",
     loss: str = "softmax",
-    output_dir: str = "tfseq_output",
+    output_dir: str = DEFAULT_ROOT,
     stop_after: str = "Pusher",
     force: bool = False,
     beam_options: Any = None,
-    progress: int = 0,
+    progress: bool | int = True,
     **settings: Any,
 ):
     """Runs the pipeline and returns its :class:`pipeline.pipeline.PipelineResult`.
@@ -50,7 +52,8 @@ def run(
       stop_after: the last stage (default Pusher: a SavedModel under ``<output_dir>/serving``).
       force: rebuild every stage.
       beam_options: Beam ``PipelineOptions`` or a list of Beam flags.
-      progress: Trainer output: 0 none, 1 a progress bar, 2 one line per epoch.
+      progress: training progress: True (default) a line rewritten in place in a terminal,
+        plain lines elsewhere (notebooks, logs); False none; 1 or 2 to choose the first or second.
       **settings: any other flag of ``python -m pipeline.run`` (``input_format``,
         ``epochs``, ``hidden_size``, ``min_user_inter``, ``top_k``, ...).
 
@@ -64,7 +67,11 @@ def run(
     if input:
         values["input"] = input
     configs = cli.build_configs(values)
-    pipeline = create_pipeline(configs, root=output_dir, beam_options=beam_options, progress=progress)
+    if isinstance(beam_options, (list, tuple)):
+        cli.check_beam_args(list(beam_options), [])  # a misspelt runner fails here, not inside ExampleGen
+    if progress is True:
+        progress = 1 if sys.stdout.isatty() else 2
+    pipeline = create_pipeline(configs, root=output_dir, beam_options=beam_options, progress=int(progress))
     return pipeline.run(stop_after=stop_after, force=force)
 
 
@@ -159,6 +166,9 @@ class Recommender:
 
         from serving.signature import USER_ID
 
+        if isinstance(histories, (str, bytes)) or any(isinstance(h, (str, bytes)) for h in histories):
+            raise ValueError('histories must be a list of lists of item IDs, e.g. [["i13", "i47"]]; '
+                             'a string is not a history (split "i13 i47" into its IDs)')
         width = max((len(h) for h in histories), default=0)
         padded = [[str(i) for i in h] + [""] * (width - len(h)) for h in histories]
         history = tf.constant(padded, tf.string, shape=[len(padded), width])

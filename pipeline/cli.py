@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 import re
 import typing
 from typing import Any, Iterable, Mapping, Sequence
 
-from pipeline.example_gen import ExampleGenConfig
+from pipeline.configs import ExampleGenConfig, PipelineConfigs, TransformConfig
+from pipeline.evaluator import EvaluatorConfig
 from pipeline.pusher import PusherConfig
-from pipeline.transform import TransformConfig
 from tfseq import aliases
 from tfseq.config import ConfigError, TrainConfig, field_names, from_dict
 from tfseq.data.formats import ALL_FORMATS
@@ -40,6 +41,7 @@ STAGE_SECTIONS: dict[str, type] = {
     "ExampleGen": ExampleGenConfig,
     "Transform": TransformConfig,
     "Trainer": TrainConfig,
+    "Evaluator": EvaluatorConfig,
     "Pusher": PusherConfig,
 }
 EXPERIMENT_KEYS = ("model", "loss")
@@ -47,16 +49,6 @@ CONFIG_FLAG = "config"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineConfigs:
-    """Everything one pipeline run is built from (``pipeline.pipeline.create_pipeline``'s inputs)."""
-
-    example_gen: ExampleGenConfig = ExampleGenConfig()
-    transform: TransformConfig = TransformConfig()
-    experiment: ExperimentConfig = ExperimentConfig()
-    pusher: PusherConfig = PusherConfig()
 
 
 # ----------------------------------------------------------------------------- values -> configs
@@ -104,7 +96,7 @@ def _unknown(key: str, known: Iterable[str], source: str) -> ConfigError:
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     where = f"{source}: " if source else ""
-    return ConfigError(f"{where}unknown setting {key!r}{hint}")
+    return ConfigError(f"{where}unknown setting {_cut(repr(key), 80)}{hint}")
 
 
 def build_configs(
@@ -160,12 +152,14 @@ def build_configs(
         if uses_item_features(model):
             where = f"{source}: " if source else ""
             raise ConfigError(f"{where}model {model} uses item side features: give --item_features PATH "
-                              "(S3-Rec *_item2attributes.json, RecBole .item, or csv/parquet with --item_feature_cols)")
+                              "(S3-Rec *_item2attributes.json, RecBole .item, or csv/parquet with --item_feature_cols)"
+                              + _item_file_hint(str(by_section["ExampleGen"].get("input", ""))))
     try:
         return PipelineConfigs(
             example_gen=from_dict(ExampleGenConfig, by_section["ExampleGen"]),
             transform=from_dict(TransformConfig, by_section["Transform"]),
             experiment=ExperimentConfig.from_flat(experiment),
+            evaluator=from_dict(EvaluatorConfig, by_section["Evaluator"]),
             pusher=from_dict(PusherConfig, by_section["Pusher"]),
         )
     except ConfigError as e:
@@ -177,8 +171,25 @@ _FORMAT_BY_SUFFIX = {".inter": "recbole", ".csv": "csv", ".parquet": "parquet"}
 _FORMAT_BY_NAME = {"u.data": "movielens", "ratings.dat": "movielens"}
 
 
+def _recbole_folder_file(path: str, suffix: str) -> str:
+    """``<path>/<its name><suffix>`` when ``path`` is a local folder holding it (a RecBole dataset), else ""."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    candidate = os.path.join(path, name + suffix)
+    return candidate if name and "://" not in path and os.path.isfile(candidate) else ""
+
+
+def _item_file_hint(path: str) -> str:
+    item_file = _recbole_folder_file(path, ".item") if path else ""
+    return f"; the dataset folder has {item_file}: --item_features {item_file}" if item_file else ""
+
+
 def guess_format(path: str, source: str = "") -> str:
-    """The ``input_format`` of ``path`` when its name says it (``.inter``, ``.csv``, ``u.data`` ...)."""
+    """The ``input_format`` of ``path`` when its name says it (``.inter``, ``.csv``, ``u.data`` ...).
+
+    A RecBole dataset folder (``ml-100k/`` holding ``ml-100k.inter``) is ``recbole``.
+    """
+    if _recbole_folder_file(path, ".inter"):
+        return "recbole"
     name = path.rstrip("/").rsplit("/", 1)[-1]
     for suffix in (".gz", ".bz2", ".zst", ".xz", ".deflate"):
         if name.endswith(suffix):
@@ -204,24 +215,43 @@ def _check_registered(model: str, loss: str, source: str) -> None:
         raise ConfigError(f"{where}unknown loss {loss!r}; losses: {', '.join(LOSSES.names())}")
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a page of settings, not data
+MAX_CONFIG_DEPTH = 3  # flat keys; a value may be a list (e.g. bless_threshold), no deeper
+
+
 def load_config_file(path: str) -> dict[str, Any]:
-    """A flat YAML (``.yaml``/``.yml``) or JSON config file; errors name the file and line."""
-    import tensorflow as tf
+    """A flat YAML (``.yaml``/``.yml``) or JSON config file; errors name the file and line.
 
-    if not tf.io.gfile.exists(path):
-        raise ConfigError(f"{path}: no such config file")
-    with tf.io.gfile.GFile(path, "r") as f:
-        text = f.read()
-    if path.endswith((".yaml", ".yml")):
-        import yaml
+    A local file is read without TensorFlow (a bad setting is reported at once);
+    ``gs://``-style paths through ``tf.io.gfile``. YAML anchors and aliases are
+    refused (a few hundred bytes of nested aliases expand to gigabytes), as are
+    files over ``MAX_CONFIG_BYTES``, text that is not UTF-8 and nesting deeper
+    than ``MAX_CONFIG_DEPTH``.
+    """
+    if "://" in path:
+        import tensorflow as tf
 
+        if not tf.io.gfile.exists(path):
+            raise ConfigError(f"{path}: no such config file")
+        with tf.io.gfile.GFile(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    else:
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{path}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
-        data = {} if data is None else data
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a config file") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; a config file holds flat settings")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
+    if path.endswith((".yaml", ".yml")):
+        data = _load_yaml(path, text)
     else:
         import json
 
@@ -229,11 +259,58 @@ def load_config_file(path: str) -> dict[str, Any]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+        except (RecursionError, ValueError) as e:  # nesting, or an integer of thousands of digits
+            raise ConfigError(f"{path}: not a usable JSON config: {_cut(str(e))}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of setting -> value, got {type(data).__name__}")
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"{path}: nested deeper than a flat config file (setting: value or a list)")
     if CONFIG_FLAG in data:
         raise ConfigError(f"{path}: a config file cannot name another config file")
     return data
+
+
+def _load_yaml(path: str, text: str) -> Any:
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """SafeLoader without anchors and aliases: the expansion bomb of a tiny file."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted",
+                                                  event.start_mark)
+            event = self.peek_event()
+            if getattr(event, "anchor", None):
+                raise yaml.composer.ComposerError(None, None, "anchors (&name) are not accepted",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+
+    try:
+        data = yaml.load(text, Loader=NoAliasLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML: {_cut(str(getattr(e, 'problem', e)))}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested deeper than a flat config file") from None
+    return {} if data is None else data
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_CONFIG_DEPTH + 1:
+        return level
+    if isinstance(value, dict):
+        return max([level, *(_depth(v, level + 1) for v in value.values())])
+    if isinstance(value, list):
+        return max([level, *(_depth(v, level + 1) for v in value)])
+    return level - 1 if level > 1 else 1
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    """An error message echoes at most ``limit`` characters of what it read."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 # ----------------------------------------------------------------------------- argparse
@@ -274,7 +351,14 @@ def field_docs(cls: type) -> dict[str, str]:
                 docs[name] += " " + line.strip()
         elif not line.strip() and docs:
             current = []
-    return {k: v.replace("%", "%%") for k, v in docs.items()}
+    return {k: plain_text(v).replace("%", "%%") for k, v in docs.items()}
+
+
+def plain_text(docstring_text: str) -> str:
+    """Docstring markup as a terminal shows it: ``x`` -> x, :class:`~a.B` -> B, :func:`f` -> f."""
+    text = re.sub(r":[a-z]+:`~[\w.]*?\.?(\w+)`", r"\1", docstring_text)
+    text = re.sub(r":[a-z]+:`([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 def _add(group: Any, name: str, kind: Any, help_text: str, aliases_of: dict[str, list[str]], **extra: Any) -> None:
@@ -295,7 +379,7 @@ def add_config_flags(
     """Adds ``--config``, ``--model`` (unless ``model_flag`` is off: the entry point names the model),
     ``--loss`` and every flag of ``sections`` and of every model and loss."""
     from tfseq.losses import LOSSES
-    from tfseq.metrics.ranking import METRICS
+    from tfseq.metrics import METRICS
     from tfseq.models import MODELS
 
     reverse: dict[str, list[str]] = {}
@@ -322,6 +406,8 @@ def add_config_flags(
             extra: dict[str, Any] = {}
             if field.name == "input_format":
                 extra["choices"] = ALL_FORMATS
+            if field.name == "bless_threshold":
+                extra["action"] = "append"  # --bless_threshold ndcg@10=0.03 --bless_threshold recall@10=0.05
             if cls is TrainConfig:
                 by_model = model_train_defaults_of(field.name)
                 if by_model:
@@ -331,8 +417,8 @@ def add_config_flags(
                 help_text += f"; metrics: {', '.join(METRICS)}"
             _add(group, field.name, hints[field.name], help_text, reverse, **extra)
     owners = hyperparameter_owners()
-    groups = {kind: parser.add_argument_group(f"{kind} hyperparameters (each applies to the {kind}s listed)")
-              for kind in ("model", "loss")}
+    groups = {kind: parser.add_argument_group(f"{kind} hyperparameters (each applies to the {plural} listed)")
+              for kind, plural in (("model", "models"), ("loss", "losses"))}
     for name in sorted(owners):
         kinds = {kind for kind, _, _ in owners[name]}
         takers = ", ".join(f"{key}: {default!r}" for _, key, default in owners[name])
@@ -345,13 +431,31 @@ def add_config_flags(
         _add(group, name, flag_kind, f"defaults by {'/'.join(sorted(kinds))}: {takers}", reverse)
 
 
-def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+class FlagParser(argparse.ArgumentParser):
+    """An ArgumentParser whose error is two lines: a short usage and the message.
+
+    argparse's own usage line lists every flag (about 70 lines here), which buries the error.
+    """
+
+    def short_usage(self) -> str:
+        positionals = [a.metavar or a.dest for a in self._actions if not a.option_strings]
+        return f"usage: {' '.join([self.prog, *map(str, positionals)])} [flags]  (--help lists them)"
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.short_usage()}\n{self.prog}: error: {message}\n")
+
+
+def make_parser(prog: str, description: str) -> FlagParser:
+    """The parser of an entry point: no abbreviations, two-line errors, ``--startup_logs``."""
+    parser = FlagParser(
         prog=prog, description=description, allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Flags not listed here go to Apache Beam (e.g. --runner=DirectRunner, --direct_num_workers=2, "
         "--direct_running_mode=multi_processing) and must be Beam's.",
     )
+    parser.add_argument("--startup_logs", action="store_true",
+                        help="keep TensorFlow's and Beam's start-up logs (hidden by default)")
+    return parser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,10 +487,37 @@ def parse_values(
     flags = {k: v for k, v in vars(args).items() if k in config_keys}
     check_beam_args(beam_args, [a.dest for a in parser._actions])
     source = getattr(args, CONFIG_FLAG, None) or ""
-    values = aliases.canonical_values(load_config_file(source), source) if source else {}
+    from_file = load_config_file(source) if source else {}
+    _apply_own_options(parser, args, from_file, argv, config_keys, source)
+    values = aliases.canonical_values(from_file, source) if source else {}
     values.update(flags)
     own = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in config_keys and k != CONFIG_FLAG})
     return ParsedValues(own, flags, values, source, beam_args)
+
+
+def _apply_own_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, from_file: dict[str, Any],
+    argv: Sequence[str], config_keys: set[str], source: str,
+) -> None:
+    """Moves the entry point's own options (``output_dir``, ``stop_after`` ...) out of a config file's
+    values into ``args``, unless the command line gave them: a config file takes every flag."""
+    for action in parser._actions:
+        key = action.dest
+        if key in config_keys or key in (CONFIG_FLAG, "help") or key not in from_file:
+            continue
+        value = from_file.pop(key)
+        if any(arg == opt or arg.startswith(opt + "=") for arg in argv for opt in action.option_strings):
+            continue  # the flag wins
+        try:
+            if action.nargs == 0:  # store_true
+                value = _bool(str(value))
+            elif callable(action.type):
+                value = action.type(str(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError):
+            raise ConfigError(f"{source}: {key}: cannot read {value!r}") from None
+        if action.choices is not None and value not in action.choices:
+            raise ConfigError(f"{source}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+        setattr(args, key, value)
 
 
 def parse(
@@ -399,8 +530,17 @@ def parse(
 
 
 def beam_flag_names() -> set[str]:
-    """Every flag some registered Beam PipelineOptions class declares."""
-    from apache_beam.options.pipeline_options import PipelineOptions
+    """Every flag some registered Beam PipelineOptions class declares (imports Beam, whose optional-client
+    warnings are not shown: the answer is about a flag)."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        from apache_beam.options.pipeline_options import PipelineOptions
+    finally:
+        root.setLevel(level)
 
     def subclasses(cls: type) -> Iterable[type]:
         sub: type
@@ -433,9 +573,34 @@ def check_beam_args(beam_args: Sequence[str], our_flags: Iterable[str]) -> None:
                 continue
             raise ConfigError(f"unexpected argument {arg!r}")
         name = arg[2:].split("=", 1)[0]
+        if name == "runner" and "=" in arg:
+            check_runner(arg.split("=", 1)[1])
+        elif name == "runner":
+            index = list(beam_args).index(arg)
+            check_runner(beam_args[index + 1] if index + 1 < len(beam_args) else "")
         if name in known:
             takes_value = "=" not in arg
             continue
         close = difflib.get_close_matches(name, [*our_flags, *sorted(known)], n=1)
         hint = f"; did you mean --{close[0]}?" if close else ""
         raise ConfigError(f"unknown flag --{name}{hint}")
+
+
+def check_runner(name: str) -> None:
+    """Raises ConfigError, suggesting the closest known name, when Beam cannot create runner ``name``.
+
+    Accepts what ``apache_beam.runners.runner.create_runner`` accepts: a known runner's
+    name in any case, with or without its ``Runner`` suffix, or a dotted class path.
+    """
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    if "." in name:
+        return  # a fully qualified PipelineRunner class: Beam imports it
+    known = list(StandardOptions.KNOWN_RUNNER_NAMES)
+    lowered = {runner.lower(): runner for runner in known}
+    if name and (name.lower() in lowered or name.lower() + "runner" in lowered):
+        return
+    spellings = {**lowered, **{key.removesuffix("runner"): runner for key, runner in lowered.items()}}
+    close = difflib.get_close_matches(name.lower(), list(spellings), n=1, cutoff=0.6)
+    hint = f"; did you mean --runner={spellings[close[0]]}?" if close else ""
+    raise ConfigError(f"unknown Beam runner {name!r}{hint} (runners: {', '.join(known)})")

@@ -31,7 +31,6 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from pipeline import artifacts
 
@@ -103,12 +102,16 @@ def now() -> str:
 
 
 def write_record(trial_dir: str, record: TrialRecord) -> None:
+    import tensorflow as tf  # gfile: any TF filesystem; imported here, not by the command line
+
     tf.io.gfile.makedirs(trial_dir)
     artifacts.atomic_write_text(posixpath.join(trial_dir, RESULT), json.dumps(record.to_dict(), indent=1))
 
 
 def load_records(trials_dir: str) -> list[TrialRecord]:
     """Every finished trial under ``trials_dir``, in trial order."""
+    import tensorflow as tf
+
     records = []
     for path in tf.io.gfile.glob(posixpath.join(trials_dir, "*", RESULT)):
         with tf.io.gfile.GFile(path, "r") as f:

@@ -45,15 +45,14 @@ from typing import Any, Sequence
 
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts, cli
-from pipeline.example_gen import ExampleGenConfig
+from pipeline.configs import ExampleGenConfig, TransformConfig
 from pipeline.pusher import PusherConfig
-from pipeline.transform import TransformConfig
 from tfseq import aliases
 from tfseq.config import ConfigError, field_names, to_dict
 from tfseq.data.formats import DataError
 from tfseq.data.vocab import METADATA
 from tfseq.experiment import ExperimentConfig
-from tfseq.metrics.ranking import METRICS
+from tfseq.metrics import METRICS, UNCUT_METRICS
 from tuning import report, spaces
 from tuning.hyper_file import read_params_file
 from tuning.report import TrialRecord
@@ -92,6 +91,7 @@ class Search:
     overwrite: bool
     max_consecutive_failures: int
     verbose: bool
+    startup_logs: bool = False
 
     @property
     def trials_dir(self) -> str:
@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--overwrite", action="store_true", help="discard a previous search in output_dir")
     search.add_argument("--max_consecutive_failures", type=int, default=3,
                         help="stop after this many failed trials in a row (0 = never)")
-    search.add_argument("--verbose", action="store_true", help="per-epoch lines and evaluation tables")
+    search.add_argument("--verbose", action="store_true", help="per-epoch lines and evaluation tables of each "
+                        "trial (TensorFlow's and Beam's start-up logs: --startup_logs)")
     cli.add_config_flags(parser, SECTIONS, model_flag=False)
     return parser
 
@@ -211,12 +212,11 @@ def parse(argv: Sequence[str] | None = None) -> Search:
         overwrite=args.overwrite,
         max_consecutive_failures=args.max_consecutive_failures,
         verbose=args.verbose,
+        startup_logs=args.startup_logs,
     )
 
 
 def _check_objective(objective: str) -> str:
-    from tfseq.metrics.ranking import UNCUT_METRICS
-
     name, _, k = objective.partition("@")
     if objective not in UNCUT_METRICS and (name not in METRICS or not k.isdigit() or int(k) < 1):
         raise ConfigError(f"--objective must look like ndcg@10 with a metric in {', '.join(METRICS)}, or be "
@@ -236,11 +236,12 @@ def transform_dir(search: Search) -> str:
             if tf.io.gfile.exists(artifacts.join(candidate, METADATA)):
                 return candidate
         raise DataError(f"{search.data}: not a Transform output (no {METADATA}, nor Transform/{METADATA})")
+    from pipeline.configs import PipelineConfigs
     from pipeline.pipeline import create_pipeline
 
     root = posixpath.join(search.output_dir, DATA_DIR)
-    data = create_pipeline(search.example_gen, search.transform, search.base, root=root,
-                           beam_options=list(search.beam_args))
+    configs = PipelineConfigs(example_gen=search.example_gen, transform=search.transform, experiment=search.base)
+    data = create_pipeline(configs, root=root, beam_options=list(search.beam_args))
     return data.run(stop_after="Transform").transform_dir
 
 
@@ -392,20 +393,24 @@ def export_best(search: Search, runner: Any, best: TrialRecord, data: str) -> di
     stage = Stage(
         "Pusher", artifacts.join(search.output_dir, EXPORT_DIR),
         {"trial_id": best.trial_id, "trainer_dir": trainer_dir, "pusher": to_dict(config)},
-        lambda out: run_pusher(config, trainer_dir, data, out, run=run, default_serving_dir=serving_root),
+        lambda out, _inputs: run_pusher(config, trainer_dir, data, out, run=run, default_serving_dir=serving_root),
     )
     run_stage(stage)
     return artifacts.read_json(artifacts.join(stage.directory, artifacts.PUSHED))
 
 
 def run(argv: Sequence[str] | None = None) -> Outcome:
-    return run_search(parse(argv))
+    """Parses ``argv`` (without TensorFlow: a bad flag answers at once), then runs the search."""
+    from tfseq.runtime import quiet_startup
+
+    search = parse(argv)
+    quiet_startup(verbose=search.startup_logs)
+    return run_search(search)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tfseq.runtime import quiet_startup, user_errors
+    from tfseq.runtime import user_errors
 
-    quiet_startup(verbose="--verbose" in (sys.argv[1:] if argv is None else argv))
     try:
         run(argv)
     except user_errors() as e:

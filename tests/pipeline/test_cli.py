@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -29,7 +32,7 @@ def test_no_field_name_belongs_to_two_configs():
     stages = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in cli.STAGE_SECTIONS.items()}
     for (a, fa), (b, fb) in itertools.combinations(stages.items(), 2):
         assert not fa & fb, (a, b, fa & fb)
-    run_flags = {"output_dir", "stop_after", "force", "quiet", "verbose", "config", "model", "loss"}
+    run_flags = {"output_dir", "stop_after", "force", "quiet", "startup_logs", "config", "model", "loss"}
     for name, fields in stages.items():
         assert not fields & run_flags, (name, fields & run_flags)
     for registry in (MODELS, LOSSES):
@@ -60,6 +63,60 @@ def test_help_lists_every_stage_model_and_loss_flag_whatever_the_model(capsys):
     assert "--n_layers" in text and "--train_batch_size" in text  # RecBole's spellings, as aliases
     assert "sasrec: 2" in text  # per-model defaults of a shared hyperparameter
     assert "the models' own: difsr: 128" in " ".join(text.split())  # a model's own training default
+
+
+def test_help_is_plain_text():
+    """Docstring markup and the "losss" plural stay out of --help."""
+    parser = pipeline_run.build_parser()
+    text = parser.format_help()
+    assert "``" not in text and ":class:" not in text and ":func:" not in text
+    assert "losss" not in text and "each applies to the losses listed" in text
+    assert cli.plain_text("``a`` :class:`~pipeline.transforms.SplitSpec` :func:`f`") == "a SplitSpec f"
+
+
+def test_a_bad_flag_value_is_two_lines_not_the_whole_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        pipeline_run.main(["--epochs", "abc"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["usage: python -m pipeline.run [flags]  (--help lists them)",
+                     "python -m pipeline.run: error: argument --epochs: invalid int value: 'abc'"]
+    with pytest.raises(SystemExit):
+        search.main([])
+    usage = capsys.readouterr().err.splitlines()[0]
+    assert usage == "usage: python -m tuning.search MODEL [flags]  (--help lists them)"
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def imported_by(*command: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Runs ``python -X importtime -m <command>`` from the repository; returns it and the modules it imported."""
+    process = subprocess.run([sys.executable, "-X", "importtime", "-m", *command], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+    modules = {line.rsplit("|", 1)[1].strip() for line in process.stderr.splitlines()
+               if line.startswith("import time:") and "|" in line}
+    return process, modules
+
+
+@pytest.mark.parametrize("command, code, heavy", [
+    (("pipeline.run", "--help"), 0, ("tensorflow", "apache_beam")),
+    (("pipeline.run", "--epochs", "abc"), 2, ("tensorflow", "apache_beam")),
+    (("pipeline.run", "--model", "gru4rec", "--num_heads", "4"), 2, ("tensorflow", "apache_beam")),
+    (("pipeline.run", "--learning_rat", "0.1"), 2, ("tensorflow",)),  # Beam's flags decide what is unknown
+    (("tuning.search", "--help"), 0, ("tensorflow", "apache_beam")),
+    (("tuning.search", "core", "--epochs", "x"), 2, ("tensorflow", "apache_beam")),
+    (("serving.client", "--help"), 0, ("tensorflow", "apache_beam")),
+    (("serving.client", "--history", "a", "--k", "x"), 2, ("tensorflow", "apache_beam")),
+])
+def test_help_and_flag_errors_do_not_import_tensorflow(command, code, heavy):
+    """Flags are built from config classes importable without TensorFlow, so --help and a bad flag answer at once."""
+    process, modules = imported_by(*command)
+    assert process.returncode == code, process.stderr[-2000:]
+    assert command[0].split(".")[0] in modules  # the import log was read
+    assert not modules & set(heavy), sorted(modules & set(heavy))
+    if code == 0:
+        assert "usage:" in process.stdout
 
 
 def test_tuning_help_lists_input_and_hyperparameter_flags(capsys):
@@ -152,3 +209,55 @@ def test_field_docs_become_help_text():
     docs = cli.field_docs(TrainConfig)
     assert docs["learning_rate"].startswith("Adam learning rate")
     assert "maximised" in docs["valid_metric"]
+
+
+def test_recbole_field_names_and_intervals_mean_tfseqs_settings():
+    configs = cli.build_configs({"USER_ID_FIELD": "uid", "ITEM_ID_FIELD": "iid", "TIME_FIELD": "ts",
+                                 "user_inter_num_interval": "[5,inf)", "item_inter_num_interval": "(2,inf)",
+                                 "dataset": "log.csv"})
+    eg, tr = configs.example_gen, configs.transform
+    assert (eg.user_col, eg.item_col, eg.time_col, eg.input) == ("uid", "iid", "ts", "log.csv")
+    assert (tr.min_user_inter, tr.min_item_inter) == (5, 3)  # "(2,inf)": more than 2
+    with pytest.raises(ConfigError, match=r"lower bound only"):
+        cli.build_configs({"user_inter_num_interval": "[5,100]"})
+
+
+def test_a_config_file_takes_the_entry_points_own_flags_too(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"output_dir: {tmp_path / 'from-file'}\nstop_after: transform\nmodel: gru4rec\n")
+    parser = pipeline_run.build_parser()
+    own, configs, _ = cli.parse(parser, ["--config", str(path)])
+    expected = (str(tmp_path / "from-file"), "Transform", "gru4rec")
+    assert (own.output_dir, own.stop_after, configs.experiment.model) == expected
+    own, _, _ = cli.parse(parser, ["--config", str(path), "--output_dir", "elsewhere"])
+    assert own.output_dir == "elsewhere"  # the flag wins
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"model: sasrec\nlearning_rate: \xff\xfe\n", r"run\.yaml:2: not UTF-8"),
+    (b"a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n", r"run\.yaml:1: not valid YAML: anchors"),
+    (b"model: " + b"[" * 5000 + b"]" * 5000 + b"\n", r"run\.yaml.*nested"),
+    (b"model:\n  inner:\n    deeper:\n      deepest: 1\n", r"run\.yaml: nested deeper"),
+])
+def test_hostile_config_files_are_one_line_errors(tmp_path, capsys, content, expected):
+    import re
+
+    path = tmp_path / "run.yaml"
+    path.write_bytes(content)
+    code = pipeline_run.main(["--config", str(path), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(expected, err) and len(err.splitlines()) == 1, err
+
+
+def test_an_unknown_key_is_echoed_cut_short():
+    with pytest.raises(ConfigError) as caught:
+        cli.build_configs({"x" * 100_000: 1})
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("learning_rate", float("nan")), ("learning_rate", float("inf")), ("weight_decay", float("nan")),
+    ("seed", -1), ("seed", 2**40), ("num_shards", 1_000_000), ("epochs", 10**9)])
+def test_numeric_settings_have_ranges_checked_up_front(setting, value):
+    with pytest.raises(ConfigError, match=setting):
+        cli.build_configs({setting: value})

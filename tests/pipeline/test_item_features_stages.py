@@ -85,6 +85,39 @@ def test_a_feature_file_with_no_overlap_is_an_error_naming_it(tmp_path, capsys):
     assert not (tmp_path / "out" / "Transform").exists()
 
 
+def test_items_past_the_attribute_cap_are_cut_counted_and_printed(tmp_path, capsys):
+    # Issue 23.2: one item of 60 with 500 tags made every row of the padded table 500 wide.
+    table = item_table(tmp_path / "items.csv", range(0, 60))
+    text = table.read_text().replace("\ni7,c1,\n", "\ni7,c1," + "|".join(f"t{n}" for n in range(500)) + "\n")
+    table.write_text(text)
+    result = tfseq.run(output_dir=str(tmp_path / "out"), stop_after="Transform", item_features=str(table),
+                       item_feature_cols=("colour", "tags"), max_attributes_per_item=8, **SMALL)
+    transform = Path(result.transform_dir)
+    features = ItemFeatures.load(str(transform / "item_features"))
+    assert features.field_values("tags").shape[1] == 8 and features.field_values("colour").shape[1] == 1
+    stats = json.loads((transform / "stats.json").read_text())["item_features"]
+    assert (stats["truncated_items"], stats["max_values_per_item"]) == (1, 8)
+    assert stats["fields"]["tags"]["max_values_in_file"] == 500
+    out = capsys.readouterr().out
+    assert ("[Transform] item features: field 'tags': 1 item(s) had more than 8 values (up to 500); kept the "
+            "first 8 in file order (--max_attributes_per_item)") in out
+    assert "[Transform] item features: 60 of the log's 60 items described; 0 file items not in the log" in out
+
+
+def test_a_feature_file_covering_too_few_log_items_is_an_error_naming_both_counts(tmp_path, capsys):
+    # Issue 22.7: a file of another dataset (numeric IDs that overlap) was accepted.
+    table = item_table(tmp_path / "other.csv", range(50, 150))  # covers i50..i59 of the log's 60 items
+    argv = ["--output_dir", str(tmp_path / "out"), "--stop_after", "Transform", "--item_features", str(table),
+            "--item_feature_cols", "colour", *[f"--{k}={v}" for k, v in SMALL.items() if k.startswith("synthetic")]]
+    code = pipeline_run.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(
+        f"error: {table}: the feature file describes only 10 of the log's 60 items (16.7%; 90 of its 100 items "
+        "are not in the log), below --min_feature_coverage 0.5"), err
+    assert not (tmp_path / "out" / "Transform").exists()
+    assert pipeline_run.main([*argv, "--min_feature_coverage", "0.1"]) == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model, params", [("difsr", TINY_DIFSR), ("sasrec_f", {"hidden_size": 16})])
 def test_a_feature_model_trains_exports_and_answers_raw_ids_like_in_process(tmp_path, model, params):

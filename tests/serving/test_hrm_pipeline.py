@@ -58,6 +58,9 @@ def test_the_server_answers_with_and_without_a_user_as_tfseq_load(hrm_run, tmp_p
     assert recommender.recommend(histories, k=10, **{USER_ID: users}).item_ids == want_users.item_ids
     with pytest.raises(ValueError, match="has no input 'hour'; its inputs besides the history: user_id"):
         recommender.recommend(histories, k=10, hour=[[0]] * len(histories))
+    for not_a_history in ("i1 i2", ["i13 i47"]):  # issues 22.7 and 23.8: a string is no list of IDs
+        with pytest.raises(ValueError, match="list of lists of item IDs"):
+            recommender.recommend(not_a_history, k=10)
     # the users change answers, and "" / unknown users get the sequence-only answer
     assert sum(a != b for a, b in zip(want_users.item_ids, want_alone.item_ids)) >= 6
     assert want_users.item_ids[1:3] == want_alone.item_ids[1:3]
