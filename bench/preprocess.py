@@ -1,19 +1,23 @@
-"""Preprocessing benchmark: the Transform stage's rows/s and peak memory on DirectRunner.
+"""Preprocessing benchmark: the Transform stage's rows/s and peak memory on DirectRunner and Dask.
 
 Cases: Amazon Beauty (198,502 interactions) and a 1,000,000-interaction synthetic
 log, each through the whole Transform (vocabularies, per-user sequences,
 leave-one-out, SequenceExamples; no k-core) with the in-memory DirectRunner and
-with ``--direct_running_mode=multi_processing --direct_num_workers=2``; then
-5-core filtering on the synthetic log, reported separately. ExampleGen runs
+with ``--direct_running_mode=multi_processing --direct_num_workers=2``; the
+synthetic log also with Beam's DaskRunner on a local ``dask.distributed`` cluster
+of ``DASK_WORKERS`` worker processes (one thread each; needs the ``dask`` extra);
+then 5-core filtering on the synthetic log, reported separately. ExampleGen runs
 once per dataset beforehand and is not timed here.
 
-Each measurement runs in a fresh child process; the parent samples the resident
-memory of the child and all its descendants (the multi-processing workers) every
-50 ms, so "peak_rss_mib" is the whole process tree. The two runners' outputs are
-compared (vocabularies, stats and every record) and the result says whether they
-are identical.
+Each measurement runs in a fresh child process (which also starts the Dask
+cluster, before the clock starts); the parent samples the resident memory of the
+child and all its descendants (multi-processing or Dask workers) every 50 ms, so
+"peak_rss_mib" is the whole process tree. The runners' outputs are compared
+(vocabularies, stats and every record) and the result says whether they are
+identical.
 
     python bench/preprocess.py            # all cases, JSON into bench/results/preprocess.json
+    python bench/preprocess.py --datasets synthetic-1m --runners dask --merge   # add or redo some cases
 """
 
 from __future__ import annotations
@@ -29,13 +33,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SOURCES, WORK, machine, write_results  # noqa: E402
+from bench.common import RESULTS, SOURCES, WORK, machine, write_results  # noqa: E402
 
 RUNNERS = {
     "in_memory": ["--runner=DirectRunner"],
     "multi_processing": ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
                          "--direct_num_workers=2"],
+    "dask": ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner", "--dask_npartitions=4"],
 }
+RUNNER_DATASETS = {"dask": ("synthetic-1m",)}  # runners measured on some datasets only
+DASK_WORKERS = 2
 DATASETS = {
     "beauty": SOURCES["beauty"],
     "synthetic-1m": {"synthetic_users": 60000, "synthetic_items": 20000, "synthetic_interactions": 1000000},
@@ -60,9 +67,18 @@ def child(example_gen_dir: str, output_dir: str, runner: str, kcore: int) -> Non
     from pipeline.transform import TransformConfig, run_transform
 
     config = TransformConfig(min_user_inter=kcore, min_item_inter=kcore)
+    flags = RUNNERS[runner]
+    cluster = None
+    if runner == "dask":
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=DASK_WORKERS, processes=True, threads_per_worker=1, dashboard_address=None)
+        flags = [*flags, f"--dask_client_address={cluster.scheduler_address}"]
     start = time.perf_counter()
-    stats = run_transform(config, example_gen_dir, output_dir, PipelineOptions(RUNNERS[runner]))
+    stats = run_transform(config, example_gen_dir, output_dir, PipelineOptions(flags))
     seconds = time.perf_counter() - start
+    if cluster is not None:
+        cluster.close()
     print(json.dumps({"seconds": seconds, "stats": stats}))
 
 
@@ -111,6 +127,7 @@ def measure(example_gen_dir: str, output_dir: str, runner: str, kcore: int = 0) 
     rows = stats["interactions"] + sum(stats["dropped"].values())
     return {
         "runner": runner,
+        **({"workers": DASK_WORKERS} if runner == "dask" else {}),
         "kcore": kcore,
         "seconds": round(result["seconds"], 2),
         "rows_in": rows,
@@ -151,13 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--runners", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the cases of bench/results/preprocess.json that this run does not measure")
     args = parser.parse_args(argv)
 
     results: dict = {"machine": machine(), "target_seconds_1m": TARGET_SECONDS_1M, "cases": {}}
+    if args.merge and (RESULTS / "preprocess.json").exists():
+        results["cases"] = json.loads((RESULTS / "preprocess.json").read_text()).get("cases", {})
     for dataset in args.datasets:
         eg = example_gen(dataset)
         digests = {}
         for runner in args.runners:
+            if dataset not in RUNNER_DATASETS.get(runner, (dataset,)):
+                continue
             out = str(WORK / "preprocess" / f"{dataset}-{runner}")
             case = measure(eg, out, runner)
             digests[runner] = output_digest(out)

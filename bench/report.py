@@ -497,7 +497,7 @@ def preprocess_table(results: Results) -> str:
         rows.append([key.rsplit("/", 1)[0] if case["kcore"] == 0 else key.split("/")[0] + f" + {case['kcore']}-core",
                      case["runner"].replace("_", "-"), f"{case['rows_in']:,}", f"{case['seconds']:.1f}",
                      f"{case['rows_per_second']:,}", f"{case['peak_rss_mib']:,}"])
-    return table(["data", "DirectRunner", "rows", "Transform s", "rows/s", "peak RSS MiB (process tree)"], rows)
+    return table(["data", "runner", "rows", "Transform s", "rows/s", "peak RSS MiB (process tree)"], rows)
 
 
 def preprocess_section(data: dict[str, Results]) -> str | None:
@@ -507,8 +507,10 @@ def preprocess_section(data: dict[str, Results]) -> str | None:
     identical = [k.split("/")[0] for k, v in results["cases"].items() if k.endswith("/runners_identical") and v]
     target = results.get("target_seconds_1m")
     note = ("`python bench/preprocess.py`: the whole Transform stage (ExampleGen excluded) on Beauty and a "
-            "synthetic log of 1M interactions, DirectRunner in memory and in multi-processing mode; peak memory "
-            "is the whole process tree.")
+            "synthetic log of 1M interactions, DirectRunner in memory and in multi-processing mode, and the "
+            "DaskRunner on a local 2-worker cluster (`--runners dask`; a cluster runner pays for shipping every "
+            "element between processes, so on one machine it is the slowest); peak memory is the whole process "
+            "tree, workers included.")
     if identical:
         note += f" The two runners' outputs are byte-identical on {', '.join(identical)}."
     if target:

@@ -69,6 +69,7 @@ def run(
     configs = cli.build_configs(values)
     if isinstance(beam_options, (list, tuple)):
         cli.check_beam_args(list(beam_options), [])  # a misspelt runner fails here, not inside ExampleGen
+        beam_options = cli.runner_aliases(beam_options)
     if progress is True:
         progress = 1 if sys.stdout.isatty() else 2
     pipeline = create_pipeline(configs, root=output_dir, beam_options=beam_options, progress=int(progress))

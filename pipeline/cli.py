@@ -486,6 +486,7 @@ def parse_values(
                    *(f for s in sections for f in field_names(STAGE_SECTIONS[s]))}
     flags = {k: v for k, v in vars(args).items() if k in config_keys}
     check_beam_args(beam_args, [a.dest for a in parser._actions])
+    beam_args = runner_aliases(beam_args)
     source = getattr(args, CONFIG_FLAG, None) or ""
     from_file = load_config_file(source) if source else {}
     _apply_own_options(parser, args, from_file, argv, config_keys, source)
@@ -539,6 +540,11 @@ def beam_flag_names() -> set[str]:
     root.setLevel(logging.ERROR)
     try:
         from apache_beam.options.pipeline_options import PipelineOptions
+
+        try:  # registers DaskOptions (--dask_client_address ...) where the dask extra is installed
+            import apache_beam.runners.dask.dask_runner  # noqa: F401
+        except ImportError:
+            pass
     finally:
         root.setLevel(level)
 
@@ -586,6 +592,21 @@ def check_beam_args(beam_args: Sequence[str], our_flags: Iterable[str]) -> None:
         raise ConfigError(f"unknown flag --{name}{hint}")
 
 
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"  # Beam knows no short name for it
+DASK_NAMES = ("dask", "daskrunner")
+
+
+def runner_aliases(beam_args: Sequence[str]) -> list[str]:
+    """``beam_args`` with ``--runner=DaskRunner`` (or ``dask``) spelt as the class path Beam needs."""
+    out = list(beam_args)
+    for i, arg in enumerate(out):
+        if arg.startswith("--runner=") and arg.split("=", 1)[1].lower() in DASK_NAMES:
+            out[i] = f"--runner={DASK_RUNNER}"
+        elif arg == "--runner" and i + 1 < len(out) and out[i + 1].lower() in DASK_NAMES:
+            out[i + 1] = DASK_RUNNER
+    return out
+
+
 def check_runner(name: str) -> None:
     """Raises ConfigError, suggesting the closest known name, when Beam cannot create runner ``name``.
 
@@ -594,8 +615,8 @@ def check_runner(name: str) -> None:
     """
     from apache_beam.options.pipeline_options import StandardOptions
 
-    if "." in name:
-        return  # a fully qualified PipelineRunner class: Beam imports it
+    if "." in name or name.lower() in DASK_NAMES:
+        return  # a fully qualified PipelineRunner class (Beam imports it), or Dask (see runner_aliases)
     known = list(StandardOptions.KNOWN_RUNNER_NAMES)
     lowered = {runner.lower(): runner for runner in known}
     if name and (name.lower() in lowered or name.lower() + "runner" in lowered):

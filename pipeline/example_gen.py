@@ -11,12 +11,19 @@ Output (``output_dir``):
   line number) and ``files`` (per input, in source order: ``path``,
   ``rows_read``, ``interactions``, ``malformed_rows``, ``first_problem``,
   ``read_error``: why the file could not be read to its end, "" if it could). The
-  pipeline itself writes it (a single-shard ``WriteToText``), so it is built
-  the same way on every runner; the driver reads it back for the checks below.
+  pipeline itself writes it as its last step, which gathers every branch (the
+  TSV shards' writes included), so it is built the same way on every runner,
+  Beam's DaskRunner included; the driver reads it back for the checks below.
+
+The TSV shards are written by ``pipeline.transforms.WriteFiles``: each row goes to
+the shard its CRC-32 picks and each shard is sorted, so a run writes the same
+bytes on every runner.
 
 Sources: files are matched with Beam's FileSystems (sorted; the index is
-``Interaction.source``) and each is read whole by one ``ReadRecords`` call
-through ``FileSystems.open``, then reshuffled so the writes are balanced. A
+``Interaction.source``; a RecBole dataset folder such as ``ml-100k/`` holding
+``ml-100k.inter`` is that file alone, never its ``.item`` or ``.user`` files)
+and each is read whole by one ``ReadRecords`` call
+through ``FileSystems.open`` (no Beam source, which some runners cannot run). A
 file compressed by Beam's extensions (``.gz``, ``.bz2``, ``.deflate``,
 ``.zst``, ``.xz``, ``.lzma``) is decompressed by ``formats.decompressed``,
 which, unlike Beam's reader, checks that each stream reaches its end. The synthetic log is generated per user
@@ -28,7 +35,8 @@ Checks, in order:
    is known; the input matches files; no file is empty, binary, or starts with
    a header that does not fit; the first rows of a file (up to ``SNIFF_BYTES``)
    are not all malformed, and are not recognisably another format (a RecBole
-   header or a MovieLens ratings log read as ``sequence``/``pairs``); a
+   header, a header row or a ratings log read as ``sequence``/``pairs``:
+   ``formats.check_not_misread``, off with ``--check_format false``); a
    compressed file the sniff reads to its end is not cut off or corrupt; a
    parquet schema has the named columns; a tfds dataset downloads.
 2. In the pipeline: every row is parsed; malformed rows are counted by reason;
@@ -38,15 +46,16 @@ Checks, in order:
 3. On the driver, after the pipeline: a file with a ``read_error`` (with or
    without ``strict``), a file where no row parsed, any malformed row under
    ``strict``, or no valid interaction at all is a ``DataError`` quoting the
-   file (and first ``file:line``).
+   file (and first ``file:line``). Skipped malformed rows are printed, one line
+   per reason with its count and first ``file:line`` (stats.json has them too).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import posixpath
+import sys
 from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 import apache_beam as beam
@@ -55,7 +64,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import artifacts
-from tfseq.config import ConfigError
+from pipeline.configs import ExampleGenConfig  # noqa: F401  (defined without Beam, for the flags)
+from pipeline.transforms import WRITTEN, Gather, ParDoOutputs, WriteFiles
 from tfseq.data import formats
 from tfseq.data.formats import DataError, Interaction, Malformed
 from tfseq.data.synthetic import SyntheticConfig, user_interactions
@@ -70,57 +80,6 @@ SNIFF_MIN_ROWS = 20  # all-malformed rows needed to reject a file the sniff did 
 ROWS = "rows"
 MALFORMED = "malformed"
 FILES = "files"
-
-
-@dataclasses.dataclass(frozen=True)
-class ExampleGenConfig:
-    """ExampleGen flags (field names are the CLI flags).
-
-    Attributes:
-      input: a file, a directory (its files, except names starting with ``.``
-        or ``_``), or a glob; for ``tfds`` the dataset name. Empty for synthetic.
-      input_format: one of ``tfseq.data.formats.ALL_FORMATS``.
-      user_col, item_col, time_col, rating_col: csv/parquet column names
-        (``time_col`` empty: line order is time order; ``rating_col`` empty: no rating).
-      strict: any malformed row is an error (otherwise counted and skipped).
-      example_gen_shards: output TSV shards.
-      synthetic_*: the SyntheticConfig knobs; ``synthetic_seed`` seeds the synthetic log
-        (the training seed is ``TrainConfig.seed``: no flag sets both).
-    """
-
-    input: str = ""
-    input_format: str = "synthetic"
-    user_col: str = "user_id"
-    item_col: str = "item_id"
-    time_col: str = "timestamp"
-    rating_col: str = ""
-    strict: bool = False
-    example_gen_shards: int = 4
-    synthetic_users: int = 3000
-    synthetic_items: int = 1000
-    synthetic_interactions: int = 60000
-    synthetic_concentration: float = 0.3
-    synthetic_order: int = 1
-    synthetic_seed: int = 42
-
-    def __post_init__(self) -> None:
-        if self.example_gen_shards < 1:
-            raise ConfigError(f"--example_gen_shards must be >= 1, got {self.example_gen_shards}")
-
-    def synthetic(self) -> SyntheticConfig:
-        return SyntheticConfig(
-            num_users=self.synthetic_users,
-            num_items=self.synthetic_items,
-            num_interactions=self.synthetic_interactions,
-            concentration=self.synthetic_concentration,
-            order=self.synthetic_order,
-            seed=self.synthetic_seed,
-        )
-
-    def text_format(self) -> formats.Format:
-        return formats.text_format(
-            self.input_format, self.user_col, self.item_col, self.time_col, self.rating_col
-        )
 
 
 class FileStats(NamedTuple):
@@ -142,7 +101,10 @@ class FileStats(NamedTuple):
 
 
 def match_inputs(pattern: str) -> list[str]:
-    """Files of ``pattern`` (a file, a directory or a glob), sorted; DataError when none."""
+    """Files of ``pattern`` (a file, a directory or a glob), sorted; DataError when none.
+
+    A directory holding ``<its name>.inter`` is a RecBole dataset folder: that file alone.
+    """
     is_dir = pattern.endswith("/") or ("://" not in pattern and os.path.isdir(pattern))
     query = FileSystems.join(pattern, "*") if is_dir else pattern
     try:
@@ -157,7 +119,18 @@ def match_inputs(pattern: str) -> list[str]:
     if not files:
         what = "no such file or directory" if not is_dir else "directory has no input files"
         raise DataError(f"{pattern}: {what}")
+    if is_dir:
+        inter = recbole_dataset_file(pattern, files, ".inter")
+        if inter:
+            return [inter]
     return files
+
+
+def recbole_dataset_file(folder: str, files: list[str], suffix: str) -> str:
+    """``<folder>/<folder's name><suffix>`` when ``files`` (the folder's) hold it, else ""."""
+    name = posixpath.basename(folder.rstrip("/").replace(os.sep, "/"))
+    wanted = [f for f in files if posixpath.basename(f.replace(os.sep, "/")) == name + suffix]
+    return wanted[0] if name and wanted else ""
 
 
 def open_text(path: str) -> IO[bytes]:
@@ -187,7 +160,8 @@ def _check_text_file(config: ExampleGenConfig, path: str, source: int) -> None:
     lines = [piece + b"\n" for piece in pieces[:-1]]
     if whole and pieces[-1]:
         lines.append(pieces[-1])  # a last line without a newline; cut short when not whole
-    formats.check_not_misread(fmt, path, lines)
+    if config.check_format:
+        formats.check_not_misread(fmt, path, lines)
     records = list(formats.parse_lines(fmt, path, source, lines))  # a bad header raises here
     if not records:
         if whole:
@@ -196,9 +170,12 @@ def _check_text_file(config: ExampleGenConfig, path: str, source: int) -> None:
         return
     malformed = [r for r in records if isinstance(r, Malformed)]
     if len(malformed) == len(records) and (whole or len(malformed) >= SNIFF_MIN_ROWS):
+        reasons = sorted({m.reason for m in malformed})
+        hint = ("; timestamps are numbers or ISO 8601 dates unless --time_format names their format"
+                if formats.BAD_TIMESTAMP in reasons else "")
         raise DataError(
             f"{malformed[0].describe()}; not a {fmt.name} file: its first {len(malformed)} "
-            f"row(s) are all malformed ({', '.join(sorted({m.reason for m in malformed}))})"
+            f"row(s) are all malformed ({', '.join(reasons)}){hint}"
         )
 
 
@@ -259,7 +236,7 @@ def read_records(
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             yield from formats.parquet_records(
                 f, path, source, config.user_col, config.item_col, config.time_col,
-                config.rating_col,
+                config.rating_col, time_format=config.time_format,
             )
     else:
         with open_text(path) as f:  # .gz/.bz2/...: cut-off or corrupt data raises DataError
@@ -365,8 +342,21 @@ def stats_json(
     return json.dumps(stats, indent=1, sort_keys=True)
 
 
+def _stats_from_parts(
+    parts: dict[str, list[Any]], config: ExampleGenConfig, inputs: list[str]
+) -> str:
+    malformed = parts[MALFORMED][0] if parts[MALFORMED] else {}
+    interactions = sum(rows for _, rows in parts[WRITTEN])
+    return stats_json(config, inputs, interactions, malformed, parts[FILES])
+
+
 class Summarize(beam.PTransform):
-    """``{ROWS, MALFORMED, FILES}`` PCollections -> one stats.json string."""
+    """``{WRITTEN, MALFORMED, FILES}`` PCollections -> one stats.json string.
+
+    ``WRITTEN`` holds the TSV shards' ``(path, rows)``: the interactions are
+    counted as written, and gathering them puts the stats after the writes on
+    every runner (see ``pipeline.transforms.Gather``).
+    """
 
     def __init__(self, config: ExampleGenConfig, inputs: list[str]):
         super().__init__()
@@ -374,22 +364,13 @@ class Summarize(beam.PTransform):
         self.inputs = inputs
 
     def expand(self, parts: dict[str, beam.PCollection]) -> beam.PCollection:
-        count = parts[ROWS] | "CountInteractions" >> beam.combiners.Count.Globally()
         malformed = parts[MALFORMED] | "SummarizeMalformed" >> beam.CombineGlobally(
             MalformedSummaryFn()
-        )
-        files = parts[FILES] | "ListFiles" >> beam.combiners.ToList()
+        ).without_defaults()
         return (
-            count.pipeline
-            | "One" >> beam.Create([None])
-            | "ToJson" >> beam.Map(
-                lambda _, config, inputs, n, bad, found: stats_json(config, inputs, n, bad, found),
-                self.config,
-                self.inputs,
-                beam.pvalue.AsSingleton(count),
-                beam.pvalue.AsSingleton(malformed),
-                beam.pvalue.AsSingleton(files),
-            )
+            {WRITTEN: parts[WRITTEN], MALFORMED: malformed, FILES: parts[FILES]}
+            | "Gather" >> Gather()
+            | "ToJson" >> beam.Map(_stats_from_parts, self.config, self.inputs)
         )
 
 
@@ -420,12 +401,14 @@ def check_outcome(config: ExampleGenConfig, stats: dict[str, Any]) -> None:
 
 
 def run_example_gen(
-    config: ExampleGenConfig, output_dir: str, options: PipelineOptions
+    config: ExampleGenConfig, output_dir: str, options: PipelineOptions, log: IO[str] | None = None
 ) -> dict[str, Any]:
     """Runs the stage into ``output_dir`` and returns its stats (the content of stats.json).
 
+    Skipped malformed rows are printed to ``log`` (default stdout), one line per reason.
+
     One Beam pipeline: inputs -> ReadRecords (or GenerateSynthetic) ->
-    Reshuffle -> ``interactions-SSSSS-of-NNNNN.tsv``, and the stats -> stats.json.
+    ``interactions-SSSSS-of-NNNNN.tsv``, and the stats -> stats.json.
 
     Raises:
       DataError: bad input (see the module docstring), naming the file and line.
@@ -440,32 +423,34 @@ def run_example_gen(
                 FILES: p | "NoFiles" >> beam.Create([]),
             }
         else:
-            read = (
+            parts = (
                 p
                 | "Inputs" >> beam.Create(list(enumerate(inputs)))
-                | "Read"
-                >> beam.ParDo(ReadRecords(config)).with_outputs(MALFORMED, FILES, main=ROWS)
+                | "Read" >> ParDoOutputs(ReadRecords(config), tags=[MALFORMED, FILES], main=ROWS)
             )
-            parts = {
-                ROWS: read[ROWS] | "Reshuffle" >> beam.Reshuffle(),
-                MALFORMED: read[MALFORMED],
-                FILES: read[FILES],
-            }
-        _ = (
+        written = (
             parts[ROWS]
             | "ToTsv" >> beam.Map(Interaction.to_tsv)
-            | "Write" >> beam.io.WriteToText(
-                artifacts.join(output_dir, OUTPUT_PREFIX), file_name_suffix=OUTPUT_SUFFIX,
-                num_shards=config.example_gen_shards,
+            | "Write" >> WriteFiles(
+                artifacts.join(output_dir, OUTPUT_PREFIX), OUTPUT_SUFFIX, config.example_gen_shards
             )
         )
         _ = (
-            parts
+            {WRITTEN: written, MALFORMED: parts[MALFORMED], FILES: parts[FILES]}
             | "Stats" >> Summarize(config, inputs or ["synthetic"])
-            | "WriteStats" >> beam.io.WriteToText(
-                artifacts.join(output_dir, STATS), shard_name_template="", num_shards=1
-            )
+            | "WriteStats" >> WriteFiles(artifacts.join(output_dir, STATS), exact=True)
         )
     stats = json.loads(artifacts.read_text(artifacts.join(output_dir, STATS)))
     check_outcome(config, stats)
+    for line in malformed_lines(stats):
+        print(f"[ExampleGen] {line}", file=log or sys.stdout, flush=True)
     return stats
+
+
+def malformed_lines(stats: dict[str, Any]) -> list[str]:
+    """The console's account of skipped rows: one line per reason, its count and first ``file:line``."""
+    lines = []
+    for reason, found in sorted(stats["malformed"].items(), key=lambda kv: (-kv[1]["count"], kv[0])):
+        first = found["examples"][0] if found["examples"] else "?"
+        lines.append(f"skipped {found['count']:,} malformed row(s): {reason} (first at {first})")
+    return lines

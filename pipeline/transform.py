@@ -16,11 +16,15 @@ Order of the filters, as in RecBole's ``_data_filtering``: duplicates
 (``--dedupe keep-first``), then the rating threshold, then iterative k-core.
 Everything row-level runs in Beam (building blocks in :mod:`pipeline.transforms`).
 Beam cannot loop, so k-core runs one pipeline per round from the driver; each
-round writes its users to ``output_dir/_work/round-NNN/`` with a one-line
-report (rows removed, thresholds still broken), and the loop stops at the first
+round writes its users to ``output_dir/_work/round-NNN/`` (``--num_shards``
+JSON-lines files) with a one-line report (rows removed, thresholds still broken,
+users left), and the loop stops at the first
 round after which nothing breaks a threshold (the next round would remove
 nothing). The final pipeline writes the dataset and a one-element summary;
 the driver turns that into metadata.json and stats.json and deletes ``_work``.
+Each pipeline ends in that one report or summary, which gathers every branch
+(see :mod:`pipeline.transforms`), so the stage runs the same on every runner,
+Beam's DaskRunner included, and writes the same bytes.
 
 Deviation from RecBole's printout: its user and item numbers (and so its
 sparsity) count the padding ID; ours are real users and items.
@@ -28,9 +32,7 @@ sparsity) count the padding ID; ours are real users and items.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from typing import Any, Callable
 
 import apache_beam as beam
@@ -39,7 +41,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import artifacts
 from pipeline import transforms as T
-from tfseq.config import ConfigError, to_dict
+from pipeline.configs import DEDUPE_MODES, TransformConfig  # noqa: F401  (defined without Beam, for the flags)
+from tfseq.config import to_dict
 from tfseq.data import schema, vocab
 from tfseq.data.formats import DataError
 from tfseq.data.vocab import DatasetMetadata, SplitInfo
@@ -47,83 +50,6 @@ from tfseq.data.vocab import DatasetMetadata, SplitInfo
 INPUT_PATTERN = "interactions-*.tsv"
 EXAMPLE_GEN_STATS = artifacts.STATS
 WORK_DIR = "_work"
-DEDUPE_MODES = ("keep-all", "keep-first")
-
-
-@dataclasses.dataclass(frozen=True)
-class TransformConfig:
-    """Transform flags (field names are the CLI flags).
-
-    Attributes:
-      min_rating: keep rows rated ``>= min_rating``; rows without a rating are then dropped
-        too (counted as ``no_rating``). None = off.
-      dedupe: "keep-all" (RecBole's default) or "keep-first" (only the earliest event of
-        each (user, item) pair).
-      min_user_inter, min_item_inter: iterative k-core thresholds; 0 = off.
-      num_shards: TFRecord shards per split.
-      compression: "none" or "gzip".
-      split: "leave_one_out" (every user's last two items are its valid and test targets) or
-        "user" (Spotlight's protocol: valid and test users are unseen in training; each one's
-        last item is its target). See :class:`pipeline.transforms.SplitSpec`.
-      valid_fraction, test_fraction: expected shares of users in valid and test (``--split user``).
-      split_seed: seeds which users go to valid and test (``--split user``).
-      item_features: an item side-feature table beside the log: S3-Rec ``*_item2attributes.json``,
-        RecBole ``.item``, or csv/parquet with ``item_feature_cols``; "" = none.
-      item_feature_fields: the fields to use (default: every categorical one).
-      item_feature_cols: csv/parquet only: the feature columns (cells may hold ``a|b`` lists).
-      item_feature_id_col: csv/parquet/.item: the item ID column of the feature table.
-    """
-
-    min_rating: float | None = None
-    dedupe: str = "keep-all"
-    min_user_inter: int = 0
-    min_item_inter: int = 0
-    num_shards: int = 4
-    compression: str = "none"
-    split: str = T.LEAVE_ONE_OUT
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 0
-    item_features: str = ""
-    item_feature_fields: tuple[str, ...] = ()
-    item_feature_cols: tuple[str, ...] = ()
-    item_feature_id_col: str = "item_id"
-
-    def __post_init__(self) -> None:
-        if self.dedupe not in DEDUPE_MODES:
-            raise ConfigError(f"--dedupe must be one of {', '.join(DEDUPE_MODES)}, got {self.dedupe!r}")
-        if self.compression not in T.COMPRESSIONS:
-            raise ConfigError(
-                f"--compression must be one of {', '.join(T.COMPRESSIONS)}, got {self.compression!r}"
-            )
-        if self.min_rating is not None and not math.isfinite(self.min_rating):
-            raise ConfigError(f"--min_rating must be a finite number, got {self.min_rating!r}")
-        for name in ("min_user_inter", "min_item_inter"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must be >= 0 (0 = off), got {getattr(self, name)}")
-        if self.num_shards < 1:
-            raise ConfigError(f"--num_shards must be >= 1, got {self.num_shards}")
-        if self.split not in T.SPLIT_MODES:
-            raise ConfigError(f"--split must be one of {', '.join(T.SPLIT_MODES)}, got {self.split!r}")
-        for name in ("valid_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0 < value < 1:
-                raise ConfigError(f"--{name} must be in (0, 1), got {value!r}")
-        if self.valid_fraction + self.test_fraction >= 1:
-            raise ConfigError(
-                f"--valid_fraction + --test_fraction must be < 1 to leave training users, got "
-                f"{self.valid_fraction} + {self.test_fraction}"
-            )
-
-    @property
-    def kcore(self) -> bool:
-        """Whether k-core filtering runs at all."""
-        return self.min_user_inter > 0 or self.min_item_inter > 0
-
-    @property
-    def split_spec(self) -> T.SplitSpec:
-        """How the build pipeline splits each user."""
-        return T.SplitSpec(self.split, self.valid_fraction, self.test_fraction, self.split_seed)
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -150,16 +76,12 @@ def _kcore_round(config: TransformConfig, source: str, first: bool, prefix: str,
         kept, removed, violations = users | "KCore" >> T.KCoreRound(
             config.min_user_inter, config.min_item_inter
         )
-        _ = kept | "Write" >> T.WriteUserSequences(prefix)
-        left = kept | "CountUsers" >> beam.combiners.Count.Globally()
+        written = kept | "Write" >> T.WriteUserSequences(prefix, config.num_shards)
         drops = (dropped, removed) | "Dropped" >> T.SumDropped()
         _ = (
-            p
-            | "One" >> beam.Create([None])
-            | "Report" >> beam.Map(
-                T.round_report, beam.pvalue.AsDict(drops), beam.pvalue.AsSingleton(violations),
-                beam.pvalue.AsSingleton(left),
-            )
+            {T.DROPPED: drops, T.VIOLATIONS: violations, T.WRITTEN: written}
+            | "Gather" >> T.Gather()
+            | "Report" >> beam.Map(T.round_report)
             | "WriteReport" >> T.WriteJson(report)
         )
 
@@ -190,7 +112,8 @@ def _build(config: TransformConfig, source: str, first: bool, output_dir: str,
         drops = (dropped,) | "Dropped" >> T.SumDropped()
         _ = (
             (users, drops)
-            | "Build" >> T.BuildDataset(output_dir, config.num_shards, config.compression, config.split_spec)
+            | "Build" >> T.BuildDataset(output_dir, config.num_shards, config.compression, config.split_spec,
+                                        config.event_columns)
             | "WriteSummary" >> T.WriteJson(summary_path)
         )
 
@@ -241,7 +164,7 @@ def run_transform(
     artifacts.atomic_write_text(artifacts.join(output_dir, vocab.METADATA), metadata.to_json())
     stats = dataset_stats(config, summary, dropped, read_malformed(example_gen_dir), rounds)
     if item_table is not None:
-        stats["item_features"] = write_item_features(item_table, output_dir)
+        stats["item_features"] = write_item_features(item_table, output_dir, config)
     artifacts.atomic_write_text(artifacts.join(output_dir, artifacts.STATS), json.dumps(stats, indent=1))
     return stats
 
@@ -258,14 +181,23 @@ def read_item_table(config: TransformConfig) -> Any:
     )
 
 
-def write_item_features(table: Any, output_dir: str) -> dict[str, Any]:
-    """Aligns the item table with the stage's item vocabulary, writes ``item_features/``; returns its counts."""
+def write_item_features(table: Any, output_dir: str, config: TransformConfig = TransformConfig()) -> dict[str, Any]:
+    """Aligns the item table with the stage's item vocabulary, writes ``item_features/``; returns its counts.
+
+    Prints the coverage and any items cut to ``--max_attributes_per_item`` (also in stats.json).
+    """
     from tfseq.data import item_features
 
     raw_ids = vocab.read_vocabulary(artifacts.join(output_dir, vocab.ITEM_VOCAB))
-    features, stats = item_features.build_item_features(table, raw_ids)
+    features, stats = item_features.build_item_features(
+        table, raw_ids, max_values=config.max_attributes_per_item, min_coverage=config.min_feature_coverage)
+    for line in item_features.summary_lines(stats):
+        print(f"[Transform] {line}", flush=True)
+    folder = artifacts.join(output_dir, artifacts.ITEM_FEATURES)
+    if not FileSystems.exists(folder):
+        FileSystems.mkdirs(folder)  # the atomic writer writes into an existing folder
     for name, data in features.files().items():
-        artifacts.atomic_write_bytes(artifacts.join(output_dir, artifacts.ITEM_FEATURES, name), data)
+        artifacts.atomic_write_bytes(artifacts.join(folder, name), data)
     return {"file": table.path, **stats}
 
 

@@ -9,13 +9,32 @@ data model between the steps:
   coders move between stages;
 * a **user** element is ``(raw_user, [events in time order])``: after one
   GroupByKey every later step (k-core, vocabulary counts, records) works per user,
-  so a million events cross the shuffle once;
+  and later GroupByKeys (:class:`JoinSingleton`) move whole users, not events;
 * a **dropped** element is ``(reason, rows)``; summed per reason they become
   ``stats.json``'s ``dropped`` figures, counted by the pipeline itself (no
   metrics), so every runner reports the same numbers.
 
-Nothing here touches local files: reads and writes go through ``beam.io`` /
-``fileio`` (Beam FileSystems), so any runner and any file system Beam supports works.
+Nothing here touches local files: reads and writes go through Beam FileSystems,
+so any file system Beam supports works. The pipelines use only what every runner
+executes, Beam's DaskRunner included (it translates Create, ParDo, GroupByKey and
+Flatten, and runs only what the pipeline's last step depends on):
+
+* input files are listed on the driver (``FileSystems.match``) and read in a
+  ParDo (:class:`ReadLines`, :class:`ReadInteractions`), never by a Beam source;
+* a DoFn with several outputs runs through :class:`ParDoOutputs`, which tags its
+  elements in one PCollection and selects each tag (the DaskRunner would hand every
+  consumer all outputs mixed);
+* no side inputs (the DaskRunner evaluates them apart from the pipeline, and its
+  bundles then repeat outputs): a singleton such as the item counts reaches every
+  element through a GroupByKey (:class:`JoinSingleton`), and global combines run
+  ``without_defaults`` (their default is injected through a side input);
+* files are written by :class:`WriteFiles` (GroupByKey per shard, then one DoFn
+  per shard), not ``WriteToText``, whose temporary folder comes from a side input
+  that a runner may evaluate more than once; each shard holds the elements its
+  CRC-32 picks, sorted, so the files are the same bytes on every runner;
+* a pipeline's result gathers every branch, the writes included, as main inputs
+  (:class:`Gather`), so a runner that computes only the last step's inputs still
+  runs them all.
 """
 
 from __future__ import annotations
@@ -26,18 +45,23 @@ import hashlib
 import itertools
 import json
 import math
-from typing import Any, Final, Iterable, Iterator
+import uuid
+import zlib
+from typing import Any, Final, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from pipeline.artifacts import join
+from pipeline.configs import LEAVE_ONE_OUT, SPLIT_MODES, USER_SPLIT  # noqa: F401  (the --split words)
 from tfseq.data import schema, vocab
 from tfseq.data.formats import DataError, Interaction
 
 # Event = (timestamp, source, line, position, item, rating); positions of the fields read by name.
 Event = tuple[float, int, int, int, str, float]
+TIMESTAMP: Final = 0
 ITEM: Final = 4
 RATING: Final = 5
 UserEvents = tuple[str, list[Event]]
@@ -53,9 +77,6 @@ REASONS = (NO_RATING, RATING_BELOW, DUPLICATE, KCORE)
 
 CHUNK_EVENTS = 200_000  # a file's rows are grouped by user in memory this many at a time
 
-LEAVE_ONE_OUT = "leave_one_out"
-USER_SPLIT = "user"
-SPLIT_MODES = (LEAVE_ONE_OUT, USER_SPLIT)
 MIN_USER_SPLIT_ITEMS = 2  # a valid/test user needs a history and a target
 
 COMPRESSIONS = {  # --compression -> (metadata value, Beam compression, file suffix)
@@ -108,14 +129,28 @@ def kcore_filter(events: list[Event], item_counts: dict[str, int], min_user: int
     return [e for e in events if item_counts[e[ITEM]] >= min_item]
 
 
-def split_records(user: str, item_ids: list[int]) -> Iterator[tuple[str, bytes]]:
-    """Leave-one-out ``(split, serialized SequenceExample)`` of one user (see tfseq.data.schema)."""
+def event_ids(events: Sequence[Event], columns: Sequence[str]) -> dict[str, list[int]]:
+    """The per-event columns ``columns`` (``tfseq.data.schema.EVENT_COLUMNS`` names) of time-ordered events."""
+    timestamps = [e[TIMESTAMP] for e in events]
+    return {name: schema.EVENT_COLUMNS[name].ids_of(timestamps) for name in columns}
+
+
+def _head(events: Mapping[str, list[int]], end: int) -> dict[str, list[int]]:
+    return {name: values[:end] for name, values in events.items()}
+
+
+def split_records(
+    user: str, item_ids: list[int], events: Mapping[str, list[int]] | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """Leave-one-out ``(split, serialized SequenceExample)`` of one user (see tfseq.data.schema);
+    ``events``: per-event columns aligned with ``item_ids``, cut as the items are."""
+    events = events or {}
     if len(item_ids) < schema.MIN_EVAL_INTERACTIONS:
-        yield "train", schema.encode(user, item_ids)
+        yield "train", schema.encode(user, item_ids, events=events)
         return
-    yield "train", schema.encode(user, item_ids[:-2])
-    yield "valid", schema.encode(user, item_ids[:-2], target=item_ids[-2])
-    yield "test", schema.encode(user, item_ids[:-1], target=item_ids[-1])
+    yield "train", schema.encode(user, item_ids[:-2], events=_head(events, -2))
+    yield "valid", schema.encode(user, item_ids[:-2], target=item_ids[-2], events=_head(events, -2))
+    yield "test", schema.encode(user, item_ids[:-1], target=item_ids[-1], events=_head(events, -1))
 
 
 def user_fraction(user: str, seed: int) -> float:
@@ -161,21 +196,24 @@ class SplitSpec:
             return "valid"
         return "train"
 
-    def records(self, user: str, item_ids: list[int]) -> tuple[list[tuple[str, bytes]], tuple[int, ...], bool]:
-        """``(records, held_out, short)`` of one user.
+    def records(
+        self, user: str, item_ids: list[int], events: Mapping[str, list[int]] | None = None
+    ) -> tuple[list[tuple[str, bytes]], tuple[int, ...], bool]:
+        """``(records, held_out, short)`` of one user (``events``: per-event columns aligned with ``item_ids``).
 
         ``records`` are ``(split, serialized SequenceExample)`` pairs;
         ``held_out`` the item indices that are not in the user's training
         record (they are left out of the training counts); ``short``: the user
         has too few items to be evaluated and is trained on only.
         """
+        events = events or {}
         if self.mode == LEAVE_ONE_OUT:
             short = len(item_ids) < schema.MIN_EVAL_INTERACTIONS
-            return list(split_records(user, item_ids)), (() if short else tuple(item_ids[-2:])), short
+            return list(split_records(user, item_ids, events)), (() if short else tuple(item_ids[-2:])), short
         split = self.assign(user)
         if split == "train" or len(item_ids) < MIN_USER_SPLIT_ITEMS:
-            return [("train", schema.encode(user, item_ids))], (), split != "train"
-        record = schema.encode(user, item_ids[:-1], target=item_ids[-1])
+            return [("train", schema.encode(user, item_ids, events=events))], (), split != "train"
+        record = schema.encode(user, item_ids[:-1], target=item_ids[-1], events=_head(events, -1))
         return [(split, record)], tuple(item_ids), False
 
 
@@ -215,18 +253,18 @@ def _user_vocab_text(users: list[str]) -> str:
 
 
 class ReadUserChunks(beam.DoFn):
-    """A ``fileio.ReadableFile`` of Interaction TSV rows -> ``(user, [events])`` chunks.
+    """The path of an Interaction TSV file -> ``(user, [events])`` chunks.
 
     Parsing in the read step and grouping each file's rows by user before the
     shuffle (``CHUNK_EVENTS`` rows at a time, so memory stays bounded) turns a
-    million single-event elements into a few per user.
+    million single-event elements into a few per user. The file is opened
+    through Beam FileSystems (decompressed by its extension).
     """
 
-    def process(self, readable: fileio.ReadableFile) -> Iterator[tuple[str, list[Event]]]:
-        path = readable.metadata.path
+    def process(self, path: str) -> Iterator[tuple[str, list[Event]]]:
         chunk: dict[str, list[Event]] = collections.defaultdict(list)
         size = 0
-        with readable.open() as f:
+        with FileSystems.open(path) as f:
             for number, raw in enumerate(iter(f.readline, b""), start=1):
                 try:
                     text = raw.decode("utf-8").rstrip("\r\n")
@@ -274,7 +312,7 @@ class OrderUserEvents(beam.DoFn):
 
 
 class KCoreFilter(beam.DoFn):
-    """One k-core round over users, with the round's item counts as a side input."""
+    """One k-core round over users: ``process(user, item counts at the start of the round)``."""
 
     def __init__(self, min_user: int, min_item: int):
         super().__init__()
@@ -300,8 +338,7 @@ class ItemCountsFn(beam.CombineFn):
         return acc
 
     def merge_accumulators(self, accs: Iterable[collections.Counter]) -> collections.Counter:
-        accs = iter(accs)
-        merged = next(accs)
+        merged: collections.Counter = collections.Counter()  # a new one: a runner may share accumulators
         for acc in accs:
             merged.update(acc)
         return merged
@@ -316,17 +353,18 @@ class MakeRecords(beam.DoFn):
     The summary row is ``(events, held_out, short)`` (see :meth:`SplitSpec.records`):
     the training split's item counts are all counts minus the held-out items
     (leave-one-out: the valid and test targets; user split: every item of a
-    valid or test user).
+    valid or test user). ``event_columns`` (``tfseq.data.schema.EVENT_COLUMNS``
+    names) are written beside ``item_ids``.
     """
 
-    def __init__(self, split: SplitSpec = SplitSpec()):
+    def __init__(self, split: SplitSpec = SplitSpec(), event_columns: tuple[str, ...] = ()):
         super().__init__()
-        self.split = split
+        self.split, self.event_columns = split, tuple(event_columns)
 
     def process(self, user_events: UserEvents, index: dict[str, int]) -> Iterator[Any]:
         user, events = user_events
         item_ids = [index[e[ITEM]] for e in events]
-        records, held_out, short = self.split.records(user, item_ids)
+        records, held_out, short = self.split.records(user, item_ids, event_ids(events, self.event_columns))
         for split, record in records:
             yield beam.pvalue.TaggedOutput(split, record)
         yield beam.pvalue.TaggedOutput(SUMMARY, (len(item_ids), held_out, short))
@@ -361,11 +399,19 @@ class SummaryFn(beam.CombineFn):
         return acc
 
 
-def dataset_summary(
-    _: None, users: dict[str, Any], item_counts: dict[str, int], index: dict[str, int],
-    records: dict[str, int], dropped: dict[str, int],
-) -> dict[str, Any]:
-    """The build pipeline's one-element result, from which the driver writes metadata and stats."""
+def dataset_summary(parts: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """The build pipeline's one-element result, from which the driver writes metadata and stats.
+
+    Args:
+      parts: :class:`Gather`'s dict: ``summary`` (SummaryFn's output), ``item_counts``
+        and ``index`` (one dict each; all three absent without users),
+        ``records`` (``(split, records)`` pairs), ``dropped`` (``(reason, rows)``
+        pairs); the written files' parts only make the writes run first.
+    """
+    users = parts[SUMMARY][0] if parts[SUMMARY] else SummaryFn().create_accumulator()
+    item_counts = parts[ITEM_COUNTS][0] if parts[ITEM_COUNTS] else {}  # none without users
+    index = parts[INDEX][0] if parts[INDEX] else {}
+    records, dropped = dict(parts[RECORDS]), dict(parts[DROPPED])
     train_counts = [0] * (len(index) + 1)
     for raw, count in item_counts.items():
         train_counts[index[raw]] = count
@@ -383,9 +429,16 @@ def dataset_summary(
     }
 
 
-def round_report(_: None, dropped: dict[str, int], violations: int, users: int) -> dict[str, Any]:
-    """A k-core round's one-element result: drops, and what still breaks the thresholds afterwards."""
-    return {"dropped": dropped, "violations": violations, "users": users}
+def round_report(parts: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """A k-core round's one-element result: drops, and what still breaks the thresholds afterwards.
+
+    Args:
+      parts: :class:`Gather`'s dict: ``dropped`` (``(reason, rows)`` pairs),
+        ``violations`` (one int, none without users) and ``written`` (the kept users' files as
+        ``(path, users)`` pairs).
+    """
+    return {"dropped": dict(parts[DROPPED]), "violations": sum(parts[VIOLATIONS]),
+            "users": sum(count for _, count in parts[WRITTEN])}
 
 
 def count_violations(counts: dict[str, int], min_item: int) -> int:
@@ -396,11 +449,167 @@ def _short_user(user_events: UserEvents, min_user: int) -> int:
     return int(len(user_events[1]) < min_user)
 
 
-# ----------------------------------------------------------------------------- PTransforms
+# ----------------------------------------------------------------------------- portable blocks
+
+SELECTED = "main"  # ParDoOutputs' tag of a DoFn's untagged outputs
+ITEM_COUNTS, INDEX, RECORDS, VIOLATIONS, WRITTEN = "item_counts", "index", "records", "violations", "written"
 
 
-class ReadInteractions(beam.PTransform):
-    """ExampleGen's TSV shards matching ``pattern`` -> ``(user, [events])`` chunks (not yet merged)."""
+def match_files(pattern: str) -> list[str]:
+    """The files matching ``pattern`` (Beam FileSystems), sorted; listed on the driver."""
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def shard_of(data: bytes, num_shards: int) -> int:
+    """The shard an encoded element goes to: its CRC-32 modulo ``num_shards`` (the same in every process)."""
+    return zlib.crc32(data) % num_shards
+
+
+class _TagOutputs(beam.DoFn):
+    """Runs ``fn.process`` and emits ``(tag, value)``: ``SELECTED`` for untagged outputs.
+
+    ``joined``: the elements are ``(element, singleton)`` pairs (:class:`JoinSingleton`)
+    and ``fn.process(element, singleton)`` runs.
+    """
+
+    def __init__(self, fn: beam.DoFn, joined: bool):
+        super().__init__()
+        self.fn, self.joined = fn, joined
+
+    def process(self, element):  # unannotated: Beam would check the hints against the elements
+        outputs = self.fn.process(*element) if self.joined else self.fn.process(element)
+        for out in outputs:
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield out.tag, out.value
+            else:
+                yield SELECTED, out
+
+
+def _select(tagged: tuple[str, Any], tag: str) -> Iterator[Any]:
+    if tagged[0] == tag:
+        yield tagged[1]
+
+
+JOIN_KEYS = 16  # JoinSingleton's groups: the singleton is copied to each
+
+
+def _join_key(element: tuple[str, Any], keys: int) -> tuple[int, tuple[bool, Any]]:
+    return shard_of(element[0].encode("utf-8"), keys), (False, element)
+
+
+def _to_every_key(value: Any, keys: int) -> Iterator[tuple[int, tuple[bool, Any]]]:
+    for key in range(keys):
+        yield key, (True, value)
+
+
+def _pair_with_singleton(grouped: tuple[int, Iterable[tuple[bool, Any]]]) -> Iterator[tuple[Any, Any]]:
+    values = list(grouped[1])
+    singletons = [value for is_singleton, value in values if is_singleton]
+    elements = [value for is_singleton, value in values if not is_singleton]
+    if elements and len(singletons) != 1:
+        raise ValueError(f"JoinSingleton needs exactly one singleton element, got {len(singletons)}")
+    for element in elements:
+        yield element, singletons[0]
+
+
+class JoinSingleton(beam.PTransform):
+    """``(keyed elements, a one-element PCollection)`` -> ``(element, singleton)`` pairs.
+
+    What ``beam.pvalue.AsSingleton`` does, built from a GroupByKey: elements
+    (``(str key, ...)`` tuples) go to ``JOIN_KEYS`` groups by their key's
+    CRC-32 and the singleton to every group. Side inputs are not used because
+    Beam's DaskRunner evaluates them apart from the pipeline, and its bundles
+    then repeat outputs.
+    """
+
+    def __init__(self, keys: int = JOIN_KEYS):
+        super().__init__()
+        self.keys = keys
+
+    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
+        elements, singleton = inputs
+        return (
+            (
+                elements | "KeyElements" >> beam.Map(_join_key, self.keys),
+                singleton | "ToEveryKey" >> beam.FlatMap(_to_every_key, self.keys),
+            )
+            | "FlattenJoin" >> beam.Flatten()
+            | "GroupJoin" >> beam.GroupByKey()
+            | "Pair" >> beam.FlatMap(_pair_with_singleton)
+        )
+
+
+class ParDoOutputs(beam.PTransform):
+    """``ParDo(fn).with_outputs(*tags, main=main)`` as a dict ``{tag: PCollection}``.
+
+    ``fn`` yields plain values (the ``main`` output; ``None``: it yields none)
+    and ``TaggedOutput`` s; they travel tagged in one PCollection and one
+    FlatMap per tag selects them, so every consumer sees its own output on
+    every runner (Beam's DaskRunner hands each consumer all outputs mixed).
+    With ``singleton`` (a one-element PCollection), ``fn.process(element,
+    singleton's element)`` runs through :class:`JoinSingleton`, for keyed
+    elements. Only ``fn.process`` runs (no setup or bundle methods).
+    """
+
+    def __init__(self, fn: beam.DoFn, *, tags: Sequence[str], main: str | None = None,
+                 singleton: beam.PCollection | None = None):
+        super().__init__()
+        self.fn, self.tags, self.main, self.singleton = fn, tuple(tags), main, singleton
+
+    def expand(self, pcoll: beam.PCollection) -> dict[str, beam.PCollection]:
+        if self.singleton is not None:
+            pcoll = (pcoll, self.singleton) | "Join" >> JoinSingleton()
+        tagged = pcoll | "Tag" >> beam.ParDo(_TagOutputs(self.fn, self.singleton is not None))
+        outputs = {}
+        if self.main is not None:
+            outputs[self.main] = tagged | f"Select[{self.main}]" >> beam.FlatMap(_select, SELECTED)
+        for tag in self.tags:
+            outputs[tag] = tagged | f"Select[{tag}]" >> beam.FlatMap(_select, tag)
+        return outputs
+
+
+def _under(value: Any, name: str) -> tuple[None, tuple[str, Any]]:
+    return None, (name, value)
+
+
+def _parts(grouped: tuple[None, Iterable[tuple[str, Any] | None]], names: tuple[str, ...]) -> dict[str, list[Any]]:
+    parts: dict[str, list[Any]] = {name: [] for name in names}
+    for part in grouped[1]:
+        if part is not None:
+            parts[part[0]].append(part[1])
+    return parts
+
+
+class Gather(beam.PTransform):
+    """``{name: PCollection}`` -> one ``{name: [its elements]}`` dict (lists in no particular order).
+
+    A GroupByKey on one key, so every part is a main input of the result: a
+    runner that computes only what the pipeline's last step depends on (Beam's
+    DaskRunner) still runs each branch, writes included, before the result.
+    Parts should be small (counts, summaries, written files).
+    """
+
+    def expand(self, parts: Mapping[str, beam.PCollection]) -> beam.PCollection:
+        names = tuple(sorted(parts))
+        pipeline = next(iter(parts.values())).pipeline
+        tagged = [pipeline | "Seed" >> beam.Create([(None, None)])]  # the result exists when all parts are empty
+        tagged += [parts[name] | f"Tag[{name}]" >> beam.Map(_under, name) for name in names]
+        return (
+            tagged
+            | "FlattenParts" >> beam.Flatten()
+            | "GroupParts" >> beam.GroupByKey()
+            | "ToDict" >> beam.Map(_parts, names)
+        )
+
+
+def _read_lines(path: str) -> Iterator[str]:
+    with FileSystems.open(path) as f:
+        for raw in iter(f.readline, b""):
+            yield raw.decode("utf-8").rstrip("\r\n")
+
+
+class ReadLines(beam.PTransform):
+    """The lines (without line endings) of the files matching ``pattern``, listed on the driver."""
 
     def __init__(self, pattern: str):
         super().__init__()
@@ -409,8 +618,100 @@ class ReadInteractions(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
-            | "MatchFiles" >> fileio.MatchFiles(self.pattern)
-            | "ReadMatches" >> fileio.ReadMatches()
+            | "ListFiles" >> beam.Create(match_files(self.pattern))
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadLines" >> beam.FlatMap(_read_lines)
+        )
+
+
+def _keyed_by_shard(element: str | bytes, num_shards: int) -> tuple[int, bytes]:
+    data = element.encode("utf-8") if isinstance(element, str) else element
+    return shard_of(data, num_shards), data
+
+
+class _WriteShard(beam.DoFn):
+    """``(shard, [encoded elements])`` -> the shard's file, sorted; yields ``(path, elements)``."""
+
+    def __init__(self, path_of: Any, tfrecord: bool, compression: str):
+        super().__init__()
+        self.path_of, self.tfrecord, self.compression = path_of, tfrecord, compression
+
+    def process(self, grouped: tuple[int, Iterable[bytes | None]]) -> Iterator[tuple[str, int]]:
+        shard, values = grouped
+        data = sorted(v for v in values if v is not None)
+        path = self.path_of(shard)
+        folder, name = FileSystems.split(path)
+        temporary = FileSystems.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+        with FileSystems.create(temporary, compression_type=self.compression) as f:
+            for value in data:
+                if self.tfrecord:
+                    _TFRecordUtil.write_record(f, value)
+                else:
+                    f.write(value + b"\n")
+        FileSystems.rename([temporary], [path])  # a retried bundle never leaves half a file
+        yield path, len(data)
+
+
+class _ShardPath:
+    """``shard -> <prefix>-SSSSS-of-NNNNN<suffix>``, or ``prefix`` itself for a single exact file."""
+
+    def __init__(self, prefix: str, suffix: str, num_shards: int, exact: bool):
+        self.prefix, self.suffix, self.num_shards, self.exact = prefix, suffix, num_shards, exact
+
+    def __call__(self, shard: int) -> str:
+        if self.exact:
+            return self.prefix + self.suffix
+        return f"{self.prefix}-{shard:05d}-of-{self.num_shards:05d}{self.suffix}"
+
+
+class WriteFiles(beam.PTransform):
+    """Lines (``str``) or records (``bytes``, ``tfrecord=True``) -> ``num_shards`` files; yields ``(path, elements)``.
+
+    Files are ``<prefix>-SSSSS-of-NNNNN<suffix>`` (Beam's default names), or
+    with ``exact`` one file at ``prefix + suffix``. Each element goes to the
+    shard its CRC-32 picks and each shard is written sorted, so the files are
+    the same bytes on every runner; every shard is written, empty or not. A
+    shard is written under a hidden temporary name beside it, then renamed.
+    Text lines end in ``\\n``; records are TFRecord-framed as Beam's
+    ``WriteToTFRecord`` frames them; ``compression`` is a Beam ``CompressionTypes``.
+    """
+
+    def __init__(self, prefix: str, suffix: str = "", num_shards: int = 1, *, exact: bool = False,
+                 tfrecord: bool = False, compression: str = CompressionTypes.UNCOMPRESSED):
+        super().__init__()
+        if exact and num_shards != 1:
+            raise ValueError(f"an exact file name is one shard, got num_shards={num_shards}")
+        self.path_of = _ShardPath(prefix, suffix, num_shards, exact)
+        self.num_shards, self.tfrecord, self.compression = num_shards, tfrecord, compression
+
+    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
+        every = pcoll.pipeline | "EveryShard" >> beam.Create([(s, None) for s in range(self.num_shards)])
+        keyed = pcoll | "KeyByShard" >> beam.Map(_keyed_by_shard, self.num_shards)
+        return (
+            (keyed, every)
+            | "AllShards" >> beam.Flatten()
+            | "GroupShards" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShard(self.path_of, self.tfrecord, self.compression))
+        )
+
+
+# ----------------------------------------------------------------------------- PTransforms
+
+
+class ReadInteractions(beam.PTransform):
+    """ExampleGen's TSV shards matching ``pattern`` -> ``(user, [events])`` chunks (not yet merged).
+
+    The shards are listed on the driver when the pipeline is built.
+    """
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = pattern
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "ListFiles" >> beam.Create(match_files(self.pattern))
             | "SpreadFiles" >> beam.Reshuffle()
             | "ParseAndChunk" >> beam.ParDo(ReadUserChunks())
         )
@@ -427,18 +728,16 @@ class GroupUserEvents(beam.PTransform):
         out = (
             chunks
             | "GroupByUser" >> beam.GroupByKey()
-            | "Order" >> beam.ParDo(OrderUserEvents(self.dedupe, self.min_rating)).with_outputs(
-                DROPPED, main="users"
-            )
+            | "Order" >> ParDoOutputs(OrderUserEvents(self.dedupe, self.min_rating), tags=[DROPPED], main="users")
         )
-        return out.users, out[DROPPED]
+        return out["users"], out[DROPPED]
 
 
 class CountItems(beam.PTransform):
-    """Users -> one ``{raw item: events}`` dict."""
+    """Users -> one ``{raw item: events}`` dict (none when there are no users)."""
 
     def expand(self, users: beam.PCollection) -> beam.PCollection:
-        return users | "CountItems" >> beam.CombineGlobally(ItemCountsFn())
+        return users | "CountItems" >> beam.CombineGlobally(ItemCountsFn()).without_defaults()
 
 
 class KCoreRound(beam.PTransform):
@@ -455,10 +754,10 @@ class KCoreRound(beam.PTransform):
 
     def expand(self, users: beam.PCollection) -> tuple[beam.PCollection, ...]:
         counts = users | "CountBefore" >> CountItems()
-        out = users | "Filter" >> beam.ParDo(
-            KCoreFilter(self.min_user, self.min_item), beam.pvalue.AsSingleton(counts)
-        ).with_outputs(DROPPED, main="users")
-        kept = out.users
+        out = users | "Filter" >> ParDoOutputs(
+            KCoreFilter(self.min_user, self.min_item), tags=[DROPPED], main="users", singleton=counts
+        )
+        kept = out["users"]
         item_violations = (
             kept
             | "CountAfter" >> CountItems()
@@ -467,12 +766,12 @@ class KCoreRound(beam.PTransform):
         user_violations = (
             kept
             | "ShortUsers" >> beam.Map(_short_user, self.min_user)
-            | "SumShortUsers" >> beam.CombineGlobally(sum)
+            | "SumShortUsers" >> beam.CombineGlobally(sum).without_defaults()
         )
         violations = (
             (item_violations, user_violations)
             | "Violations" >> beam.Flatten()
-            | "SumViolations" >> beam.CombineGlobally(sum)
+            | "SumViolations" >> beam.CombineGlobally(sum).without_defaults()
         )
         return kept, out[DROPPED], violations
 
@@ -485,17 +784,17 @@ class SumDropped(beam.PTransform):
 
 
 class WriteUserSequences(beam.PTransform):
-    """Users -> JSON lines ``<prefix>-SSSSS-of-NNNNN.jsonl`` (k-core intermediates)."""
+    """Users -> JSON lines ``<prefix>-SSSSS-of-NNNNN.jsonl`` (k-core intermediates); yields ``(path, users)``."""
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, num_shards: int = 4):
         super().__init__()
-        self.prefix = prefix
+        self.prefix, self.num_shards = prefix, num_shards
 
-    def expand(self, users: beam.PCollection) -> beam.pvalue.PDone:
+    def expand(self, users: beam.PCollection) -> beam.PCollection:
         return (
             users
             | "ToJson" >> beam.Map(user_line)
-            | "WriteUsers" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl")
+            | "WriteUsers" >> WriteFiles(self.prefix, ".jsonl", self.num_shards)
         )
 
 
@@ -509,93 +808,93 @@ class ReadUserSequences(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
-            | "ReadUsers" >> beam.io.ReadFromText(self.pattern)
+            | "ReadUsers" >> ReadLines(self.pattern)
             | "FromJson" >> beam.Map(parse_user_line)
         )
 
 
 class WriteSingleText(beam.PTransform):
-    """One string element -> one file at exactly ``path``."""
+    """One string element -> one file at exactly ``path``; yields ``(path, 1)``."""
 
     def __init__(self, path: str):
         super().__init__()
         self.path = path
 
-    def expand(self, text: beam.PCollection) -> beam.pvalue.PDone:
-        return text | "WriteText" >> beam.io.WriteToText(self.path, shard_name_template="", num_shards=1)
+    def expand(self, text: beam.PCollection) -> beam.PCollection:
+        return text | "WriteText" >> WriteFiles(self.path, exact=True)
 
 
 class WriteJson(beam.PTransform):
-    """One JSON-serializable element -> one file at exactly ``path``."""
+    """One JSON-serializable element -> one file at exactly ``path``; yields ``(path, 1)``."""
 
     def __init__(self, path: str):
         super().__init__()
         self.path = path
 
-    def expand(self, value: beam.PCollection) -> beam.pvalue.PDone:
+    def expand(self, value: beam.PCollection) -> beam.PCollection:
         return value | "ToJson" >> beam.Map(json.dumps, sort_keys=True) | "Write" >> WriteSingleText(self.path)
 
 
 class BuildVocabularies(beam.PTransform):
-    """Users -> ``(item counts, item index)`` singletons; writes item_vocab.txt and user_vocab.txt."""
+    """Users -> ``(item counts, item index, written)``: two singletons and the vocabulary files' ``(path, 1)``.
+
+    Writes item_vocab.txt and user_vocab.txt.
+    """
 
     def __init__(self, output_dir: str):
         super().__init__()
         self.output_dir = output_dir
 
-    def expand(self, users: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, users: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection, beam.PCollection]:
         counts = users | "CountItems" >> CountItems()
         items = counts | "OrderItems" >> beam.Map(order_vocabulary)
         index = items | "IndexItems" >> beam.Map(vocabulary_index)
-        _ = (
+        item_vocab = (
             items
             | "ItemVocabText" >> beam.Map(_vocab_text)
             | "WriteItemVocab" >> WriteSingleText(join(self.output_dir, vocab.ITEM_VOCAB))
         )
-        _ = (
+        user_vocab = (
             users
             | "Users" >> beam.Keys()
-            | "CollectUsers" >> beam.combiners.ToList()
+            | "CollectUsers" >> beam.CombineGlobally(beam.combiners.ToListCombineFn()).without_defaults()
             | "UserVocabText" >> beam.Map(_user_vocab_text)
             | "WriteUserVocab" >> WriteSingleText(join(self.output_dir, vocab.USER_VOCAB))
         )
-        return counts, index
+        return counts, index, (item_vocab, user_vocab) | "VocabFiles" >> beam.Flatten()
 
 
 class WriteSplits(beam.PTransform):
     """Users + item index -> ``<dir>/{train,valid,test}/part-SSSSS-of-NNNNN.tfrecord[.gz]``.
 
-    Returns ``(records per split, summary rows)``: ``(split, records)`` pairs
-    and MakeRecords' per-user ``(events, held_out, short)`` rows.
+    Returns ``(records per split, summary rows)``: ``(split, records)`` pairs,
+    counted from the written files, and MakeRecords' per-user
+    ``(events, held_out, short)`` rows.
     """
 
-    def __init__(self, output_dir: str, num_shards: int, compression: str, split: SplitSpec = SplitSpec()):
+    def __init__(self, output_dir: str, num_shards: int, compression: str, split: SplitSpec = SplitSpec(),
+                 event_columns: tuple[str, ...] = ()):
         super().__init__()
         self.output_dir, self.num_shards, self.compression = output_dir, num_shards, compression
-        self.split = split
+        self.split, self.event_columns = split, tuple(event_columns)
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> tuple[beam.PCollection, ...]:
         users, index = inputs
         _, compression, suffix = COMPRESSIONS[self.compression]
-        make_records = MakeRecords(self.split)
-        records = users | "Records" >> beam.ParDo(make_records, beam.pvalue.AsSingleton(index)).with_outputs(
-            *schema.SPLITS, SUMMARY
-        )
+        make_records = MakeRecords(self.split, self.event_columns)
+        records = users | "Records" >> ParDoOutputs(make_records, tags=(*schema.SPLITS, SUMMARY), singleton=index)
         counts = []
         for split in schema.SPLITS:
             name = split.title()
-            _ = records[split] | f"Write{name}" >> beam.io.WriteToTFRecord(
-                join(self.output_dir, split, "part"),
-                file_name_suffix=suffix,
-                num_shards=self.num_shards,
-                compression_type=compression,
-            )
             counts.append(
                 records[split]
-                | f"Count{name}" >> beam.combiners.Count.Globally()
-                | f"Key{name}" >> beam.Map(_keyed, split)
+                | f"Write{name}" >> WriteFiles(
+                    join(self.output_dir, split, "part"), suffix, self.num_shards, tfrecord=True,
+                    compression=compression,
+                )
+                | f"Key{name}" >> beam.Map(lambda written, split: (split, written[1]), split)
             )
-        return counts | "RecordCounts" >> beam.Flatten(), records[SUMMARY]
+        return counts | "FlattenCounts" >> beam.Flatten() | "RecordCounts" >> beam.CombinePerKey(sum), records[SUMMARY]
 
 
 class BuildDataset(beam.PTransform):
@@ -605,24 +904,19 @@ class BuildDataset(beam.PTransform):
     metadata.json and stats.json; everything row-level stays in the pipeline.
     """
 
-    def __init__(self, output_dir: str, num_shards: int, compression: str, split: SplitSpec = SplitSpec()):
+    def __init__(self, output_dir: str, num_shards: int, compression: str, split: SplitSpec = SplitSpec(),
+                 event_columns: tuple[str, ...] = ()):
         super().__init__()
         self.output_dir, self.num_shards, self.compression = output_dir, num_shards, compression
-        self.split = split
+        self.split, self.event_columns = split, tuple(event_columns)
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         users, dropped = inputs
-        counts, index = users | "Vocabularies" >> BuildVocabularies(self.output_dir)
+        counts, index, vocab_files = users | "Vocabularies" >> BuildVocabularies(self.output_dir)
         records, rows = (users, index) | "Splits" >> WriteSplits(
-            self.output_dir, self.num_shards, self.compression, self.split
+            self.output_dir, self.num_shards, self.compression, self.split, self.event_columns
         )
-        summary = rows | "Summarize" >> beam.CombineGlobally(SummaryFn())
-        AsSingleton, AsDict = beam.pvalue.AsSingleton, beam.pvalue.AsDict
-        return (
-            users.pipeline
-            | "One" >> beam.Create([None])
-            | "Summary" >> beam.Map(
-                dataset_summary, AsSingleton(summary), AsSingleton(counts), AsSingleton(index),
-                AsDict(records), AsDict(dropped),
-            )
-        )
+        summary = rows | "Summarize" >> beam.CombineGlobally(SummaryFn()).without_defaults()
+        parts = {SUMMARY: summary, ITEM_COUNTS: counts, INDEX: index, RECORDS: records, DROPPED: dropped,
+                 WRITTEN: vocab_files}
+        return parts | "Gather" >> Gather() | "Summary" >> beam.Map(dataset_summary)

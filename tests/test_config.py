@@ -25,7 +25,7 @@ def test_from_dict_coerces_cli_strings_and_round_trips():
 def test_from_dict_names_field_with_bad_value():
     with pytest.raises(ConfigError, match=r"TrainConfig\.epochs"):
         from_dict(TrainConfig, {"epochs": "many"})
-    with pytest.raises(ConfigError, match=r"TrainConfig\.batch_size must be >= 1"):
+    with pytest.raises(ConfigError, match=r"TrainConfig\.batch_size must be in 1\.\."):
         TrainConfig(batch_size=0)
 
 

@@ -31,6 +31,10 @@ def quiet_startup(verbose: bool = False, beam: bool = True) -> None:
         return
     if tfseq.USER_TF_LOG_LEVEL is None:  # also oneDNN's int64 notices during training, logged as errors
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # A local Dask cluster (--runner=DaskRunner) logs every scheduler and worker event at INFO; its
+    # workers are new processes, so the level travels in Dask's own environment variable.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)

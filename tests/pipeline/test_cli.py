@@ -261,3 +261,10 @@ def test_an_unknown_key_is_echoed_cut_short():
 def test_numeric_settings_have_ranges_checked_up_front(setting, value):
     with pytest.raises(ConfigError, match=setting):
         cli.build_configs({setting: value})
+
+
+def test_dask_runner_short_names_become_the_class_beam_needs():
+    assert cli.runner_aliases(["--runner=DaskRunner", "--dask_npartitions=2"]) == [
+        f"--runner={cli.DASK_RUNNER}", "--dask_npartitions=2"]
+    assert cli.runner_aliases(["--runner", "dask"]) == ["--runner", cli.DASK_RUNNER]
+    cli.check_runner("DaskRunner")  # accepted, not "unknown Beam runner"

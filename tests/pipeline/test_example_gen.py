@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from pipeline.example_gen import (
     read_records,
     run_example_gen,
 )
+from pipeline.transforms import WRITTEN
 from tfseq.config import ConfigError
 from tfseq.data import formats
 from tfseq.data.formats import DataError, Interaction, Malformed
@@ -151,7 +153,7 @@ def test_malformed_summary_does_not_depend_on_how_rows_are_split():
     assert fn.extract_output(fn.create_accumulator()) == {}
 
 
-def test_summarize_builds_stats_json_from_the_three_outputs():
+def test_summarize_builds_stats_json_from_the_written_shards_malformed_rows_and_files():
     config = ExampleGenConfig(input="logs", input_format="pairs")
     files = [
         FileStats(1, "b.txt", 6, 3, 3, "b.txt:1: wrong_field_count"),
@@ -159,7 +161,8 @@ def test_summarize_builds_stats_json_from_the_three_outputs():
     ]
     with test_pipeline.TestPipeline() as p:
         parts = {
-            ROWS: p | "Rows" >> beam.Create([Interaction("u", str(i), float(i)) for i in range(7)]),
+            WRITTEN: p | "Written" >> beam.Create([("interactions-00000-of-00002.tsv", 3),
+                                                   ("interactions-00001-of-00002.tsv", 4)]),
             MALFORMED: p | "Bad" >> beam.Create(MALFORMED_ROWS),
             FILES: p | "Files" >> beam.Create(files),
         }
@@ -168,7 +171,7 @@ def test_summarize_builds_stats_json_from_the_three_outputs():
             "input_format": "pairs",
             "input": ["a.txt", "b.txt"],
             "rows_read": 18,  # 12 + 6
-            "interactions": 7,
+            "interactions": 7,  # 3 + 4 written
             "malformed_rows": 12,  # 1 + 3 + 1 + 7
             "malformed": MALFORMED_SUMMARY,
             "files": [  # in source order
@@ -253,8 +256,18 @@ def two_logs(tmp_path) -> Path:
 def test_stage_counts_every_malformed_reason_with_file_and_line(two_logs, tmp_path):
     out = tmp_path / "out"
     config = ExampleGenConfig(input=str(two_logs), input_format="recbole", example_gen_shards=2)
-    stats = run_example_gen(config, str(out), options())
+    console = io.StringIO()
+    stats = run_example_gen(config, str(out), options(), log=console)
     a, b = str(two_logs / "a.inter"), str(two_logs / "b.inter")
+    # Issue 22.7: skipped rows are on the console, not only in stats.json: a line per reason, most first.
+    assert console.getvalue().splitlines() == [  # ties by reason key
+        f"[ExampleGen] skipped 6 malformed row(s): {formats.WRONG_FIELD_COUNT} (first at {a}:9)",
+        f"[ExampleGen] skipped 1 malformed row(s): {formats.EMPTY_ID} (first at {b}:7)",
+        f"[ExampleGen] skipped 1 malformed row(s): {formats.BAD_ID} (first at {b}:8)",
+        f"[ExampleGen] skipped 1 malformed row(s): {formats.BAD_RATING} (first at {b}:6)",
+        f"[ExampleGen] skipped 1 malformed row(s): {formats.BAD_TIMESTAMP} (first at {a}:12)",
+        f"[ExampleGen] skipped 1 malformed row(s): {formats.NOT_UTF8} (first at {b}:9)",
+    ]
     assert stats["malformed"] == {
         formats.WRONG_FIELD_COUNT: {
             "count": 6, "examples": [f"{a}:9", f"{a}:10", f"{a}:11", f"{b}:3", f"{b}:4"]
@@ -423,8 +436,27 @@ BAD_INPUTS = {
     "u.data read as sequence": case(
         {"u.data": "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"},
         "{tmp}/u.data", "sequence",
-        r"u\.data: its first 3 lines are all 'user item rating timestamp' .*a MovieLens ratings log, "
-        r"not a sequence file; use --input_format movielens$"),
+        r"u\.data:1: its first 3 lines are all 'user item rating timestamp' .*a MovieLens ratings log, "
+        r"not a sequence file; use --input_format movielens .*--check_format false reads it as it is$"),
+    # Issue 23.4: 100,000 such rows were 300,000 "interactions", exit code 0.
+    "millisecond ratings log read as sequence": case(
+        {"ratings.txt": "".join(f"{u} {100 + u} 4 {1600000000000 + u}\n" for u in range(30))},
+        "{tmp}/ratings.txt", "sequence",
+        r"ratings\.txt:1: its first 30 lines are all 'user item rating timestamp' \('0 100 4 1600000000000', "
+        r"a timestamp '1600000000000'\), a ratings log, not a sequence file"),
+    "ratings log with a header read as sequence": case(
+        {"ratings.txt": "user item rating timestamp\n1 5 3 881250949\n2 7 3 891717742\n"},
+        "{tmp}/ratings.txt", "sequence",
+        r"ratings\.txt:1: a header row \('user item rating timestamp': column names user, item, rating, "
+        r"timestamp\), not sequence data"),
+    "pairs with a header": case(
+        {"pairs.txt": "user_id item_id\nu1 i1\nu1 i2\n"}, "{tmp}/pairs.txt", "pairs",
+        r"pairs\.txt:1: a header row .*not pairs data"),
+    # Issue 22.8: a timestamp spelled neither as a number nor as ISO 8601 names --time_format.
+    "dates in another spelling": case(
+        {"log.csv": "user_id,item_id,timestamp\nu,i,04/12/1997\nu,j,05/12/1997\n"}, "{tmp}/log.csv", "csv",
+        r"log\.csv:2: non_numeric_timestamp \('04/12/1997'\); not a csv file: .*"
+        r"timestamps are numbers or ISO 8601 dates unless --time_format names their format$"),
 }
 
 
@@ -491,11 +523,45 @@ def test_genuine_sequence_and_ratings_files_pass_the_driver_checks(tmp_path):
     assert example_gen.check_input(ExampleGenConfig(input=gz, input_format="sequence")) == [gz]
 
 
+def test_check_format_false_reads_a_suspicious_sequence_file_as_it_is(tmp_path):
+    path = write(tmp_path / "triples.txt", "".join(f"{u} {u + 1} 2.5\n" for u in range(10)))
+    with pytest.raises(DataError, match=r"triples\.txt:1: .*a decimal number '2\.5'"):
+        example_gen.check_input(ExampleGenConfig(input=path, input_format="sequence"))
+    assert example_gen.check_input(ExampleGenConfig(input=path, input_format="sequence", check_format=False)) == [path]
+
+
+def test_iso_dates_pass_the_driver_checks_and_time_format_reads_others(tmp_path):
+    iso = write(tmp_path / "iso.csv", "user_id,item_id,timestamp\nu,i,1997-12-04 15:55:49\nu,j,1997-12-04T16:00:00Z\n")
+    assert example_gen.check_input(ExampleGenConfig(input=iso, input_format="csv")) == [iso]
+    day_first = write(tmp_path / "dmy.csv", "user_id,item_id,timestamp\nu,i,04/12/1997\n")
+    config = ExampleGenConfig(input=day_first, input_format="csv", time_format="%d/%m/%Y")
+    assert example_gen.check_input(config) == [day_first]
+    (row,) = read_records(config, 0, day_first)
+    assert row.timestamp == 881193600.0  # 1997-12-04 00:00 UTC
+    with pytest.raises(ConfigError, match="--time_format is a strptime format"):
+        ExampleGenConfig(time_format="dd/mm/yyyy")
+
+
+def test_a_recbole_dataset_folder_is_its_inter_file(tmp_path):
+    # Issue 22.8: --input ml-100k/ read ml-100k.item and ml-100k.user as interactions too.
+    folder = tmp_path / "ml-tiny"
+    inter = write(folder / "ml-tiny.inter", RECBOLE_HEADER + "u\ti\t1\t1\n")
+    write(folder / "ml-tiny.item", "item_id:token\tclass:token_seq\ni\tA\n")
+    write(folder / "ml-tiny.user", "user_id:token\tage:token\nu\t20\n")
+    assert example_gen.match_inputs(str(folder)) == [inter]
+    assert example_gen.match_inputs(str(folder) + "/") == [inter]
+    assert example_gen.check_input(ExampleGenConfig(input=str(folder) + "/", input_format="recbole")) == [inter]
+    # A folder without <name>.inter is all its files, as before.
+    other = write(tmp_path / "logs" / "a.inter", RECBOLE_HEADER + "u\ti\t1\t1\n")
+    second = write(tmp_path / "logs" / "b.inter", RECBOLE_HEADER + "u\ti\t1\t1\n")
+    assert example_gen.match_inputs(str(tmp_path / "logs")) == [other, second]
+
+
 def test_bad_synthetic_knobs_and_shards_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="below 3 per user"):
         run_example_gen(ExampleGenConfig(synthetic_users=100, synthetic_interactions=10),
                         str(tmp_path), options())
-    with pytest.raises(ConfigError, match="example_gen_shards must be >= 1"):
+    with pytest.raises(ConfigError, match=r"example_gen_shards must be in 1\.\."):
         ExampleGenConfig(example_gen_shards=0)
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -236,6 +237,62 @@ def test_kcore_rounds_reach_the_fixed_point_and_then_remove_nothing():
                     equal_to([(1, 1), (2, 1), (3, 1), (4, 0), (5, 0)]), label="Violations")
 
 
+# ----------------------------------------------------------------------------- portable blocks
+
+
+def test_write_files_deals_lines_by_crc32_sorts_each_shard_and_writes_empty_shards(tmp_path):
+    lines = ["pear", "apple", "fig", "kiwi", "plum"]
+    with BeamTestPipeline() as p:
+        written = p | beam.Create(lines) | T.WriteFiles(str(tmp_path / "out"), ".txt", num_shards=8)
+        # 5 lines over 8 shards: at least 3 shards are empty and still written (count 0).
+        oracle = collections.Counter(zlib.crc32(line.encode()) % 8 for line in lines)
+        assert_that(written, equal_to([(str(tmp_path / f"out-{s:05d}-of-00008.txt"), oracle[s]) for s in range(8)]))
+    for shard in range(8):
+        mine = sorted(line for line in lines if zlib.crc32(line.encode()) % 8 == shard)
+        assert (tmp_path / f"out-{shard:05d}-of-00008.txt").read_text() == "".join(f"{x}\n" for x in mine)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporary file is left
+
+
+def test_write_files_exact_path_and_gzip_tfrecords_read_back_with_tf(tmp_path):
+    records = [b"\x00b", b"a", b""]
+    with BeamTestPipeline() as p:
+        _ = p | "Text" >> beam.Create(["only line"]) | "One" >> T.WriteFiles(str(tmp_path / "x.json"), exact=True)
+        _ = p | "Records" >> beam.Create(records) | "Gz" >> T.WriteFiles(
+            str(tmp_path / "r"), ".tfrecord.gz", tfrecord=True, compression=T.COMPRESSIONS["gzip"][1])
+    assert (tmp_path / "x.json").read_text() == "only line\n"
+    back = [r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "r-00000-of-00001.tfrecord.gz"), "GZIP")]
+    assert back == sorted(records)
+    with pytest.raises(ValueError, match="one shard"):
+        T.WriteFiles("x", exact=True, num_shards=2)
+
+
+class _Parity(beam.DoFn):
+    def process(self, n, offset=0):
+        if (n + offset) % 2:
+            yield beam.pvalue.TaggedOutput("odd", n)
+        else:
+            yield n
+
+
+def test_par_do_outputs_keep_each_tag_apart_and_join_a_singleton():
+    with BeamTestPipeline() as p:
+        numbers = p | "Numbers" >> beam.Create([1, 2, 3, 4])
+        out = numbers | "Split" >> T.ParDoOutputs(_Parity(), tags=["odd"], main="even")
+        assert_that(out["even"], equal_to([2, 4]), label="Even")
+        assert_that(out["odd"], equal_to([1, 3]), label="Odd")
+        keyed = p | "Keyed" >> beam.Create([("a", 1), ("b", 2), ("c", 3)])
+        offset = p | "Offset" >> beam.Create([1])
+        pairs = (keyed, offset) | "Join" >> T.JoinSingleton(keys=2)
+        assert_that(pairs, equal_to([(("a", 1), 1), (("b", 2), 1), (("c", 3), 1)]), label="Pairs")
+
+
+def test_gather_returns_one_dict_with_every_part_even_when_parts_are_empty():
+    with BeamTestPipeline() as p:
+        parts = {"counts": p | "Counts" >> beam.Create([3, 1, 2]), "none": p | "None" >> beam.Create([])}
+        gathered = parts | T.Gather() | beam.Map(lambda g: {k: sorted(v) for k, v in g.items()})
+        assert_that(gathered, equal_to([{"counts": [1, 2, 3], "none": []}]))
+
+
 def test_user_sequences_round_trip_through_json_lines(tmp_path):
     users = [
         ("ü ser", [event(0.1 + 0.2, "ítem\\1", 1, source=3, position=7, rating=4.5), event(1e-300, "b", 2)]),
@@ -256,7 +313,9 @@ def test_vocabularies_order_items_by_count_then_raw_id(tmp_path):
         ("u1", [event(1, "c", 6), event(2, "b", 7), event(3, "a", 8)]),
     ]
     with BeamTestPipeline() as p:
-        counts, index = p | beam.Create(users) | T.BuildVocabularies(str(tmp_path))
+        counts, index, written = p | beam.Create(users) | T.BuildVocabularies(str(tmp_path))
+        assert_that(written, equal_to([(str(tmp_path / "item_vocab.txt"), 1),
+                                       (str(tmp_path / "user_vocab.txt"), 1)]), label="Written")
         assert_that(counts, equal_to([{"b": 3, "a": 2, "c": 2, "z": 1}]))
         # b (3), then a and c (2 each, by raw ID), then z (1); index 0 is padding.
         assert_that(index, equal_to([{"b": 1, "a": 2, "c": 3, "z": 4}]), label="Index")
@@ -567,3 +626,23 @@ def test_beauty_counts_and_sequences_read_back_with_plain_tf(beauty, tmp_path):
         assert user not in back  # exactly one test record per user
         back[user] = [vocabulary[i] for i in [*seq["item_ids"], ctx["target"]]]
     assert back == {u: items for u, items in source.items() if len(items) >= 3}
+
+
+def test_event_columns_are_cut_as_the_items_in_both_split_modes():
+    events = [event(3600.0 * hour + 59, f"i{n}", n) for n, hour in enumerate([5, 6, 7, 30])]  # 30 h: 06:00
+    columns = T.event_ids(events, (schema.HOUR_IDS,))
+    assert columns == {schema.HOUR_IDS: [6, 7, 8, 7]}  # stored as hour + 1
+    loo = {split: (schema.decode(r), schema.decode_events(r))
+           for split, r in T.split_records("u", [1, 2, 3, 4], columns)}
+    assert loo == {
+        "train": (("u", [1, 2], 0), {schema.HOUR_IDS: [6, 7]}),
+        "valid": (("u", [1, 2], 3), {schema.HOUR_IDS: [6, 7]}),
+        "test": (("u", [1, 2, 3], 4), {schema.HOUR_IDS: [6, 7, 8]}),
+    }
+    spec = T.SplitSpec(T.USER_SPLIT, valid_fraction=0.3, test_fraction=0.3, seed=0)
+    user = next(u for u in (f"u{n}" for n in range(100)) if spec.assign(u) == "test")
+    (split, record), = spec.records(user, [1, 2, 3, 4], columns)[0]
+    assert (split, schema.decode(record), schema.decode_events(record)) == (
+        "test", (user, [1, 2, 3], 4), {schema.HOUR_IDS: [6, 7, 8]})
+    # no columns asked: the records of a Transform without event columns
+    assert list(T.split_records("u", [1, 2, 3, 4], T.event_ids(events, ()))) == list(T.split_records("u", [1, 2, 3, 4]))
