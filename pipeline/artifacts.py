@@ -36,11 +36,17 @@ import uuid
 from typing import Any, Iterator
 
 # Names the library defines, re-exported so that the layout reads from one place.
+from tfseq import storage
 from tfseq.config import CONFIG_FILE as CONFIG  # noqa: F401  (the Trainer's model contract)
 from tfseq.config import WEIGHTS  # noqa: F401
 from tfseq.data.vocab import ITEM_FEATURES_DIR as ITEM_FEATURES  # noqa: F401  (the Transform's data contract)
 from tfseq.data.vocab import ITEM_VOCAB, METADATA, USER_VOCAB  # noqa: F401
-from tfseq.storage import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401  (the one writer)
+from tfseq.storage import OWNER, owner_record  # the record that says who writes a temporary folder
+
+# The one atomic writer (tfseq.storage), under the names every stage uses.
+atomic_write_bytes = storage.atomic_write_bytes
+atomic_write_text = storage.atomic_write_text
+atomic_write_json = storage.atomic_write_json
 
 
 class _LazyFileSystems:
@@ -64,7 +70,6 @@ SERVING_DIR = "serving"
 
 # Files every stage folder holds.
 SPEC = "_spec.json"
-OWNER = "_owner.json"
 STATS = "stats.json"  # ExampleGen and Transform
 # Transform: METADATA, ITEM_VOCAB, USER_VOCAB and ITEM_FEATURES (the reader's contract, from tfseq.data).
 # Trainer: CONFIG and WEIGHTS (the model itself, from tfseq.config), and:
@@ -240,8 +245,7 @@ def staged_output(final: str) -> Iterator[str]:
         FileSystems.mkdirs(parent)
     tmp = join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
     FileSystems.mkdirs(tmp)
-    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    atomic_write_text(join(tmp, OWNER), json.dumps(owner))
+    atomic_write_text(join(tmp, OWNER), owner_record())
     try:
         yield tmp
     except BaseException:

@@ -98,6 +98,9 @@ def run_pusher(
             print(f"[Pusher] not pushed ({blessing['reason']}); the served model is unchanged; "
                   "--push always pushes it anyway", flush=True)
         return record
+    for leftover in artifacts.remove_stale_temporaries(target.model_dir):  # an export killed half-way
+        if verbose:
+            print(f"[Pusher] removed a killed export's temporary folder {leftover}", flush=True)
     trained = ExperimentConfig.from_json_file(artifacts.join(trainer_dir, artifacts.CONFIG))
     exclude_history = trained.train.exclude_history
     path = None if config.version else export_of(target, run, config.top_k, exclude_history)

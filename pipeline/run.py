@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from tfseq.runtime import quiet_startup, user_errors
+from tfseq.runtime import quiet_startup, user_error_in
 
 
 def build_parser():
@@ -57,11 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         result = run(argv)
-    except KeyboardInterrupt as e:  # Ctrl-C, first: user_errors() imports TensorFlow, maybe half-imported
+    except KeyboardInterrupt as e:  # Ctrl-C, first: the error check below may touch a half-imported TensorFlow
         print(str(e) or "interrupted", file=sys.stderr)  # one line; the Trainer's names the epoch to resume from
         return 130
-    except user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001  (a user error, maybe wrapped by the runner, is one line)
+        cause = user_error_in(e)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         return 2
     print(result.summary(), flush=True)
     return 0

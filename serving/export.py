@@ -76,6 +76,7 @@ from serving.signature import (
     list_versions,
     side_input_name,
 )
+from tfseq import storage
 from tfseq.data import schema
 from tfseq.data.vocab import ITEM_VOCAB, read_vocabulary
 from tfseq.scoring import Recommender, score_items
@@ -374,6 +375,10 @@ def export_saved_model(
         model_dir, f".{version}.tmp-{uuid.uuid4().hex[:8]}"
     )  # not an integer: ignored
     try:
+        tf.io.gfile.makedirs(staging)
+        owner = posixpath.join(staging, storage.OWNER)  # a killed export's folder is removed by the next push
+        with tf.io.gfile.GFile(owner, "w") as f:
+            f.write(storage.owner_record())
         with tempfile.TemporaryDirectory(prefix="tfseq-export-") as scratch:
             asset = posixpath.join(scratch, ASSET_VOCAB)
             with open(asset, "w", encoding="utf-8") as f:
@@ -416,6 +421,7 @@ def export_saved_model(
             **({"inputs": [HISTORY, *module.input_names]} if model.side_inputs else {}),
             **(info or {}),
         }
+        tf.io.gfile.remove(owner)
         for _ in range(PUBLISH_ATTEMPTS):
             with tf.io.gfile.GFile(posixpath.join(staging, EXPORT_INFO_FILE), "w") as f:
                 f.write(json.dumps({**description, "version": version}, indent=1, sort_keys=True))

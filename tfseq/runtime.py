@@ -35,6 +35,9 @@ def quiet_startup(verbose: bool = False, beam: bool = True) -> None:
     # workers are new processes, so the level travels in Dask's own environment variable.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    # Beam logs a failing DoFn's traceback before it re-raises the same error to the caller, which
+    # prints it (a bug) or reports it in one line (a full disk, bad data): once is enough.
+    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
@@ -74,3 +77,20 @@ def user_errors() -> tuple[type[BaseException], ...]:
     if tf_errors is not None:
         errors += [tf_errors.NotFoundError, tf_errors.PermissionDeniedError]
     return tuple(errors)
+
+
+def user_error_in(error: BaseException) -> BaseException | None:
+    """The user error (:func:`user_errors`) that caused ``error``, if any.
+
+    A runner reports a DoFn's failure as its own exception (Beam: a
+    ``RuntimeError`` carrying the text), with the original as its cause: a full
+    disk inside ExampleGen is an ``OSError`` a few links down the chain.
+    """
+    kinds = user_errors()
+    seen = 0
+    cause: BaseException | None = error
+    while cause is not None and seen < 20:
+        if isinstance(cause, kinds):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None

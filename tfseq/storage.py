@@ -13,9 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+import time
 import uuid
 from typing import Any
+
+# A temporary folder's owner record: the process writing it, so that a later run can tell a
+# folder in progress from one a killed process left behind (pipeline.artifacts.remove_stale_temporaries).
+OWNER = "_owner.json"
+
+
+def owner_record() -> str:
+    """The JSON ``{"pid", "host", "started"}`` of this process, for :data:`OWNER`."""
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
 
 
 def is_remote(path: str) -> bool:

@@ -409,16 +409,22 @@ def run(argv: Sequence[str] | None = None) -> Outcome:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tfseq.runtime import user_errors
+    from tfseq.runtime import user_error_in
 
     try:
         run(argv)
-    except user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except SearchFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume the search", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (a user error, maybe wrapped by the runner, is one line)
+        cause = user_error_in(e)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return 2
     return 0
 
 

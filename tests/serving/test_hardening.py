@@ -426,6 +426,7 @@ def test_two_pushes_to_one_name_at_once_both_land_on_their_own_versions(toy, tmp
     assert path.endswith("/toy/2")
     info = json.loads((tmp_path / "serving" / "toy" / "2" / "assets.extra" / "tfseq_export.json").read_text())
     assert info["version"] == 2
+    assert not (tmp_path / "serving" / "toy" / "2" / "_owner.json").exists()  # the owner record stays behind
     assert sorted(p.name for p in (tmp_path / "serving" / "toy").iterdir()) == ["1", "2"]
     with pytest.raises(FileExistsError, match="never overwritten"):
         toy.export(tmp_path / "serving", version=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import socket
 
 import pytest
 import tensorflow as tf
@@ -90,6 +91,18 @@ def test_a_pusher_killed_after_its_export_does_not_push_the_run_twice(trained, t
     assert result.stages["Pusher"] == "ran"
     assert sorted(p.name for p in (root / "serving" / "tfseq").iterdir()) == ["1"]
     assert result.pushed["version"] == 1
+
+
+def test_a_killed_exports_temporary_folder_is_removed_by_the_next_push(trained, tmp_path):
+    """Issue 23, case 8: kill -9 during the Pusher left ``.N.tmp-*`` in the model folder for good."""
+    root = tmp_path / "run"
+    shutil.copytree(trained.root, root)
+    leftover = root / "serving" / "tfseq" / ".2.tmp-deadbeef"
+    (leftover / "variables").mkdir(parents=True)
+    (leftover / "_owner.json").write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))
+    shutil.rmtree(root / "runs" / trained.run / "Pusher")
+    pipeline_run.run([*PIPELINE_FLAGS, "--output_dir", str(root), "--stop_after", "Pusher"])
+    assert sorted(p.name for p in (root / "serving" / "tfseq").iterdir()) == ["1"]
 
 
 def test_history_masking_of_a_run_is_carried_into_its_export(trained, tmp_path):
