@@ -623,10 +623,24 @@ def soak_table(results: Results) -> str:
          f"{rss['peak']:,.0f} ({rss['after_load']:,.0f}; {rss['bound_from_limits']:,.0f})"],
         ["good gRPC requests p50 / p99 ms", f"{grpc_good['p50_ms']:.1f} / {grpc_good['p99_ms']:.1f}"],
         ["good REST requests p50 / p99 ms", f"{rest_good['p50_ms']:.1f} / {rest_good['p99_ms']:.1f}"],
+        *_crowd_rows(results.get("slow_crowd") or {}),
     ])
     return (f"{results['requests_sent']:,} requests in {results['seconds']:.0f} s at concurrency "
             f"{results['concurrency']}:\n\n" + table(["gRPC status", "requests", "REST status", "requests"], rows)
             + "\n\n" + checks)
+
+
+def _crowd_rows(crowd: dict[str, Any]) -> list[list[str]]:
+    """The slow-client crowd's checks (soak runs from 2026-12-03 on)."""
+    if not crowd:
+        return []
+    latency = crowd["good_latency_s"]
+    return [
+        [f"{crowd['slow_clients']} slow clients at once: closed by the server (max after s) / left open",
+         f"{crowd['closed_by_server']} ({crowd['closed_after_s_max']}) / {crowd['left_open']}"],
+        ["good REST requests meanwhile: answered 200 / sent (p50 / max s)",
+         f"{crowd['good_answered_200']} / {crowd['good_requests']} ({latency['p50']} / {latency['max']})"],
+    ]
 
 
 def soak_section(data: dict[str, Results]) -> str | None:

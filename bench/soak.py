@@ -485,6 +485,70 @@ class Soak:
 
 
 # ---- the run ---------------------------------------------------------------------------------
+def slow_crowd(rest_port: int, count: int, pool: list[list[str]], source: str = "127.0.0.2") -> dict[str, Any]:
+    """``count`` slow clients at once from another loopback address, while good requests keep coming.
+
+    Each slow client sends a request line and then one header line every
+    ``SLOW_CLIENT_HEADER_EVERY_S``, never finishing; the server must close each
+    at its request deadline. Meanwhile good ``:predict`` requests from
+    127.0.0.1 go out every 0.1 s; each must be answered (200), at worst after
+    a slow client's deadline frees a connection.
+    """
+    crowd: list[socket.socket] = []
+    refused = 0
+    for _ in range(count):
+        try:
+            s = socket.create_connection(("127.0.0.1", rest_port), timeout=5, source_address=(source, 0))
+            s.sendall(b"POST /v1/models/" + MODEL.encode() + b":predict HTTP/1.1\r\nHost: crowd\r\n")
+            crowd.append(s)
+        except OSError:
+            refused += 1
+    good: list[tuple[int, float]] = []
+    closed: dict[int, float] = {}
+    opened = time.monotonic()
+    body = json.dumps({"instances": [pool[0] or ["item-00001"]]}).encode()
+    next_header = opened
+    while time.monotonic() - opened < 3 * REST_REQUEST_TIMEOUT_S:
+        now = time.monotonic()
+        if now >= next_header:
+            next_header = now + SLOW_CLIENT_HEADER_EVERY_S
+            for index, s in enumerate(crowd):
+                if index in closed:
+                    continue
+                try:
+                    s.setblocking(False)
+                    if s.recv(1) == b"":
+                        closed[index] = now - opened
+                except BlockingIOError:
+                    try:
+                        s.send(b"X-Slow: 1\r\n")
+                    except OSError:
+                        closed[index] = now - opened
+                except OSError:
+                    closed[index] = now - opened
+        start = time.monotonic()
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=10)
+            connection.request("POST", f"/v1/models/{MODEL}:predict", body, {"Content-Type": "application/json"})
+            status = connection.getresponse().status
+            connection.close()
+        except OSError:
+            status = 0
+        good.append((status, time.monotonic() - start))
+        time.sleep(0.1)
+    for s in crowd:
+        s.close()
+    seconds = sorted(t for _, t in good)
+    return {
+        "slow_clients": count, "source_address": source, "refused_at_connect": refused,
+        "closed_by_server": len(closed), "left_open": len(crowd) - len(closed),
+        "closed_after_s_max": round(max(closed.values(), default=0.0), 2),
+        "good_requests": len(good), "good_answered_200": sum(1 for status, _ in good if status == 200),
+        "good_latency_s": {"p50": round(seconds[len(seconds) // 2], 3) if seconds else None,
+                           "max": round(seconds[-1], 3) if seconds else None},
+    }
+
+
 def start_server(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str, int, list[str]]:
     flags = [
         "--model_base_path", str(model_dir), "--model_name", MODEL, "--port", "0", "--rest_port", "0",
@@ -521,6 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=2000, help="vocabulary size of the soak model")
     parser.add_argument("--slow_copy_s", type=float, default=0.4, help="pause after each file of a slow copy")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slow_crowd", type=int, default=300, help="slow clients opened at once half way through")
     args = parser.parse_args(argv)
     import psutil
 
@@ -584,7 +649,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             worker.close()
 
-    threads = [threading.Thread(target=sample_rss, daemon=True), threading.Thread(target=pusher, daemon=True)]
+    crowd_result: dict[str, Any] = {}
+
+    def crowd() -> None:  # the slow-client crowd, once, half way through the run
+        while not done.is_set() and sent[0] < 0.5 * args.requests:
+            time.sleep(0.05)
+        if args.slow_crowd and not done.is_set():
+            print(f"{args.slow_crowd} slow clients after {sent[0]} requests", flush=True)
+            crowd_result.update(slow_crowd(rest_port, args.slow_crowd, pool))
+
+    crowd_thread = threading.Thread(target=crowd, daemon=True)
+    threads = [threading.Thread(target=sample_rss, daemon=True), threading.Thread(target=pusher, daemon=True),
+               crowd_thread]
     clients = [threading.Thread(target=client, args=(i,)) for i in range(args.concurrency)]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
@@ -592,6 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t.start()
     for t in clients:
         t.join()
+    crowd_thread.join(timeout=120)
     elapsed = time.perf_counter() - start
     done.set()
     time.sleep(3)  # the poller settles on the last version
@@ -634,6 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one warning per name that is not a version, however many polls saw it
         "server_log_ignored_names": {name: text.count(f"ignoring {name!r}") for name in ODD_NAMES},
         "server_log_slow_clients_closed_lines": text.count("had not sent a whole request"),
+        "slow_crowd": crowd_result,
         "rss_mib": {"after_load": round(rss_after_load / mib, 1), "peak": round(peak[0] / mib, 1),
                     "bound_from_limits": round(bound / mib, 1), "within_bound": peak[0] <= bound},
         "latency": {k: percentiles(v) for k, v in soak.latency.items()},
