@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from tfseq.runtime import quiet_startup, user_error_in
+from tfseq.runtime import exit_status_of, quiet_startup
 
 
 def build_parser():
@@ -61,11 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(e) or "interrupted", file=sys.stderr)  # one line; the Trainer's names the epoch to resume from
         return 130
     except Exception as e:  # noqa: BLE001  (a user error, maybe wrapped by the runner, is one line)
-        cause = user_error_in(e)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        return 2
+        return exit_status_of(e)
     print(result.summary(), flush=True)
     return 0
 

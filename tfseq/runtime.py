@@ -94,3 +94,13 @@ def user_error_in(error: BaseException) -> BaseException | None:
             return cause
         cause, seen = cause.__cause__ or cause.__context__, seen + 1
     return None
+
+
+def exit_status_of(error: Exception) -> int:
+    """An entry point's answer to ``error``: a user error (wrapped or not) is one ``error:`` line and status 2;
+    anything else is a bug and is raised again with its traceback."""
+    cause = user_error_in(error)
+    if cause is None:
+        raise error
+    print(f"error: {cause}", file=sys.stderr)
+    return 2

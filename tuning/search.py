@@ -409,7 +409,7 @@ def run(argv: Sequence[str] | None = None) -> Outcome:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tfseq.runtime import user_error_in
+    from tfseq.runtime import exit_status_of
 
     try:
         run(argv)
@@ -420,11 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; run the same command again to resume the search", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001  (a user error, maybe wrapped by the runner, is one line)
-        cause = user_error_in(e)
-        if cause is None:
-            raise
-        print(f"error: {cause}", file=sys.stderr)
-        return 2
+        return exit_status_of(e)
     return 0
 
 
