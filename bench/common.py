@@ -152,6 +152,53 @@ class PeakMemory:
         return self.peak / 2**20
 
 
+def tree_rss(pid: int) -> int:
+    """Resident bytes of process ``pid`` and all its descendants (0 once it has ended)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_tree(command: list[str], cwd: Path, log: Path | None = None) -> tuple[str, float, float]:
+    """Runs ``command``, sampling its process tree's memory; returns (stdout and stderr, peak MiB,
+    wall seconds). Raises RuntimeError with the output's end when it fails."""
+    import subprocess
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
+    done.set()
+    sampler.join()
+    wall = time.perf_counter() - start
+    if log is not None:
+        log.write_text(output)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{output[-3000:]}")
+    return output, peak / 2**20, wall
+
+
 def preprocess(dataset: str) -> str:
     """Runs ExampleGen + Transform once per dataset (later calls reuse it); returns the Transform dir."""
     return data_pipeline(SOURCES[dataset], WORK / dataset).run(stop_after="Transform").transform_dir

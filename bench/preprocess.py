@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, SOURCES, WORK, machine, write_results  # noqa: E402
+from bench.common import RESULTS, SOURCES, WORK, machine, tree_rss, write_results  # noqa: E402
 
 RUNNERS = {
     "in_memory": ["--runner=DirectRunner"],
@@ -80,23 +80,6 @@ def child(example_gen_dir: str, output_dir: str, runner: str, kcore: int) -> Non
     if cluster is not None:
         cluster.close()
     print(json.dumps({"seconds": seconds, "stats": stats}))
-
-
-def tree_rss(pid: int) -> int:
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def measure(example_gen_dir: str, output_dir: str, runner: str, kcore: int = 0) -> dict:

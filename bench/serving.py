@@ -144,7 +144,7 @@ def interleaved_latency(
 
 
 def start_server(
-    model_base_path: Path, max_workers: int, intra_op_threads: int
+    model_base_path: Path, max_workers: int, intra_op_threads: int, model_name: str = MODEL_NAME
 ) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [
@@ -154,7 +154,7 @@ def start_server(
             "--model_base_path",
             str(model_base_path),
             "--model_name",
-            MODEL_NAME,
+            model_name,
             "--port",
             "0",
             "--max_workers",
@@ -177,13 +177,13 @@ def start_server(
 
 
 def grpc_load(
-    target: str, histories: list[list[str]], concurrency: int, requests: int
+    target: str, histories: list[list[str]], concurrency: int, requests: int, model_name: str = MODEL_NAME
 ) -> dict[str, Any]:
     """``concurrency`` client threads (a channel each) send ``requests`` one-history requests."""
     from serving.client import RecommenderClient
 
     clients = [
-        RecommenderClient(target, MODEL_NAME, timeout_s=30, retries=0) for _ in range(concurrency)
+        RecommenderClient(target, model_name, timeout_s=30, retries=0) for _ in range(concurrency)
     ]
     for c in clients:  # connect and warm up every channel
         for history in histories[:5]:

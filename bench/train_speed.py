@@ -97,7 +97,7 @@ def softmax_floor(
     """
     import tensorflow as tf
 
-    from tfseq.losses.full_softmax import softmax_cross_entropy
+    from tfseq.losses.softmax import softmax_cross_entropy
 
     rows = max(num_targets // max(num_batches, 1), 1)
     generator = tf.random.Generator.from_seed(0)

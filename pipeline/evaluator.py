@@ -2,7 +2,8 @@
 
 Writes ``metrics.json`` =
 ``{"model", "loss", "valid": {...}, "test": {...}, "best_epoch", "train_seconds", "exclude_history",
-"valid_metric", "data"}``, copies the Trainer's training curve beside it, and
+"eval_users", "valid_metric", "data"}`` (each split's ``num_users`` is how many users it ranked:
+all of them, or the seeded sample of ``eval_users``), copies the Trainer's training curve beside it, and
 **blesses** the run or not (``blessing.json``, :func:`bless`): as TFX's
 Evaluator validates a candidate against the baseline model before its Pusher
 may push, a run is blessed when it is not worse than the model currently
@@ -88,9 +89,10 @@ def format_table(metrics: dict[str, Any]) -> str:
     ks = sorted({int(k.split("@")[1]) for k in metrics["test"] if "@" in k})
     header = f"{'':6}{'':10}" + "".join(f"{'@' + str(k):>10}" for k in ks)
     masked = "  history masked" if metrics.get("exclude_history") else ""
+    sampled = f"  sample of {metrics['test'].get('num_users')} users" if metrics.get("eval_users") else ""
     lines = [
         f"model: {metrics['model']}  loss: {metrics['loss']}  best epoch: {metrics['best_epoch']}  "
-        f"train: {metrics['train_seconds']:.1f}s{masked}",
+        f"train: {metrics['train_seconds']:.1f}s{masked}{sampled}",
         header,
     ]
     merged: set[str] = set()
@@ -149,12 +151,15 @@ def run_evaluator(
             max_seq_len=trained.train.max_seq_len,
             batch_size=trained.train.eval_batch_size,
             side_inputs=model.side_inputs,
+            sample_users=trained.train.eval_users,
+            seed=trained.train.seed,
         )
         results[split] = evaluate(model, data, exclude_history=trained.train.exclude_history)
     history = artifacts.read_json(artifacts.join(trainer_dir, artifacts.HISTORY))
     results["best_epoch"] = history.get("best_epoch")
     results["train_seconds"] = history.get("train_seconds")
     results["exclude_history"] = trained.train.exclude_history
+    results["eval_users"] = trained.train.eval_users  # 0: every user; else the sample drawn
     results["valid_metric"] = trained.train.valid_metric
     results["data"] = data_fingerprint(transform_dir)
     artifacts.atomic_write_json(artifacts.join(output_dir, artifacts.METRICS), results)

@@ -54,6 +54,7 @@ def prepare_training(config: ExperimentConfig, transform_dir: str) -> TrainingSe
     valid_data = reader.evaluation_dataset(
         transform_dir, metadata, "valid",
         max_seq_len=train.max_seq_len, batch_size=train.eval_batch_size, side_inputs=model.side_inputs,
+        sample_users=train.eval_users, seed=train.seed,
     )
     return TrainingSetup(config, metadata, model, train_data, valid_data)
 

@@ -67,6 +67,11 @@ def oracle_ranks(table, histories, targets, *, exclude_history: bool, mask_paddi
     return stable_ranks(scores, targets)
 
 
+def all_ranks(evaluator: Evaluator, data) -> np.ndarray:
+    """``[U]`` rank of every row's target, in the order of ``data``."""
+    return np.concatenate(list(evaluator.batch_ranks(data)))
+
+
 def batches(histories, targets, size):
     rows = {"item_ids": histories, "target": targets}
     return tf.data.Dataset.from_tensor_slices(rows).batch(size)
@@ -89,21 +94,53 @@ def test_rank_targets_by_hand():
     assert rank_targets(scores, tf.constant([2, 0])).numpy().tolist() == [2, 1]
 
 
+@pytest.mark.parametrize("chunk_items", [1, 4, NUM_ITEMS, 1 << 16])
 @pytest.mark.parametrize("exclude_history", [False, True])
-def test_evaluate_matches_numpy(exclude_history):
+def test_evaluate_matches_numpy(exclude_history, chunk_items):
     table = toy_table()
     model = SumOfEmbeddings(table)
     histories, targets = toy_rows()
     expected = oracle_ranks(table, histories, targets, exclude_history=exclude_history)
-    evaluator = Evaluator(model, exclude_history=exclude_history)
-    np.testing.assert_array_equal(evaluator.ranks(batches(histories, targets, 7)), expected)
+    evaluator = Evaluator(model, exclude_history=exclude_history, chunk_items=chunk_items)
+    np.testing.assert_array_equal(all_ranks(evaluator, batches(histories, targets, 7)), expected)
     data = batches(histories, targets, 7)
-    metrics = evaluate(model, data, ks=(1, 3, 10), exclude_history=exclude_history)
+    metrics = evaluate(model, data, ks=(1, 3, 10), exclude_history=exclude_history,
+                       chunk_items=chunk_items)
     assert metrics.pop("num_users") == 40
     oracle = metrics_from_ranks(expected, (1, 3, 10))
     assert metrics.keys() == oracle.keys()
     for name, value in oracle.items():
         assert metrics[name] == pytest.approx(value, rel=1e-12), name
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_chunked_ranks_equal_unchunked_ranks_exactly_for_a_real_model(exclude_history):
+    # A real model's float scores (no integer ties): every chunk size, including chunks that
+    # split the catalogue unevenly, gives the ranks of one [B, N] matrix.
+    model = MODELS.build("sasrec", num_items=203)
+    rng = np.random.default_rng(5)
+    histories = np.zeros((50, 8), np.int64)
+    for row in histories:
+        length = rng.integers(1, 9)
+        row[:length] = rng.integers(1, 203, length)
+    targets = rng.integers(1, 203, 50)
+    targets[::4] = histories[::4, 0]
+    model.encode({"item_ids": tf.constant(histories)})  # builds the layers
+    whole = all_ranks(Evaluator(model, exclude_history, chunk_items=203), batches(histories, targets, 16))
+    assert len(set(whole.tolist())) > 10  # the ranks differ from row to row
+    for chunk_items in (1, 10, 64, 202, 500):
+        chunked = Evaluator(model, exclude_history, chunk_items=chunk_items)
+        np.testing.assert_array_equal(all_ranks(chunked, batches(histories, targets, 16)), whole)
+    # and the one [B, N] score matrix of tfseq.scoring gives them too
+    from tfseq.scoring import score_items
+
+    scores = score_items(model, {"item_ids": tf.constant(histories)}, exclude_history=exclude_history)
+    np.testing.assert_array_equal(rank_targets(scores, tf.constant(targets)).numpy(), whole)
+
+
+def test_a_bad_chunk_size_is_refused():
+    with pytest.raises(ValueError, match="chunk_items must be >= 1"):
+        Evaluator(SumOfEmbeddings(toy_table()), chunk_items=0)
 
 
 def test_the_checks_have_power_padding_and_history_change_the_ranks():
@@ -119,7 +156,7 @@ def test_exclude_history_puts_a_repeated_target_below_every_unseen_item():
     table = toy_table()
     histories, targets = toy_rows()
     evaluator = Evaluator(SumOfEmbeddings(table), exclude_history=True)
-    ranks = evaluator.ranks(batches(histories, targets, 16))
+    ranks = all_ranks(evaluator, batches(histories, targets, 16))
     for row, target, rank in zip(histories, targets, ranks):
         if target in row:
             unseen = NUM_ITEMS - 1 - len(set(row[row > 0]))
@@ -153,9 +190,9 @@ def test_pop_ties_follow_item_index():
     scores = np.tile(counts.astype(float), (len(targets), 1))
     scores[:, 0] = -np.inf
     expected = stable_ranks(scores, targets)
-    np.testing.assert_array_equal(Evaluator(model).ranks(batches(histories, targets, 11)), expected)
+    np.testing.assert_array_equal(all_ranks(Evaluator(model), batches(histories, targets, 11)), expected)
     # e.g. item 6 (count 7) ranks 2nd: items 2 and 5 tie with it at a lower index
-    assert Evaluator(model).ranks([{"item_ids": histories[:1], "target": np.array([6])}])[0] == 2
+    assert all_ranks(Evaluator(model), [{"item_ids": histories[:1], "target": np.array([6])}])[0] == 2
 
 
 def test_non_finite_queries_raise_instead_of_ranking_first():

@@ -115,6 +115,9 @@ class TrainConfig:
       lr_decay_factor: the learning rate's multiplier at each plateau, in (0, 1].
       valid_metric: the early-stopping metric, e.g. ``ndcg@10`` (maximised).
       eval_batch_size: users per full-ranking evaluation batch.
+      eval_users: validate and evaluate on a seeded random sample of this many users of each
+        split (0: every user); for large logs, where ranking every user's target against the
+        whole catalogue costs more than it tells. The sample size is in ``metrics.json``.
       exclude_history: rank only items not in the user's history (off = RecBole's protocol), in
         validation, evaluation and, carried into the export, serving.
       seed: seeds Python, NumPy and TensorFlow; the same seed gives the same metrics on CPU.
@@ -131,6 +134,7 @@ class TrainConfig:
     lr_decay_factor: float = 0.3
     valid_metric: str = "ndcg@10"
     eval_batch_size: int = 1024
+    eval_users: int = 0
     exclude_history: bool = False
     seed: int = 2020
 
@@ -147,6 +151,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.seed must be in 0..{2**31 - 1}, got {self.seed}")
         if self.patience < 0:
             raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
+        if not 0 <= self.eval_users < 2**31:
+            raise ConfigError(
+                f"TrainConfig.eval_users must be in 0..{2**31 - 1} (0: every user), got {self.eval_users}"
+            )
         if self.lr_decay_patience < 0:
             raise ConfigError(f"TrainConfig.lr_decay_patience must be >= 0, got {self.lr_decay_patience}")
         if not 0 < self.lr_decay_factor <= 1:

@@ -12,9 +12,14 @@ same score as the target ranks above it when its index is lower, so
 ``rank = #(s > s_t) + #(s == s_t and index < t)``. This matters for ``pop``,
 whose scores tie a lot.
 
-Ranks are computed in TensorFlow inside one ``tf.function`` traced once (no
-``[B, N]`` score matrix leaves the graph); only the ``[B]`` ranks come back,
-and the metrics' sums are accumulated batch by batch.
+Ranks are computed in TensorFlow inside one ``tf.function`` per set of batch keys:
+the catalogue is walked in chunks of ``chunk_items`` candidates, each chunk's
+``[B, chunk_items]`` scores only counted against the target's score, so memory is
+bounded by the chunk whatever the number of items, and users stream batch by
+batch, so it does not grow with them either. Only the ``[B]`` ranks come back,
+and the metrics' sums are accumulated batch by batch. The target's score is the
+query's dot product with the target's candidate row, and the target's own column
+is never counted, so every chunk size gives the same ranks.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import tensorflow as tf
 
 from tfseq.data import schema
 from tfseq.metrics.ranking import DEFAULT_KS, metric_sums, validated_ks
-from tfseq.scoring import Recommender, score_items
+from tfseq.scoring import Recommender, chunk_scores
 
 NUM_USERS = "num_users"
 
 # {"item_ids": [B, L] right-padded histories, "target": [B], and side inputs such as "user_ids": [B]}
 Batch = Mapping[str, Any]
+
+
+DEFAULT_CHUNK_ITEMS = 65536  # candidates scored at once: [B, 65536] float32 is 256 MiB at B = 1024
 
 
 def rank_targets(scores: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -45,10 +53,21 @@ def rank_targets(scores: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
       ``[B]`` int32 ``#(s > s_t) + #(s == s_t and index < t)`` per row.
     """
     targets = tf.cast(targets, tf.int32)
-    target_scores = tf.gather(scores, targets, axis=1, batch_dims=1)[:, tf.newaxis]  # [B, 1]
-    columns = tf.range(tf.shape(scores)[1])[tf.newaxis, :]  # [1, N]
-    before = columns < targets[:, tf.newaxis]  # [B, N]: wins a tie with the target
-    above = tf.where(before, scores >= target_scores, scores > target_scores)  # [B, N]
+    target_scores = tf.gather(scores, targets, axis=1, batch_dims=1)  # [B]
+    return _count_above(scores, 0, targets, target_scores)
+
+
+def _count_above(
+    scores: tf.Tensor, first_item: tf.Tensor | int, targets: tf.Tensor, target_scores: tf.Tensor
+) -> tf.Tensor:
+    """``[B]`` how many of the items ``first_item ..`` of ``scores [B, C]`` rank above each
+    row's target (``targets [B]`` int32, scoring ``target_scores [B]``): higher, or equal with
+    a lower index; the target's own column never counts."""
+    columns = tf.range(tf.shape(scores)[1])[tf.newaxis, :] + tf.cast(first_item, tf.int32)  # [1, C]
+    targets = targets[:, tf.newaxis]  # [B, 1]
+    target_scores = target_scores[:, tf.newaxis]  # [B, 1]
+    above = tf.where(columns < targets, scores >= target_scores, scores > target_scores)  # [B, C]
+    above &= tf.not_equal(columns, targets)
     return tf.reduce_sum(tf.cast(above, tf.int32), axis=1)
 
 
@@ -58,15 +77,22 @@ class Evaluator:
     Args:
       model: the model (``encode(features) -> [B, D]``, ``candidate_embeddings() -> [N, D]``).
       exclude_history: set history items to -inf before ranking.
+      chunk_items: candidates scored at once (see the module docstring); any value gives
+        the same ranks.
 
     The model gets each batch's ``item_ids`` and those of its ``side_inputs`` the
     batch holds (a model answers a missing one as it defines: ``hrm`` without
     ``user_ids`` ranks by the sequence alone). Each set of keys is traced once.
     """
 
-    def __init__(self, model: Recommender, exclude_history: bool = False) -> None:
+    def __init__(
+        self, model: Recommender, exclude_history: bool = False, chunk_items: int = DEFAULT_CHUNK_ITEMS
+    ) -> None:
+        if chunk_items < 1:
+            raise ValueError(f"chunk_items must be >= 1, got {chunk_items}")
         self.model = model
         self.exclude_history = bool(exclude_history)
+        self.chunk_items = int(chunk_items)
         self._ranks: dict[tuple[str, ...], Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {}
 
     def _ranks_for(self, keys: tuple[str, ...]) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
@@ -85,10 +111,35 @@ class Evaluator:
         self, features: Mapping[str, tf.Tensor], targets: tf.Tensor, candidates: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """``[B]`` ranks, and whether every score was finite or -inf (a NaN would rank first)."""
-        scores = score_items(
-            self.model, features, exclude_history=self.exclude_history, candidates=candidates,
-        )  # [B, N]
-        return rank_targets(scores, targets), tf.reduce_all(scores < np.inf)
+        item_ids = features[schema.ITEM_IDS]
+        history = item_ids if self.exclude_history else None
+        query = tf.cast(self.model.encode(features, training=False), tf.float32)  # [B, D]
+        targets = tf.cast(targets, tf.int32)
+        target_rows = tf.gather(candidates, targets)  # [B, D]
+        target_scores = tf.reduce_sum(query * target_rows, axis=1)  # [B]
+        hidden = tf.equal(targets, schema.PAD_ID)  # [B]: the padding item ranks as -inf
+        if history is not None:
+            hidden |= tf.reduce_any(
+                tf.equal(tf.cast(history, tf.int32), targets[:, tf.newaxis]), axis=1
+            )
+        target_scores = tf.where(hidden, -np.inf, target_scores)
+        num_items = tf.shape(candidates)[0]
+        chunk = tf.constant(self.chunk_items, tf.int32)
+
+        def step(first: tf.Tensor, ranks: tf.Tensor, finite: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            scores = chunk_scores(query, candidates[first : first + chunk], first, history_ids=history)
+            return (
+                first + chunk,
+                ranks + _count_above(scores, first, targets, target_scores),
+                finite & tf.reduce_all(scores < np.inf),
+            )
+
+        _, ranks, finite = tf.while_loop(
+            lambda first, ranks, finite: first < num_items,
+            step,
+            (tf.constant(0), tf.zeros_like(targets), tf.reduce_all(tf.math.is_finite(query))),
+        )
+        return ranks, finite
 
     def _candidates(self) -> tf.Tensor:
         candidates = tf.cast(self.model.candidate_embeddings(training=False), tf.float32)  # [N, D]
@@ -145,6 +196,7 @@ def evaluate(
     dataset: Iterable[Batch],
     ks: Sequence[int] = DEFAULT_KS,
     exclude_history: bool = False,
+    chunk_items: int = DEFAULT_CHUNK_ITEMS,
 ) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on ``dataset``.
 
@@ -155,9 +207,10 @@ def evaluate(
         model's side inputs (``tfseq.data.reader.evaluation_dataset(..., side_inputs=model.side_inputs)``).
       ks: cut-offs; every metric of :mod:`tfseq.metrics.ranking` at each.
       exclude_history: set history items to -inf (see the module docstring).
+      chunk_items: candidates scored at once; bounds memory, never changes the result.
 
     Returns:
       ``{"recall@5": ..., "ndcg@10": ..., ..., "mrr": ..., "num_users": U}`` (means over users;
       ``mrr`` has no cut-off: the full catalogue).
     """
-    return Evaluator(model, exclude_history)(dataset, ks)
+    return Evaluator(model, exclude_history, chunk_items)(dataset, ks)

@@ -49,14 +49,52 @@ class Recommender(Protocol):
         ...
 
 
-def mask_history(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
-    """``scores [B, N]`` with every (non-padding) item of ``item_ids [B, L]`` set to -inf."""
+def mask_history(scores: tf.Tensor, item_ids: tf.Tensor, first_item: tf.Tensor | int = 0) -> tf.Tensor:
+    """``scores [B, C]`` of items ``first_item .. first_item + C - 1`` with every (non-padding)
+    item of ``item_ids [B, L]`` in that range set to -inf (``first_item`` 0: the whole catalogue)."""
     item_ids = tf.cast(item_ids, tf.int32)
+    columns = item_ids - tf.cast(first_item, tf.int32)
     rows = tf.broadcast_to(tf.range(tf.shape(item_ids)[0])[:, tf.newaxis], tf.shape(item_ids))
-    valid = tf.not_equal(item_ids, schema.PAD_ID)
-    indices = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(item_ids, valid)], axis=1)
+    valid = tf.not_equal(item_ids, schema.PAD_ID) & (columns >= 0) & (columns < tf.shape(scores)[1])
+    indices = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(columns, valid)], axis=1)
     updates = tf.fill([tf.shape(indices)[0]], tf.constant(-np.inf, scores.dtype))
     return tf.tensor_scatter_nd_update(scores, indices, updates)
+
+
+def chunk_scores(
+    query: tf.Tensor,
+    candidates: tf.Tensor,
+    first_item: tf.Tensor | int = 0,
+    *,
+    history_ids: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """Ranking scores ``[B, C]`` of the items ``first_item .. first_item + C - 1``.
+
+    Args:
+      query: ``[B, D]`` float32 queries.
+      candidates: ``[C, D]`` float32 rows ``first_item ..`` of the candidate table.
+      first_item: the item index of ``candidates[0]``.
+      history_ids: ``[B, H]`` items to set to -inf (``exclude_history``), or None.
+
+    Returns:
+      ``query @ candidates.T``, with the padding item (when in range) at -inf and the
+      ``history_ids`` too. Full-catalogue scoring is the chunk that starts at 0; evaluation
+      walks the catalogue in chunks so that no ``[B, N]`` matrix is ever built.
+    """
+    scores = tf.linalg.matmul(query, candidates, transpose_b=True)  # [B, C]
+    return masked_scores(scores, first_item, history_ids)
+
+
+def masked_scores(
+    scores: tf.Tensor, first_item: tf.Tensor | int = 0, history_ids: tf.Tensor | None = None
+) -> tf.Tensor:
+    """``scores [B, C]`` of items ``first_item ..`` with the padding item (when in range) and
+    the ``history_ids [B, H]`` (when given) at -inf."""
+    columns = tf.range(tf.shape(scores)[1]) + tf.cast(first_item, tf.int32)  # [C]
+    scores = tf.where(tf.equal(columns, schema.PAD_ID)[tf.newaxis, :], -np.inf, scores)
+    if history_ids is not None:
+        scores = mask_history(scores, history_ids, first_item)
+    return scores
 
 
 def score_items(
@@ -90,12 +128,9 @@ def score_items(
     query = tf.cast(model.encode(features, training=False), tf.float32)  # [B, D]
     if candidates is None:
         candidates = tf.cast(model.candidate_embeddings(training=False), tf.float32)  # [N, D]
+    masked = (item_ids if history_ids is None else history_ids) if exclude_history else None
     scores = tf.linalg.matmul(query, candidates, transpose_b=True)  # [B, N]
     if fallback is not None:
         empty = tf.reduce_all(tf.equal(item_ids, schema.PAD_ID), axis=1)  # [B]
         scores = tf.where(empty[:, tf.newaxis], tf.cast(fallback, tf.float32)[tf.newaxis, :], scores)
-    padding = tf.one_hot(schema.PAD_ID, tf.shape(scores)[1], on_value=-np.inf, off_value=0.0)
-    scores = scores + padding[tf.newaxis, :]
-    if exclude_history:
-        scores = mask_history(scores, item_ids if history_ids is None else history_ids)
-    return scores
+    return masked_scores(scores, 0, masked)

@@ -320,3 +320,20 @@ def test_transform_output_reads_consistently_with_its_metadata(tmp_path):
     assert sorted(reader.evaluation_users(transform_dir, metadata, "test")) == list(test.users)
     for i in range(len(valid)):  # leave-one-out: test history = valid history + valid target
         assert test.sequence(i).tolist() == [*valid.sequence(i).tolist(), valid.targets[i]]
+
+
+def test_an_evaluation_sample_is_seeded_and_a_subset_of_the_split(tmp_path):
+    sequences = random_sequences(40, 15, 12, seed=3)
+    root, metadata = write_transform_dir(tmp_path / "t", sequences, 15)
+
+    def test_rows(**kwargs):
+        dataset = reader.evaluation_dataset(root, metadata, "test", max_seq_len=4, batch_size=7, **kwargs)
+        return sorted(rows(all_batches(dataset), schema.TARGET))
+
+    everyone = test_rows()
+    sample = test_rows(sample_users=9, seed=7)
+    assert len(sample) == 9 and len(everyone) > 9
+    assert set(sample) <= set(everyone)
+    assert test_rows(sample_users=9, seed=7) == sample  # the seed fixes the sample
+    assert any(test_rows(sample_users=9, seed=seed) != sample for seed in range(3))
+    assert test_rows(sample_users=len(everyone) + 5, seed=7) == everyone

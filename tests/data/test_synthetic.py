@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
 import pytest
 
 from tfseq.config import ConfigError
@@ -23,7 +24,8 @@ def test_same_seed_same_log_and_users_are_independent():
     synthetic._chain.cache_clear()
     assert tsv(config, [17]) == [first[17]]
     assert tsv(config, reversed(range(50))) == first[::-1]
-    assert len({tuple(r.split("\t")[1] for r in rows) for rows in first}) == 50  # users differ
+    # users draw from their own streams: no two share items and start time
+    assert len({tuple(r.split("\t", 1)[1] for r in rows) for rows in first}) == 50
     other = SyntheticConfig(num_users=50, num_items=40, num_interactions=500, seed=4)
     assert tsv(other, range(50)) != first
 
@@ -70,3 +72,26 @@ def test_next_item_is_far_more_predictable_from_the_last_item_than_from_populari
 def test_invalid_knobs_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         SyntheticConfig(**kwargs)
+
+
+def test_item_popularity_is_long_tailed_with_the_documented_exponent():
+    config = SyntheticConfig(num_users=2000, num_items=5000, num_interactions=40000)
+    counts = collections.Counter(
+        e.item for u in range(2000) for e in user_interactions(config, u)
+    )
+    frequencies = sorted(counts.values(), reverse=True)
+    # the 1% most popular items hold far more than 1% of the events, and most items are rare
+    head = sum(frequencies[: len(frequencies) // 100]) / sum(frequencies)
+    assert head > 0.1
+    # the rank-frequency slope of the head is near the Zipf exponent
+    ranks = np.arange(1, 201)
+    slope = np.polyfit(np.log(ranks), np.log(frequencies[:200]), 1)[0]
+    assert abs(-slope - synthetic.POPULARITY_EXPONENT) < 0.3
+
+
+def test_every_catalogue_item_enters_the_log_even_when_there_are_more_items_than_users():
+    config = SyntheticConfig(num_users=200, num_items=900, num_interactions=4000)
+    logs = [user_interactions(config, u) for u in range(200)]
+    assert {e.item for events in logs for e in events} == {f"i{i}" for i in range(900)}
+    # user 7 opens with its share of the catalogue, then follows the chain
+    assert [e.item for e in logs[7][:5]] == ["i7", "i207", "i407", "i607", "i807"]

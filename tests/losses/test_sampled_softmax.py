@@ -222,3 +222,20 @@ def test_config_rejects_bad_values():
         SampledSoftmaxConfig(chunk_size=0)
     with pytest.raises(ConfigError, match="sampler must be one of uniform, popularity"):
         SampledSoftmaxConfig(sampler="zipf")
+
+
+def test_the_auto_sampler_draws_by_popularity_on_large_catalogues_only():
+    from tfseq.losses.configs import POPULARITY_SAMPLER_ITEMS, SampledSoftmaxConfig
+
+    small = np.arange(POPULARITY_SAMPLER_ITEMS, dtype=np.int64)  # padding + one item too few
+    large = np.arange(POPULARITY_SAMPLER_ITEMS + 1, dtype=np.int64)
+    auto = SampledSoftmaxConfig()
+    assert auto.sampler == "auto"
+    assert LOSSES.build("sampled_softmax", auto, item_counts=small).sampler.kind == "uniform"
+    big = LOSSES.build("sampled_softmax", auto, item_counts=large)
+    assert big.sampler.kind == "popularity"
+    # popularity draws follow the counts: the most frequent half of the catalogue gets most draws
+    ids, q = big.sampler.sample(20000, seed=1)
+    assert np.mean(ids.numpy() > len(large) // 2) > 0.7
+    chosen = SampledSoftmaxConfig(sampler="uniform")
+    assert LOSSES.build("sampled_softmax", chosen, item_counts=large).sampler.kind == "uniform"

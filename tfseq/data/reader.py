@@ -560,6 +560,8 @@ def evaluation_dataset(
     max_seq_len: int,
     batch_size: int,
     side_inputs: Sequence[str] = (),
+    sample_users: int = 0,
+    seed: int = 0,
 ) -> tf.data.Dataset:
     """``{"item_ids": [B, L], "target": [B]}`` for ``valid``/``test``, plus the ``side_inputs``.
 
@@ -567,13 +569,23 @@ def evaluation_dataset(
     that order are :func:`evaluation_users`), so a batch pads little. Histories
     (and their per-event columns) are truncated to their last ``max_seq_len``
     items and right-padded to the batch's longest one. A user without training
-    records has ``user_ids`` 0 (:func:`user_index`).
+    records has ``user_ids`` 0 (:func:`user_index`). ``sample_users`` > 0 keeps that many
+    records of the split, drawn without replacement from ``seed`` (:func:`sampled_records`).
     """
     sequences = load_evaluation_split(transform_dir, metadata, split, event_columns_of(side_inputs))
+    if sample_users:
+        sequences = sequences.take(sampled_records(len(sequences), sample_users, seed))
     user_ids = (user_ids_of(sequences.users, training_user_index(transform_dir, metadata))
                 if USER_IDS in side_inputs else None)
     windows = evaluation_windows(sequences, max_seq_len=max_seq_len, user_ids=user_ids)
     return windows_dataset(windows, batch_size=batch_size)
+
+
+def sampled_records(count: int, sample: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``min(sample, count)`` of ``count`` records, a function of ``seed``."""
+    if sample >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng([seed, count]).choice(count, sample, replace=False))
 
 
 def load_evaluation_split(

@@ -14,6 +14,6 @@ LOSSES.add("adaptive_hinge", c.AdaptiveHingeConfig, "tfseq.losses.hinge:Adaptive
 LOSSES.add("bpr", c.BPRConfig, "tfseq.losses.bpr:BPRLoss")
 LOSSES.add("hinge", c.HingeConfig, "tfseq.losses.hinge:HingeLoss")
 LOSSES.add("sampled_softmax", c.SampledSoftmaxConfig, "tfseq.losses.sampled_softmax:SampledSoftmaxLoss")
-LOSSES.add("softmax", c.SoftmaxConfig, "tfseq.losses.full_softmax:FullSoftmaxLoss")
+LOSSES.add("softmax", c.SoftmaxConfig, "tfseq.losses.softmax:FullSoftmaxLoss")
 
 __all__ = ["LOSSES"]

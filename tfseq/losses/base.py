@@ -61,7 +61,11 @@ class SampledNegativesLoss(RetrievalLoss):
 
     def __init__(self, config: Any, **kwargs: Any):
         super().__init__(config, **kwargs)
-        self.sampler = ItemSampler(self.item_counts, config.sampler)
+        self.sampler = ItemSampler(self.item_counts, self.sampler_kind())
+
+    def sampler_kind(self) -> str:
+        """The proposal the negatives are drawn from (``config.sampler``)."""
+        return str(self.config.sampler)
 
     def call(
         self,

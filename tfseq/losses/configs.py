@@ -13,6 +13,10 @@ from typing import Any
 from tfseq.config import ConfigError
 
 SAMPLERS = ("uniform", "popularity")
+# sampled_softmax's default sampler is "auto": uniform on smaller catalogues, where the tuned
+# results were measured, and popularity (with the logQ correction) from this many items on,
+# where uniform draws are almost all tail items that no query ranks high: easy negatives.
+POPULARITY_SAMPLER_ITEMS = 100_000
 
 
 def check_sampler(kind: str) -> None:
@@ -51,10 +55,20 @@ class BPRConfig:
         check_pairwise_config(self)
 
 
-# -- full_softmax (tfseq.losses.full_softmax) -------------------------------
+# -- softmax (tfseq.losses.softmax) -----------------------------------------
 @dataclasses.dataclass(frozen=True)
 class SoftmaxConfig:
-    """Full softmax has no knobs."""
+    """Attributes:
+    max_items: the largest catalogue it trains on. Each target is scored against every item,
+      so an epoch costs targets x items dot products: above this, training would take days
+      where ``sampled_softmax`` takes minutes, and the loss refuses to start.
+    """
+
+    max_items: int = 200_000
+
+    def __post_init__(self) -> None:
+        if self.max_items < 1:
+            raise ConfigError(f"SoftmaxConfig.max_items must be >= 1, got {self.max_items}")
 
 
 # -- hinge (tfseq.losses.hinge) ---------------------------------------------
@@ -93,14 +107,15 @@ class AdaptiveHingeConfig(HingeConfig):
 class SampledSoftmaxConfig:
     """Attributes:
     num_negatives: items drawn per batch, shared by all its queries, besides the in-batch ones.
-    sampler: "uniform" or "popularity" (smoothed training counts).
+    sampler: "uniform", "popularity" (smoothed training counts), or "auto": popularity when the
+      catalogue has at least POPULARITY_SAMPLER_ITEMS items, uniform below.
     logq_correction: subtract log(proposal probability) from each column's logit.
     remove_accidental_hits: mask columns holding the row's own positive item.
     chunk_size: the most queries sharing their positives as in-batch negatives (consecutive targets).
     """
 
     num_negatives: int = 256
-    sampler: str = "uniform"
+    sampler: str = "auto"
     logq_correction: bool = True
     remove_accidental_hits: bool = True
     chunk_size: int = 2048
@@ -110,4 +125,11 @@ class SampledSoftmaxConfig:
             raise ConfigError(f"num_negatives must be >= 0, got {self.num_negatives}")
         if self.chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        check_sampler(self.sampler)
+        if self.sampler != "auto":
+            check_sampler(self.sampler)
+
+    def sampler_for(self, num_items: int) -> str:
+        """The sampler drawn from for a catalogue of ``num_items`` rows (padding included)."""
+        if self.sampler != "auto":
+            return self.sampler
+        return "popularity" if num_items - 1 >= POPULARITY_SAMPLER_ITEMS else "uniform"

@@ -72,6 +72,10 @@ class SampledSoftmaxLoss(SampledNegativesLoss):
             loss=mean_cross_entropy(), remove_accidental_hits=config.remove_accidental_hits
         )
 
+    def sampler_kind(self) -> str:
+        """``config.sampler``, with ``"auto"`` resolved by the catalogue's size."""
+        return self.config.sampler_for(self.num_items)
+
     def sample_negatives(self, positive_ids: tf.Tensor) -> tf.Tensor:
         """``[M]`` draws shared by the whole batch (none when ``num_negatives`` is 0)."""
         if self.config.num_negatives:

@@ -14,10 +14,13 @@ and memory than that op on catalogues of thousands of items (the figures are in
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
+from tfseq.config import ConfigError
 from tfseq.losses.base import RetrievalLoss
-from tfseq.losses.configs import SoftmaxConfig  # noqa: F401  (the module's config, defined without TF)
+from tfseq.losses.configs import SoftmaxConfig
 
 _CHUNK_LOGITS = 1 << 21  # scores per chunk (8 MiB of float32)
 
@@ -108,6 +111,16 @@ class FullSoftmaxLoss(RetrievalLoss):
     out of the normaliser, exactly as a -inf logit would, without building a
     masked ``[T, N]`` copy or one-hot labels.
     """
+
+    def __init__(self, config: SoftmaxConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        items = self.num_items - 1
+        if items > config.max_items:
+            raise ConfigError(
+                f"--loss softmax scores all {items:,} items for every target, more than its "
+                f"max_items={config.max_items:,}: use --loss sampled_softmax (popularity negatives "
+                f"with logQ correction), or raise --max_items"
+            )
 
     def call(
         self,

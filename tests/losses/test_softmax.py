@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfseq.losses import LOSSES
-from tfseq.losses.full_softmax import chunk_rows, softmax_cross_entropy
+from tfseq.losses.softmax import chunk_rows, softmax_cross_entropy
 
 # padding + items 1..3, D = 2; the padding row would win every softmax if it were scored.
 CANDIDATES = np.array([[9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
@@ -138,3 +138,15 @@ def test_skipped_rows_are_left_out_like_a_slice_and_get_no_gradient(chunk_logits
     np.testing.assert_allclose(got_query.numpy(), d_query, rtol=1e-4, atol=1e-6)
     assert got_table.shape == table.shape and not np.any(got_table.numpy()[:2])
     np.testing.assert_allclose(got_table.numpy()[2:], d_rest, rtol=1e-4, atol=1e-6)
+
+
+def test_a_catalogue_above_max_items_is_refused_naming_sampled_softmax():
+    from tfseq.config import ConfigError
+    from tfseq.losses.configs import SoftmaxConfig
+
+    counts = np.ones(1001, np.int64)  # padding + 1,000 items
+    LOSSES.build("softmax", SoftmaxConfig(max_items=1000), item_counts=counts)  # exactly at the limit
+    with pytest.raises(ConfigError, match="all 1,000 items.*max_items=999.*--loss sampled_softmax"):
+        LOSSES.build("softmax", SoftmaxConfig(max_items=999), item_counts=counts)
+    with pytest.raises(ConfigError, match="max_items must be >= 1"):
+        SoftmaxConfig(max_items=0)
