@@ -19,14 +19,14 @@ from tfseq.data.formats import Format, text_format
 from tfseq.experiment import ExperimentConfig
 
 if TYPE_CHECKING:
-    from pipeline.transforms import SplitSpec
+    from pipeline.ptransforms import SplitSpec
     from tfseq.data.synthetic import SyntheticConfig
 
 MAX_SHARDS = 1024  # files per split; more only slows every reader down
 LEAVE_ONE_OUT = "leave_one_out"  # --split: every user's last two items are its valid and test targets
 USER_SPLIT = "user"  # --split: valid and test users are unseen in training (Spotlight)
 SPLIT_MODES = (LEAVE_ONE_OUT, USER_SPLIT)
-COMPRESSIONS = ("none", "gzip")  # --compression (pipeline.transforms.COMPRESSIONS: how each is written)
+COMPRESSIONS = ("none", "gzip")  # --compression (pipeline.ptransforms.COMPRESSIONS: how each is written)
 DEDUPE_MODES = ("keep-all", "keep-first")
 
 
@@ -107,7 +107,7 @@ class TransformConfig:
       compression: "none" or "gzip".
       split: "leave_one_out" (every user's last two items are its valid and test targets) or
         "user" (Spotlight's protocol: valid and test users are unseen in training; each one's
-        last item is its target). See :class:`pipeline.transforms.SplitSpec`.
+        last item is its target). See :class:`pipeline.ptransforms.SplitSpec`.
       valid_fraction, test_fraction: expected shares of users in valid and test (``--split user``).
       split_seed: seeds which users go to valid and test (``--split user``).
       item_features: an item side-feature table beside the log: S3-Rec ``*_item2attributes.json``,
@@ -188,7 +188,7 @@ class TransformConfig:
     @property
     def split_spec(self) -> SplitSpec:
         """How the build pipeline splits each user."""
-        from pipeline.transforms import SplitSpec
+        from pipeline.ptransforms import SplitSpec
 
         return SplitSpec(self.split, self.valid_fraction, self.test_fraction, self.split_seed)
 

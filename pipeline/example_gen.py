@@ -15,7 +15,7 @@ Output (``output_dir``):
   TSV shards' writes included), so it is built the same way on every runner,
   Beam's DaskRunner included; the driver reads it back for the checks below.
 
-The TSV shards are written by ``pipeline.transforms.WriteFiles``: each row goes to
+The TSV shards are written by ``pipeline.ptransforms.WriteFiles``: each row goes to
 the shard its CRC-32 picks and each shard is sorted, so a run writes the same
 bytes on every runner.
 
@@ -65,7 +65,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import artifacts
 from pipeline.configs import ExampleGenConfig  # noqa: F401  (defined without Beam, for the flags)
-from pipeline.transforms import WRITTEN, Gather, ParDoOutputs, WriteFiles
+from pipeline.ptransforms import WRITTEN, Gather, ParDoOutputs, WriteFiles
 from tfseq.data import formats
 from tfseq.data.formats import DataError, Interaction, Malformed
 from tfseq.data.synthetic import SyntheticConfig, user_interactions
@@ -355,7 +355,7 @@ class Summarize(beam.PTransform):
 
     ``WRITTEN`` holds the TSV shards' ``(path, rows)``: the interactions are
     counted as written, and gathering them puts the stats after the writes on
-    every runner (see ``pipeline.transforms.Gather``).
+    every runner (see ``pipeline.ptransforms.Gather``).
     """
 
     def __init__(self, config: ExampleGenConfig, inputs: list[str]):

@@ -5,7 +5,7 @@ line each) and its ``stats.json``. Output (``output_dir``):
 
 * ``train|valid|test/part-SSSSS-of-NNNNN.tfrecord[.gz]``: SequenceExamples
   (tfseq.data.schema), leave-one-out, or with ``--split user`` Spotlight's
-  user split (:class:`pipeline.transforms.SplitSpec`);
+  user split (:class:`pipeline.ptransforms.SplitSpec`);
 * ``item_vocab.txt`` (by count descending, ties by raw ID; line 0 padding) and
   ``user_vocab.txt`` (by raw ID) in the tfseq.data.vocab format;
 * ``metadata.json`` (DatasetMetadata) and ``stats.json``: RecBole's dataset
@@ -14,7 +14,7 @@ line each) and its ``stats.json``. Output (``output_dir``):
 
 Order of the filters, as in RecBole's ``_data_filtering``: duplicates
 (``--dedupe keep-first``), then the rating threshold, then iterative k-core.
-Everything row-level runs in Beam (building blocks in :mod:`pipeline.transforms`).
+Everything row-level runs in Beam (building blocks in :mod:`pipeline.ptransforms`).
 Beam cannot loop, so k-core runs one pipeline per round from the driver; each
 round writes its users to ``output_dir/_work/round-NNN/`` (``--num_shards``
 JSON-lines files) with a one-line report (rows removed, thresholds still broken,
@@ -23,7 +23,7 @@ round after which nothing breaks a threshold (the next round would remove
 nothing). The final pipeline writes the dataset and a one-element summary;
 the driver turns that into metadata.json and stats.json and deletes ``_work``.
 Each pipeline ends in that one report or summary, which gathers every branch
-(see :mod:`pipeline.transforms`), so the stage runs the same on every runner,
+(see :mod:`pipeline.ptransforms`), so the stage runs the same on every runner,
 Beam's DaskRunner included, and writes the same bytes.
 
 Deviation from RecBole's printout: its user and item numbers (and so its
@@ -40,7 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import artifacts
-from pipeline import transforms as T
+from pipeline import ptransforms as T
 from pipeline.configs import DEDUPE_MODES, TransformConfig  # noqa: F401  (defined without Beam, for the flags)
 from tfseq.config import to_dict
 from tfseq.data import schema, vocab

@@ -80,7 +80,7 @@ def test_a_declared_entry_is_imported_when_first_used():
 def test_every_registry_entry_names_its_class_and_the_facts_the_flags_read():
     """The "module:Class" strings resolve to the class the module defines, and what the command line reads
     from the config classes (without TF) is what the model classes use."""
-    from pipeline import configs, transforms
+    from pipeline import configs, ptransforms
     from tfseq.losses import LOSSES
     from tfseq.models import MODELS, cnn
 
@@ -97,7 +97,7 @@ def test_every_registry_entry_names_its_class_and_the_facts_the_flags_read():
     from tfseq.models.configs import NONLINEARITIES
 
     assert set(cnn.NONLINEARITIES) == set(NONLINEARITIES)
-    assert set(transforms.COMPRESSIONS) == set(configs.COMPRESSIONS)
+    assert set(ptransforms.COMPRESSIONS) == set(configs.COMPRESSIONS)
 
 
 def test_experiment_config_routes_flat_keys_and_rejects_unknown(tmp_path):

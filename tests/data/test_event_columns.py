@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.data import readers
 from tests.data.test_reader import all_batches, random_sequences, write_transform_dir
 from tfseq.data import reader, schema
 from tfseq.data.formats import DataError
@@ -69,8 +70,8 @@ def transform(tmp_path):
 def test_training_batches_carry_the_column_aligned_with_the_items(transform, causal):
     root, metadata, _ = transform
     settings = dict(causal=causal, max_seq_len=4, batch_size=5, seed=2)
-    plain = all_batches(reader.training_dataset(root, metadata, **settings))
-    hours = all_batches(reader.training_dataset(root, metadata, side_inputs=(schema.HOUR_IDS,), **settings))
+    plain = all_batches(readers.training_dataset(root, metadata, **settings))
+    hours = all_batches(readers.training_dataset(root, metadata, side_inputs=(schema.HOUR_IDS,), **settings))
     assert all(schema.HOUR_IDS not in b for b in plain)
     assert len(plain) == len(hours)
     for a, b in zip(plain, hours):  # the same shuffled windows, plus each item's hour in its place
@@ -83,7 +84,7 @@ def test_evaluation_batches_carry_the_column_of_the_last_items(transform):
     batches = all_batches(reader.evaluation_dataset(root, metadata, "test", max_seq_len=3, batch_size=4,
                                                     side_inputs=(schema.HOUR_IDS,)))
     got = np.concatenate([b[schema.HOUR_IDS][:, :1] for b in batches])[:, 0]
-    users = reader.evaluation_users(root, metadata, "test")
+    users = readers.evaluation_users(root, metadata, "test")
     # the first kept item of each test history (its last 3 of items[:-1])
     want = hour_of(np.array([sequences[u][:-1][-3:][0] for u in users]))
     np.testing.assert_array_equal(got, want)

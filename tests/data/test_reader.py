@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.data import readers
 from tfseq.data import reader, schema
 from tfseq.data.formats import DataError
 from tfseq.data.vocab import METADATA, DatasetMetadata, SplitInfo
@@ -117,7 +118,7 @@ def test_evaluation_dataset_gives_truncated_history_and_target(tmp_path, compres
     sequences = random_sequences(25, 15, 12, seed=2)
     root, metadata = write_transform_dir(tmp_path / "t", sequences, 15, compression=compression)
     for split, cut in (("valid", 2), ("test", 1)):  # schema.py: valid = i_1..i_{n-2} -> i_{n-1}
-        users = reader.evaluation_users(root, metadata, split)
+        users = readers.evaluation_users(root, metadata, split)
         dataset = reader.evaluation_dataset(root, metadata, split, max_seq_len=4, batch_size=7)
         batches = all_batches(dataset)
         expected = {
@@ -203,7 +204,7 @@ def test_shuffled_epochs_reorder_the_same_examples_and_the_seed_fixes_the_order(
     settings = dict(causal=False, max_seq_len=6, batch_size=8)
 
     def epochs(seed: int, count: int = 2) -> list[list[tuple]]:
-        dataset = reader.training_dataset(root, metadata, seed=seed, **settings)
+        dataset = readers.training_dataset(root, metadata, seed=seed, **settings)
         return [rows(all_batches(dataset), schema.TARGET) for _ in range(count)]
 
     first, second = epochs(seed=7)
@@ -221,7 +222,7 @@ def test_datasets_prefetch_without_tf_data_autotuning(tmp_path):
     # Autotuning's optimisation thread held each finished epoch's iterator for tens of seconds
     # when Keras deleted it (17% of a Beauty run's Trainer time): the reader turns it off.
     root, metadata = write_transform_dir(tmp_path / "t", random_sequences(20, 30, 10, seed=1), 30)
-    train = reader.training_dataset(root, metadata, causal=False, max_seq_len=6, batch_size=8, seed=1)
+    train = readers.training_dataset(root, metadata, causal=False, max_seq_len=6, batch_size=8, seed=1)
     valid = reader.evaluation_dataset(root, metadata, "valid", max_seq_len=6, batch_size=8)
     for dataset in (train, valid):
         assert dataset.options().autotune.enabled is False
@@ -317,7 +318,7 @@ def test_transform_output_reads_consistently_with_its_metadata(tmp_path):
     valid = reader.load_evaluation_split(transform_dir, metadata, "valid")
     test = reader.load_evaluation_split(transform_dir, metadata, "test")
     assert list(valid.users) == list(test.users)
-    assert sorted(reader.evaluation_users(transform_dir, metadata, "test")) == list(test.users)
+    assert sorted(readers.evaluation_users(transform_dir, metadata, "test")) == list(test.users)
     for i in range(len(valid)):  # leave-one-out: test history = valid history + valid target
         assert test.sequence(i).tolist() == [*valid.sequence(i).tolist(), valid.targets[i]]
 

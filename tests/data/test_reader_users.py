@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.data import readers
 from tests.data.test_reader import all_batches, random_sequences, write_transform_dir
 from tfseq.data import reader, schema, vocab
 from tfseq.data.formats import DataError
@@ -34,11 +35,11 @@ def transform(tmp_path):
 def test_batches_carry_user_ids_only_when_asked(transform):
     root, metadata, _, _ = transform
     for causal in (False, True):
-        plain = all_batches(reader.training_dataset(root, metadata, causal=causal, max_seq_len=4, batch_size=5,
-                                                    seed=0))
+        plain = all_batches(readers.training_dataset(
+            root, metadata, causal=causal, max_seq_len=4, batch_size=5, seed=0))
         assert all(schema.USER_IDS not in b for b in plain)
-        with_users = all_batches(reader.training_dataset(root, metadata, causal=causal, max_seq_len=4,
-                                                         batch_size=5, seed=0, side_inputs=USERS))
+        with_users = all_batches(readers.training_dataset(
+            root, metadata, causal=causal, max_seq_len=4, batch_size=5, seed=0, side_inputs=USERS))
         assert all(b[schema.USER_IDS].shape == b[schema.ITEM_IDS].shape[:1] for b in with_users)
         for a, b in zip(plain, with_users):  # the same examples in the same order, plus the users
             np.testing.assert_array_equal(a[schema.ITEM_IDS], b[schema.ITEM_IDS])
@@ -48,7 +49,7 @@ def test_batches_carry_user_ids_only_when_asked(transform):
 
 def test_prefix_windows_carry_their_users_vocabulary_index(transform):
     root, metadata, sequences, index = transform
-    batches = all_batches(reader.training_dataset(
+    batches = all_batches(readers.training_dataset(
         root, metadata, causal=False, max_seq_len=3, batch_size=7, seed=0, shuffle=False, side_inputs=USERS))
     got = [(tuple(int(i) for i in row if i), int(t), int(u))
            for b in batches for row, t, u in zip(b[schema.ITEM_IDS], b[schema.TARGET], b[schema.USER_IDS])]
@@ -63,7 +64,7 @@ def test_prefix_windows_carry_their_users_vocabulary_index(transform):
 
 def test_evaluation_rows_carry_their_users_index(transform):
     root, metadata, _, index = transform
-    users = reader.evaluation_users(root, metadata, "test")
+    users = readers.evaluation_users(root, metadata, "test")
     batches = all_batches(reader.evaluation_dataset(root, metadata, "test", max_seq_len=4, batch_size=3,
                                                     side_inputs=USERS))
     got = np.concatenate([b[schema.USER_IDS] for b in batches])
@@ -93,7 +94,7 @@ def test_users_without_training_records_are_unknown(tmp_path):
     for split, users, want in (("valid", ["u1", "u3"], [1, 0]), ("test", ["u4"], [0])):
         batches = all_batches(reader.evaluation_dataset(str(root), metadata, split, max_seq_len=4, batch_size=8,
                                                         side_inputs=USERS))
-        assert reader.evaluation_users(str(root), metadata, split) == users
+        assert readers.evaluation_users(str(root), metadata, split) == users
         np.testing.assert_array_equal(batches[0][schema.USER_IDS], want)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.models.scores import raw_scores
 from tfseq.data.item_features import ItemFeatures, RawItemTable, build_item_features
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
@@ -120,16 +121,17 @@ def assert_causal(model, item_ids: np.ndarray, *, seed: int, padded_row: int, at
 
 
 def assert_saved_model_scores_like_the_model(model, path: str) -> None:
-    """A SavedModel of ``model.score`` (histories of any batch size and length) answers as the model does
-    on 2 histories of width 3 and 5 of width 11."""
+    """A SavedModel of the model's raw scores (histories of any batch size and length) answers as the
+    model does on 2 histories of width 3 and 5 of width 11."""
     module = tf.Module()
     module.model = model
-    module.score = tf.function(model.score, input_signature=[tf.TensorSpec([None, None], tf.int64)])
+    module.score = tf.function(lambda item_ids: raw_scores(model, item_ids),
+                               input_signature=[tf.TensorSpec([None, None], tf.int64)])
     tf.saved_model.save(module, path)
     loaded = tf.saved_model.load(path)
     for rows, length, seed in ((2, 3, 6), (5, 11, 7)):
         item_ids = tf.constant(random_histories(rows, length, seed=seed))
-        np.testing.assert_allclose(loaded.score(item_ids).numpy(), model.score(item_ids).numpy(), atol=1e-6)
+        np.testing.assert_allclose(loaded.score(item_ids).numpy(), raw_scores(model, item_ids).numpy(), atol=1e-6)
 
 
 @pytest.fixture(params=MODELS.names())

@@ -20,6 +20,7 @@ from tests.models.conftest import (
     right_pad,
     toy_item_features,
 )
+from tests.models.scores import raw_scores
 from tfseq.config import ConfigError, from_dict
 from tfseq.data.item_features import ItemFeatures
 from tfseq.experiment import ExperimentConfig
@@ -265,7 +266,7 @@ def test_saved_model_of_score_carries_the_feature_table(tmp_path):
     serve = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]
     for item_ids in (random_histories(4, 6, seed=11), right_pad([[3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])):
         (answer,) = serve(tf.constant(item_ids)).values()
-        np.testing.assert_allclose(answer.numpy(), model.score(tf.constant(item_ids)).numpy(), atol=1e-5)
+        np.testing.assert_allclose(answer.numpy(), raw_scores(model, tf.constant(item_ids)).numpy(), atol=1e-5)
 
 
 def test_the_feature_table_is_a_non_trainable_weight_restored_with_the_others(tmp_path):

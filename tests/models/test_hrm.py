@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.models.conftest import NUM_ITEMS, NUM_USERS, build, random_histories, right_pad
+from tests.models.scores import raw_scores
 from tfseq.config import ConfigError
 from tfseq.data.schema import ITEM_IDS, USER_IDS
 from tfseq.models import MODELS
@@ -71,7 +72,7 @@ def test_shapes_with_and_without_users():
     assert model.encode(item_ids).shape == (5, 8)
     assert model.encode({ITEM_IDS: item_ids, USER_IDS: users}).shape == (5, 8)
     assert model.encode_all({ITEM_IDS: item_ids, USER_IDS: users}).shape == (5, 7, 8)
-    assert model.score({ITEM_IDS: item_ids, USER_IDS: users}).shape == (5, NUM_ITEMS)
+    assert raw_scores(model, {ITEM_IDS: item_ids, USER_IDS: users}).shape == (5, NUM_ITEMS)
     assert model.candidate_embeddings().shape == (NUM_ITEMS, 8)
 
 
@@ -144,8 +145,8 @@ def test_learns_a_next_item_that_only_the_user_predicts():
     def hit_rate(scores: np.ndarray) -> float:
         return float(np.mean(np.argmax(scores[:, 1:], axis=1) + 1 == favourite))
 
-    with_user = hit_rate(model.score({ITEM_IDS: history, USER_IDS: tf.constant(probe_users)}).numpy())
-    without = hit_rate(model.score(history).numpy())
+    with_user = hit_rate(raw_scores(model, {ITEM_IDS: history, USER_IDS: tf.constant(probe_users)}).numpy())
+    without = hit_rate(raw_scores(model, history).numpy())
     assert with_user == 1.0  # the user names the favourite
     assert without <= 0.5  # the item alone cannot (5 favourites, all equally likely after it)
 
@@ -160,10 +161,10 @@ def test_save_weights_then_reload_scores_identically_with_users(tmp_path):
     model.save_weights(str(tmp_path / "weights"))
     fresh = build("hrm", seed=2)
     features = {ITEM_IDS: tf.constant(random_histories(5, 6, seed=8)), USER_IDS: tf.constant([1, 2, 0, 4, 5])}
-    assert not np.allclose(fresh.score(features), model.score(features))
+    assert not np.allclose(raw_scores(fresh, features), raw_scores(model, features))
     fresh.load_weights(str(tmp_path / "weights")).assert_existing_objects_matched()
     np.testing.assert_array_equal(
-        fresh.score(features).numpy(), model.score(features).numpy()
+        raw_scores(fresh, features).numpy(), raw_scores(model, features).numpy()
     )
 
 
@@ -199,9 +200,10 @@ def test_the_evaluator_ranks_with_the_batch_users():
         return ((scores > own) | ((scores == own) & (columns < targets[:, None]))).sum(axis=1)
 
     evaluator = Evaluator(model)
-    with_users = evaluator.ranks([{"item_ids": item_ids, "target": targets, "user_ids": users}])
-    without = evaluator.ranks([{"item_ids": item_ids, "target": targets}])
-    np.testing.assert_array_equal(
-        with_users, ranks_by_hand(model.score({ITEM_IDS: tf.constant(item_ids), USER_IDS: tf.constant(users)}).numpy()))
-    np.testing.assert_array_equal(without, ranks_by_hand(model.score(tf.constant(item_ids)).numpy()))
+    with_users = np.concatenate(
+        list(evaluator.batch_ranks([{"item_ids": item_ids, "target": targets, "user_ids": users}])))
+    without = np.concatenate(list(evaluator.batch_ranks([{"item_ids": item_ids, "target": targets}])))
+    features = {ITEM_IDS: tf.constant(item_ids), USER_IDS: tf.constant(users)}
+    np.testing.assert_array_equal(with_users, ranks_by_hand(raw_scores(model, features).numpy()))
+    np.testing.assert_array_equal(without, ranks_by_hand(raw_scores(model, tf.constant(item_ids)).numpy()))
     assert not np.array_equal(with_users, without)

@@ -20,6 +20,7 @@ from tests.models.conftest import (
     random_histories,
     right_pad,
 )
+from tests.models.scores import raw_scores
 from tfseq.config import TrainConfig, field_names
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
@@ -78,7 +79,7 @@ def test_every_model_config_is_frozen_and_shares_only_max_seq_len_with_other_sec
 
 def mean_rank(model, batch: dict[str, tf.Tensor]) -> float:
     """Mean 0-based rank of each row's target among the real items (ties count in its favour)."""
-    scores = model.score(batch["item_ids"]).numpy()[:, 1:]  # [B, N - 1]: padding left out
+    scores = raw_scores(model, batch["item_ids"]).numpy()[:, 1:]  # [B, N - 1]: padding left out
     target = batch["target"].numpy() - 1
     higher = scores > scores[np.arange(len(target)), target][:, np.newaxis]
     return float(higher.sum(axis=1).mean())
@@ -204,9 +205,9 @@ def test_save_weights_then_load_into_a_fresh_model_gives_identical_scores(model_
     model.save_weights(str(tmp_path / "weights"))
     fresh = build(model_name, config_for(model_name), seed=2, counts=np.zeros(NUM_ITEMS, np.int64))
     item_ids = tf.constant(random_histories(5, 6, seed=7))
-    assert not np.array_equal(fresh.score(item_ids).numpy(), model.score(item_ids).numpy())
+    assert not np.array_equal(raw_scores(fresh, item_ids).numpy(), raw_scores(model, item_ids).numpy())
     fresh.load_weights(str(tmp_path / "weights")).assert_existing_objects_matched()
-    np.testing.assert_array_equal(fresh.score(item_ids).numpy(), model.score(item_ids).numpy())
+    np.testing.assert_array_equal(raw_scores(fresh, item_ids).numpy(), raw_scores(model, item_ids).numpy())
     for a, b in zip(model.weights, fresh.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 

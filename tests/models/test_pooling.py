@@ -14,6 +14,7 @@ from tests.models.conftest import (
     random_histories,
     right_pad,
 )
+from tests.models.scores import raw_scores
 from tfseq.config import ConfigError
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
@@ -73,7 +74,7 @@ def test_learns_which_items_go_together_with_spotlights_hinge_losses(loss):
     }
 
     def target_rank() -> float:
-        scores = model.score(tf.constant(right_pad([s[:-1] for s in sequences[:100]]))).numpy()[:, 1:]
+        scores = raw_scores(model, tf.constant(right_pad([s[:-1] for s in sequences[:100]]))).numpy()[:, 1:]
         targets = np.array([s[-1] for s in sequences[:100]]) - 1
         return float((scores > scores[np.arange(100), targets][:, None]).sum(axis=1).mean())
 

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tests.models.conftest import build, right_pad
+from tests.models.scores import raw_scores
 from tfseq.config import ConfigError, from_dict
 from tfseq.models.sasrec import SASRecConfig
 
@@ -47,5 +48,5 @@ def test_query_is_the_encoder_output_at_the_last_item_and_candidates_are_the_inp
     np.testing.assert_allclose(model.encode(item_ids).numpy(), hidden[[0, 1], [2, 0]], atol=1e-5)
     table = model.candidate_embeddings().numpy()
     np.testing.assert_array_equal(table[[5, 8]], model.item_embedding(tf.constant([5, 8])).numpy())
-    scores = model.score(item_ids).numpy()
+    scores = raw_scores(model, item_ids).numpy()
     np.testing.assert_allclose(scores, hidden[[0, 1], [2, 0]] @ table.T, rtol=1e-5, atol=1e-5)

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tests.models.conftest import NUM_ITEMS, build, random_histories
 from tests.models.hour_of_day import HourOfDay, HourOfDayConfig
+from tests.models.scores import raw_scores
 from tfseq.data import schema
 from tfseq.models.base import last_window, window_features
 
@@ -36,7 +37,7 @@ def test_a_model_reads_only_its_side_inputs(name):
                for key in schema.SIDE_INPUTS if key not in model.side_inputs}
     alone = model.encode({schema.ITEM_IDS: item_ids, **own}).numpy()
     np.testing.assert_array_equal(model.encode({schema.ITEM_IDS: item_ids, **own, **foreign}).numpy(), alone)
-    assert model.score({schema.ITEM_IDS: item_ids, **own, **foreign}).shape == (4, NUM_ITEMS)
+    assert raw_scores(model, {schema.ITEM_IDS: item_ids, **own, **foreign}).shape == (4, NUM_ITEMS)
 
 
 def test_the_hour_model_reads_the_hour_of_each_position():

@@ -71,7 +71,7 @@ def test_help_is_plain_text():
     text = parser.format_help()
     assert "``" not in text and ":class:" not in text and ":func:" not in text
     assert "losss" not in text and "each applies to the losses listed" in text
-    assert cli.plain_text("``a`` :class:`~pipeline.transforms.SplitSpec` :func:`f`") == "a SplitSpec f"
+    assert cli.plain_text("``a`` :class:`~pipeline.ptransforms.SplitSpec` :func:`f`") == "a SplitSpec f"
 
 
 def test_a_bad_flag_value_is_two_lines_not_the_whole_usage(capsys):

@@ -37,7 +37,7 @@ from pipeline.example_gen import (
     read_records,
     run_example_gen,
 )
-from pipeline.transforms import WRITTEN
+from pipeline.ptransforms import WRITTEN
 from tfseq.config import ConfigError
 from tfseq.data import formats
 from tfseq.data.formats import DataError, Interaction, Malformed

@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline  # not collected by pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import transforms as T
+from pipeline import ptransforms as T
 from pipeline.transform import TransformConfig, run_transform
 from tfseq.config import ConfigError
 from tfseq.data import schema

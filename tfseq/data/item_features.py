@@ -483,18 +483,9 @@ class ItemFeatures:
         meta = {"fields": list(self.fields), "vocabularies": [list(v) for v in self.vocabularies]}
         return {VALUES_FILE: buffer.getvalue(), FIELDS_FILE: json.dumps(meta, ensure_ascii=False).encode("utf-8")}
 
-    def save(self, directory: str) -> None:
-        """Writes :meth:`files` into ``directory`` (tests and tools; the pipeline writes through its stage)."""
-        import tensorflow as tf
-
-        tf.io.gfile.makedirs(directory)
-        for name, data in self.files().items():
-            with tf.io.gfile.GFile(posixpath.join(directory, name), "wb") as f:
-                f.write(data)
-
     @classmethod
     def load(cls, directory: str) -> "ItemFeatures":
-        """Reads what :meth:`save` wrote into ``directory``."""
+        """Reads the :meth:`files` written into ``directory`` (by the Transform stage)."""
         import tensorflow as tf
 
         with tf.io.gfile.GFile(posixpath.join(directory, FIELDS_FILE), "rb") as f:

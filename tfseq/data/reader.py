@@ -527,31 +527,6 @@ def training_data(
     return TrainingData(windows, batch_size=batch_size, seed=seed, shuffle=shuffle)
 
 
-def training_dataset(
-    transform_dir: str,
-    metadata: DatasetMetadata,
-    *,
-    causal: bool,
-    max_seq_len: int,
-    batch_size: int,
-    seed: int,
-    shuffle: bool = True,
-    side_inputs: Sequence[str] = (),
-) -> tf.data.Dataset:
-    """Training batches of the ``train`` split (see the module docstring).
-
-    Yields ``{"item_ids": [B, L], "target": [B]}`` (prefix mode) or
-    ``{"item_ids": [B, L], "targets": [B, L]}`` (causal), int64, right-padded,
-    ``L <= max_seq_len``. ``shuffle=False`` keeps the natural order (user, then
-    position) without length bucketing. :func:`training_data` also gives the
-    number of targets. ``side_inputs`` adds those keys (e.g. ``user_ids [B]``).
-    """
-    return training_data(
-        transform_dir, metadata, causal=causal, max_seq_len=max_seq_len,
-        batch_size=batch_size, seed=seed, shuffle=shuffle, side_inputs=side_inputs,
-    ).dataset()
-
-
 def evaluation_dataset(
     transform_dir: str,
     metadata: DatasetMetadata,
@@ -565,8 +540,7 @@ def evaluation_dataset(
 ) -> tf.data.Dataset:
     """``{"item_ids": [B, L], "target": [B]}`` for ``valid``/``test``, plus the ``side_inputs``.
 
-    Rows come shortest history first (:func:`evaluation_order`; the users in
-    that order are :func:`evaluation_users`), so a batch pads little. Histories
+    Rows come shortest history first (:func:`evaluation_order`), so a batch pads little. Histories
     (and their per-event columns) are truncated to their last ``max_seq_len``
     items and right-padded to the batch's longest one. A user without training
     records has ``user_ids`` 0 (:func:`user_index`). ``sample_users`` > 0 keeps that many
@@ -602,9 +576,3 @@ def load_evaluation_split(
             f"(user {sequences.users[missing[0]]!r}) has no target"
         )
     return sequences
-
-
-def evaluation_users(transform_dir: str, metadata: DatasetMetadata, split: str) -> list[str]:
-    """Raw user IDs in the order :func:`evaluation_dataset` yields their rows."""
-    sequences = load_split(transform_dir, metadata, split)
-    return list(sequences.users[evaluation_order(sequences)])
