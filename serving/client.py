@@ -7,7 +7,10 @@ Speaks TF Serving's ``PredictionService`` through the official
     python -m serving.client --target localhost:8500 --model_name tfseq --history "i1 i2 i3" --k 10
 
 The request format (:func:`predict_request`) is defined here once; the warm-up
-records written at export time use it too.
+records written at export time use it too. Each answered row is a
+:class:`Ranking`: its ``(item_id, score)`` pairs, and whether the server
+answered it by the popularity fallback (``fallback``) or without the user it
+named (``unknown_user``); the command line prints both.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from typing import TYPE_CHECKING, Sequence
 
 import grpc
 
-from serving.signature import HISTORY, ITEM_IDS, PAD_TOKEN, SCORES, SERVING_SIGNATURE, USER_ID
+from serving.signature import (
+    FALLBACK,
+    HISTORY,
+    ITEM_IDS,
+    PAD_TOKEN,
+    SCORES,
+    SERVING_SIGNATURE,
+    UNKNOWN_USER,
+    USER_ID,
+)
 
 if TYPE_CHECKING:  # TensorFlow's protos are imported where a request is built, after the flags are read
     from tensorflow.core.framework import tensor_pb2
@@ -34,7 +46,36 @@ RETRYABLE = (
 )
 MAX_BACKOFF_S = 2.0  # the longest wait between two attempts, as gRPC's reconnect backoff below
 
-Recommendations = list[list[tuple[str, float]]]
+
+class Ranking(list):
+    """One history's answer: a list of ``(item_id, score)``, best first, that also says how it was made.
+
+    Attributes:
+      fallback: True when the history had no known item and the server answered with the popularity
+        fallback; ``None`` when the model does not report it (an export older than the ``fallback`` output).
+      unknown_user: True when the ``user_id`` sent is not a user the model knows, so the row was
+        answered without a user; ``None`` for models that do not read users.
+    """
+
+    def __init__(
+        self, pairs: Sequence[tuple[str, float]] = (), *, fallback: bool | None = None,
+        unknown_user: bool | None = None,
+    ) -> None:
+        super().__init__(pairs)
+        self.fallback = fallback
+        self.unknown_user = unknown_user
+
+    def notes(self) -> list[str]:
+        """Human-readable notes on how the row was answered (empty for a plain model answer)."""
+        notes = []
+        if self.fallback:
+            notes.append("fallback: no known item in the history, answered by popularity")
+        if self.unknown_user:
+            notes.append("unknown user: answered without a user")
+        return notes
+
+
+Recommendations = list[Ranking]
 
 
 def history_tensor_proto(histories: Sequence[Sequence[str]]) -> tensor_pb2.TensorProto:
@@ -89,10 +130,11 @@ def predict_request(
 
 
 def parse_recommendations(response: predict_pb2.PredictResponse) -> Recommendations:
-    """``(item_id, score)`` lists from a ``serving_default`` response, best first, padding dropped.
+    """:class:`Ranking` lists (``(item_id, score)``, best first, padding dropped) from a ``serving_default`` response.
 
     A row has fewer than K entries when fewer than K items were eligible
     (``exclude_history`` at export); the servable pads those with ``""``.
+    Each row carries the response's ``fallback`` and ``unknown_user`` flags.
     """
     for name in (ITEM_IDS, SCORES):
         if name not in response.outputs:
@@ -103,9 +145,19 @@ def parse_recommendations(response: predict_pb2.PredictResponse) -> Recommendati
 
     item_ids = tf.make_ndarray(response.outputs[ITEM_IDS])  # [B, K] bytes
     scores = tf.make_ndarray(response.outputs[SCORES])  # [B, K] float32
+    rows = len(item_ids)
+    flags: dict[str, list[bool | None]] = {
+        name: [bool(v) for v in tf.make_ndarray(response.outputs[name])] if name in response.outputs
+        else [None] * rows
+        for name in (FALLBACK, UNKNOWN_USER)
+    }  # [B] each; None when not reported
     return [
-        [(raw.decode("utf-8"), float(score)) for raw, score in zip(row_ids, row_scores) if raw]
-        for row_ids, row_scores in zip(item_ids, scores)
+        Ranking(
+            [(raw.decode("utf-8"), float(score)) for raw, score in zip(row_ids, row_scores) if raw],
+            fallback=flags[FALLBACK][row],
+            unknown_user=flags[UNKNOWN_USER][row],
+        )
+        for row, (row_ids, row_scores) in enumerate(zip(item_ids, scores))
     ]
 
 
@@ -264,13 +316,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
-    results = [row[: args.k] for row in results]
-    if args.json:
-        print(json.dumps([[{"item_id": i, "score": s} for i, s in row] for row in results]))
+    if args.json:  # each entry also says how its row was answered (fallback, unknown_user)
+        flags = [
+            {name: value for name, value in (("fallback", row.fallback), ("unknown_user", row.unknown_user))
+             if value is not None}
+            for row in results
+        ]
+        print(json.dumps([[{"item_id": i, "score": s, **how} for i, s in row[: args.k]]
+                          for row, how in zip(results, flags)]))
         return 0
     for history, row in zip(args.history, results):
-        print(f"history: {history}")
-        for rank, (item, score) in enumerate(row, start=1):
+        notes = row.notes()
+        print(f"history: {history}" + (f"  ({'; '.join(notes)})" if notes else ""))
+        for rank, (item, score) in enumerate(row[: args.k], start=1):
             print(f"{rank:4d}  {item}\t{score:.6g}")
     return 0
 

@@ -7,7 +7,9 @@ Endpoints (JSON, as documented for ``tensorflow_model_server --rest_api_port``):
   value of the only input, or an object of named inputs) answered with
   ``{"predictions": [...]}``, or ``{"inputs": ...}`` (columnar) answered with
   ``{"outputs": ...}``. Rows must be rectangular: pad histories with ``""``.
-* ``GET /v1/models/<name>[/versions/<v>]``: version statuses.
+* ``GET /v1/models/<name>[/versions/<v>]``: version statuses; the served
+  version's also holds ``tfseq``: its top-K search and fallback counters
+  (``serving.servable.Servable.details``).
 * ``GET /v1/models/<name>[/versions/<v>]/metadata``: the signature defs.
 
 Errors are ``{"error": message}`` with the HTTP status TF Serving uses for the
@@ -229,7 +231,9 @@ def _metadata_json(manager: ModelManager, name: str, version: int | None) -> dic
 
 
 def _status_json(manager: ModelManager, name: str, version: int | None) -> dict[str, Any]:
+    """TF Serving's status JSON; the served version's entry also holds ``tfseq`` (``Servable.details``)."""
     response = model_status(manager, _spec(name, version))
+    details = manager.details(name)
     return {
         "model_version_status": [
             {
@@ -239,6 +243,7 @@ def _status_json(manager: ModelManager, name: str, version: int | None) -> dict[
                     "error_code": "OK" if not s.status.error_code else str(s.status.error_code),
                     "error_message": s.status.error_message,
                 },
+                **({"tfseq": details[s.version]} if s.version in details else {}),
             }
             for s in response.model_version_status
         ]

@@ -31,11 +31,22 @@ module and nothing of each other, so every front end raises and catches the one
 
 Versions are loaded with plain ``tf.saved_model.load``: no tfseq code runs
 inside a servable.
+
+What the served version is and does (:meth:`Servable.details`) is part of the
+status: its top-K search (``top_k_search`` of the export's
+``tfseq_export.json``: exact, or the cluster search with its clusters and
+probes), and counters of the ``serving_default`` rows answered since it was
+loaded, of those answered by the popularity fallback (``fallback`` output) and
+of those whose ``user_id`` was unknown (``unknown_user`` output); warm-up
+requests are not counted. REST shows them in ``GET /v1/models/<name>`` (key
+``tfseq`` of the served version's entry); gRPC in ``GetModelMetadata`` with
+``metadata_field: "tfseq"`` (a ``google.protobuf.Struct``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import posixpath
@@ -46,11 +57,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import grpc
 import numpy as np
 import tensorflow as tf
+from google.protobuf import struct_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2, status_pb2
 
-from serving.signature import SERVING_SIGNATURE, version_folders
+from serving.signature import EXPORT_INFO_FILE, FALLBACK, SERVING_SIGNATURE, UNKNOWN_USER, version_folders
 from serving.warmup import read_warmup_requests
 
 LOG = logging.getLogger("tfseq.serving")
@@ -59,6 +71,8 @@ INIT_OP_SIGNATURE = "__saved_model_init_op"
 State = get_model_status_pb2.ModelVersionStatus.State
 INTERNAL_ERROR = 13  # tensorflow.error.Code INTERNAL, the code of a failed load in GetModelStatus
 MAX_RETRY_BACKOFF_S = 60.0
+SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadata's field, as TF Serving
+TFSEQ_FIELD = "tfseq"  # GetModelMetadata's field of :meth:`Servable.details`
 
 # Where a TensorProto keeps its values when tensor_content is empty: (field, values per element).
 _VALUE_FIELDS: dict[int, tuple[str, int]] = {
@@ -269,6 +283,33 @@ class Servable:
             k: {name: tf.make_ndarray(proto) for name, proto in v.defaults.items()}
             for k, v in self.signature_defs.items()
         }
+        self.export_info = read_export_info(path)
+        self._counter_lock = threading.Lock()
+        self._counters = {"rows": 0, "fallback_rows": 0, "unknown_user_rows": 0}
+
+    @property
+    def top_k_search(self) -> dict[str, Any]:
+        """The export's top-K search: ``{"method": "exact"}`` or the cluster search's facts."""
+        if not self.export_info:
+            return {"method": "unknown (no tfseq_export.json)"}
+        return dict(self.export_info.get("top_k_search") or {"method": "exact"})  # older exports: exact
+
+    def details(self) -> dict[str, Any]:
+        """``{"top_k_search": ..., "counters": {"rows", "fallback_rows", "unknown_user_rows"}}`` of this version."""
+        with self._counter_lock:
+            counters = dict(self._counters)
+        return {"top_k_search": self.top_k_search, "counters": counters}
+
+    def _count(self, outputs: Mapping[str, tf.Tensor]) -> None:
+        """Adds a ``serving_default`` answer's rows to the counters (answers without ``fallback``: none)."""
+        if FALLBACK not in outputs:
+            return
+        fallback = outputs[FALLBACK].numpy()
+        unknown = int(np.sum(outputs[UNKNOWN_USER].numpy())) if UNKNOWN_USER in outputs else 0
+        with self._counter_lock:
+            self._counters["rows"] += int(fallback.size)
+            self._counters["fallback_rows"] += int(np.sum(fallback))
+            self._counters["unknown_user_rows"] += unknown
 
     def signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         name = signature_name or SERVING_SIGNATURE
@@ -313,8 +354,13 @@ class Servable:
         signature_name: str,
         arrays: Mapping[str, np.ndarray],
         output_filter: Iterable[str] = (),
+        *,
+        count: bool = True,
     ) -> dict[str, np.ndarray]:
-        """Runs a signature on validated-name arrays; returns the (filtered) outputs."""
+        """Runs a signature on validated-name arrays; returns the (filtered) outputs.
+
+        ``count``: add the answer's rows to the :meth:`details` counters (whatever ``output_filter`` keeps).
+        """
         name = signature_name or SERVING_SIGNATURE
         signature = self.signature(name)
         defaults = self._defaults[name]
@@ -353,6 +399,8 @@ class Servable:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from None
         except tf.errors.OpError as e:
             raise ServingError(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e.message}") from None
+        if count:
+            self._count(outputs)
         return {k: v.numpy() for k, v in outputs.items() if k in wanted}
 
     def warm_up(self) -> int:
@@ -361,10 +409,25 @@ class Servable:
         for number, request in enumerate(requests):
             try:
                 signature = request.model_spec.signature_name
-                self.run(signature, self.input_arrays(signature, request.inputs), request.output_filter)
+                self.run(signature, self.input_arrays(signature, request.inputs), request.output_filter, count=False)
             except ServingError as e:
                 raise ValueError(f"warm-up request {number} failed: {e.message}") from None
         return len(requests)
+
+
+def read_export_info(path: str) -> dict[str, Any]:
+    """The version's ``tfseq_export.json`` (what was exported, how it searches); ``{}`` if it has none."""
+    info_path = posixpath.join(path, EXPORT_INFO_FILE)
+    try:
+        with tf.io.gfile.GFile(info_path) as f:
+            info = json.loads(f.read())
+    except tf.errors.NotFoundError:
+        return {}
+    except ValueError as e:
+        raise ValueError(f"{info_path}: not JSON: {e}") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{info_path}: expected a JSON object, got {type(info).__name__}")
+    return info
 
 
 def files_fingerprint(path: str) -> tuple[tuple[str, int, int], ...]:
@@ -523,12 +586,15 @@ class ModelManager:
             self._status[version] = VersionStatus(State.AVAILABLE)
             if previous is not None:
                 self._status[previous.version] = VersionStatus(State.END)  # unloaded, no error
+        search = servable.top_k_search
         LOG.info(
-            "loaded %s version %d from %s and serving it (%d warm-up requests replayed)",
+            "loaded %s version %d from %s and serving it (%d warm-up requests replayed; top-K search: %s)",
             self.model_name,
             version,
             path,
             count,
+            search["method"] if search["method"] != "clusters"
+            else f"{search['probes']} of {search['clusters']} item clusters",
         )
         if previous is not None:
             LOG.info("unloaded %s version %d (replaced by version %d)", self.model_name, previous.version, version)
@@ -576,6 +642,12 @@ class ModelManager:
                 f"version {version} of model {model_name!r} is not loaded; serving version {current.version}",
             )
         return current
+
+    def details(self, model_name: str) -> dict[int, dict[str, Any]]:
+        """``{served version: its Servable.details()}`` (``{}`` while none is loaded)."""
+        self.check_name(model_name)
+        current = self._current
+        return {} if current is None else {current.version: current.details()}
 
     def check_name(self, model_name: str) -> None:
         if model_name != self.model_name:
@@ -646,18 +718,25 @@ def model_metadata(manager: ModelManager, request: Any) -> get_model_metadata_pb
     spec = request.model_spec
     servable = manager.servable(spec.name, requested_version(spec))
     fields = list(request.metadata_field)
-    if fields != ["signature_def"]:
+    known = (SIGNATURE_DEF_FIELD, TFSEQ_FIELD)
+    if not fields or any(field not in known for field in fields):
         raise ServingError(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"metadata_field must be ['signature_def'] (the only one supported), got {fields}",
+            f"metadata_field must name {SIGNATURE_DEF_FIELD} (TF Serving's) and/or {TFSEQ_FIELD} (the search and "
+            f"counters of the served version), got {fields}",
         )
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     response.model_spec.name = servable.name
     response.model_spec.version.value = servable.version
-    signatures = get_model_metadata_pb2.SignatureDefMap()
-    for key, value in servable.signature_defs.items():
-        signatures.signature_def[key].CopyFrom(value)
-    response.metadata["signature_def"].Pack(signatures)
+    if SIGNATURE_DEF_FIELD in fields:
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for key, value in servable.signature_defs.items():
+            signatures.signature_def[key].CopyFrom(value)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
+    if TFSEQ_FIELD in fields:
+        details = struct_pb2.Struct()
+        details.update(servable.details())
+        response.metadata[TFSEQ_FIELD].Pack(details)
     return response
 
 

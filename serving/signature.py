@@ -2,8 +2,13 @@
 
 ``serving_default``: ``history`` (string ``[B, L]``, raw item IDs oldest first,
 ``""`` = padding) -> ``item_ids`` (string ``[B, K]``) and ``scores`` (float32
-``[B, K]``), best first. ``embed``: ``history`` -> ``embedding`` (float32
-``[B, D]``), the query vector for an external nearest-neighbour index.
+``[B, K]``), best first, and ``fallback`` (bool ``[B]``): True where the row
+holds no known item and is answered by the popularity fallback rather than
+from its history. Models that read users also return ``unknown_user`` (bool
+``[B]``): True where a non-empty ``user_id`` is not a training user, so the row
+is answered without a user. ``embed``: ``history`` -> ``embedding`` (float32
+``[B, D]``), the query vector for an external nearest-neighbour index (zeros
+for a history with no known item).
 
 A model with side inputs (its ``side_inputs``, ``tfseq.data.schema.SIDE_INPUTS``
 names) takes one more optional input per side input in both signatures, named
@@ -33,6 +38,8 @@ HISTORY = "history"  # input of both signatures
 USER_ID = "user_id"  # the input of side input user_ids (models that read users)
 ITEM_IDS = "item_ids"
 SCORES = "scores"
+FALLBACK = "fallback"  # [B] bool: the row is the popularity fallback (no known item in its history)
+UNKNOWN_USER = "unknown_user"  # [B] bool, models that read users: a user_id was given but is not known
 EMBEDDING = "embedding"
 
 PAD_TOKEN = ""  # padding in requests, and in responses where fewer than K items are eligible

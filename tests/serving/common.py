@@ -50,6 +50,13 @@ class Toy:
     def table(self) -> np.ndarray:
         return self.model.item_embedding.embeddings.numpy()
 
+    def fallback_scores(self) -> np.ndarray:
+        """``[N]`` the popularity fallback's scores by hand: ``sum_j p_j * scores([j])``, where the scores
+        after the one-item history ``[j]`` are ``table @ table[j]`` (the mean of one item is that item)."""
+        table = self.table.astype(np.float64)
+        p = self.counts[1:] / self.counts[1:].sum()  # [N - 1], items 1 .. N-1
+        return sum(p_j * (table @ table[j]) for j, p_j in enumerate(p, start=1))
+
     def export(self, serving_dir: Path, name: str = "toy", **kwargs) -> str:
         kwargs.setdefault("top_k", 5)
         kwargs.setdefault("max_seq_len", 4)
@@ -80,7 +87,7 @@ class Toy:
             if recent:
                 scores = table @ table[recent].mean(axis=0)  # [N]
             else:
-                scores = self.counts.astype(np.float32)  # no known item: popularity
+                scores = self.fallback_scores()  # no known item: the popularity fallback
             scores = scores.astype(np.float64)
             scores[0] = -np.inf  # the padding item is never recommended
             if exclude_history:
@@ -108,6 +115,23 @@ def make_toy(directory: Path, seed: int = 0) -> Toy:
     model = MeanEmbedding(None, num_items=len(TOY_RAW_IDS), seed=seed)
     model.encode(tf.ones([1, 1], tf.int64))
     return Toy(model=model, vocab_path=str(vocab_path), raw_ids=list(TOY_RAW_IDS), counts=counts)
+
+
+def fallback_scores_by_hand(model, counts: np.ndarray) -> np.ndarray:
+    """``[N]`` the popularity fallback's scores of any model: each one-item history ``[j]`` scored by
+    ``model.score`` alone (every side input 0, unknown), weighted by item ``j``'s share of the counts."""
+    from tfseq.data import schema
+
+    total = np.zeros(model.num_items, np.float64)
+    weights = np.asarray(counts, np.float64)[1:] / np.sum(counts[1:])
+    for item, weight in enumerate(weights, start=1):
+        if weight == 0:
+            continue
+        features = {schema.ITEM_IDS: tf.constant([[item]], tf.int64)}
+        for key in model.side_inputs:
+            features[key] = tf.zeros([1], tf.int64) if key == schema.USER_IDS else tf.zeros([1, 1], tf.int64)
+        total += weight * model.score(features).numpy()[0].astype(np.float64)
+    return total
 
 
 def assert_same_recommendations(got, want, *, tol: float = 1e-4) -> None:

@@ -19,8 +19,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.transform import TransformConfig, run_transform
 from serving import client, export, server
 from serving.servable import Servable, read_signature_defs
-from serving.signature import HISTORY, ITEM_IDS, SCORES
+from serving.signature import FALLBACK, HISTORY, ITEM_IDS, SCORES
 from tests.models.hour_of_day import NAME, HourOfDay, HourOfDayConfig
+from tests.serving.common import fallback_scores_by_hand
 from tfseq import training
 from tfseq.config import CONFIG_FILE, WEIGHTS, ConfigError
 from tfseq.data import reader, schema
@@ -175,7 +176,13 @@ def test_the_saved_model_takes_an_optional_hour_and_answers_as_the_model(transfo
         order = [i for i in np.argsort(-scores[row], kind="stable") if i][:TOP_K]
         assert top[row] == [raw[i] for i in order]
         np.testing.assert_allclose(got[SCORES].numpy()[row], scores[row, order], rtol=1e-5, atol=1e-5)
-    assert top[4][0] == raw[int(np.argmax(metadata.item_counts))]  # no known item: popularity
+    # no known item: the popularity fallback, flagged, ranked by the model's expected scores after one item
+    fallback = fallback_scores_by_hand(model, metadata.item_counts)
+    fallback[0] = -np.inf
+    order = np.argsort(-fallback, kind="stable")[:TOP_K]
+    assert top[4] == [raw[i] for i in order]
+    np.testing.assert_allclose(got[SCORES].numpy()[4], fallback[order], rtol=1e-5, atol=1e-5)
+    assert got[FALLBACK].numpy().tolist() == [False] * 4 + [True]
 
     # no hour input (its default), as TF Serving and serving/server.py fill it: the items alone
     servable = Servable(NAME, 1, path)

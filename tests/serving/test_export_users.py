@@ -11,7 +11,7 @@ import tensorflow as tf
 from serving import client, export, server
 from serving.servable import Servable, read_signature_defs
 from serving.signature import HISTORY, ITEM_IDS, SCORES, USER_ID
-from tests.serving.common import TOY_RAW_IDS, assert_same_recommendations, make_toy
+from tests.serving.common import TOY_RAW_IDS, assert_same_recommendations, fallback_scores_by_hand, make_toy
 from tfseq.data.schema import ITEM_IDS as ITEM_IDS_KEY
 from tfseq.data.schema import USER_IDS
 from tfseq.models import MODELS
@@ -25,7 +25,7 @@ HISTORIES = [
     ["a07"],
     ["nope", "a04", "", "x y", "missing", "ünï"],
     ["a01", "a02", "a03", "a04", "a05", "unknown", "a06", "12"],  # -> the last 4 known: a04 a05 a06 12
-    ["", "", ""],  # no known item -> popularity, whoever the user
+    ["", "", ""],  # no known item -> the popularity fallback, whoever the user
     ["last.item", "Z-9"],
     ["a10", "a11"],
 ]
@@ -49,7 +49,7 @@ def hrm_export(tmp_path):
 
 def in_process(model, toy, histories, users):
     """The Keras model's answer by hand: known IDs, last MAX_SEQ_LEN, score with the user's index
-    (0 for "", unknown and untrained users), popularity for no known item, padding at -inf, top K."""
+    (0 for "", unknown and untrained users), the popularity fallback for no known item, padding at -inf, top K."""
     index = {raw: i for i, raw in enumerate(TOY_RAW_IDS) if i}
     recent = [[index[r] for r in h if r in index][-MAX_SEQ_LEN:] for h in histories]
     item_ids = np.zeros((len(recent), max(1, *(len(r) for r in recent))), np.int64)
@@ -61,7 +61,7 @@ def in_process(model, toy, histories, users):
     scores = model.score(features).numpy().astype(np.float64)
     answers = []
     for row, items in enumerate(recent):
-        row_scores = scores[row] if items else toy.counts.astype(np.float64)
+        row_scores = scores[row] if items else fallback_scores_by_hand(model, toy.counts)
         row_scores[0] = -np.inf
         order = np.argsort(-row_scores, kind="stable")[: TOP_K + 1]
         answers.append([(TOY_RAW_IDS[i], float(row_scores[i])) for i in order])
