@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving import export
+from tests.models.scores import raw_scores
 from tfseq.data import vocab
 from tfseq.models.base import SequentialRecommender, item_ids_of
 
@@ -130,7 +131,7 @@ def fallback_scores_by_hand(model, counts: np.ndarray) -> np.ndarray:
         features = {schema.ITEM_IDS: tf.constant([[item]], tf.int64)}
         for key in model.side_inputs:
             features[key] = tf.zeros([1], tf.int64) if key == schema.USER_IDS else tf.zeros([1, 1], tf.int64)
-        total += weight * model.score(features).numpy()[0].astype(np.float64)
+        total += weight * raw_scores(model, features).numpy()[0].astype(np.float64)
     return total
 
 
@@ -220,7 +221,7 @@ def keras_top_k(
     item_ids = np.zeros((len(recent), width), np.int64)
     for row, items in enumerate(recent):
         item_ids[row, : len(items)] = items
-    scores = model.score(tf.constant(item_ids), training=False).numpy().astype(np.float64)  # [B, N]
+    scores = raw_scores(model, tf.constant(item_ids), training=False).numpy().astype(np.float64)  # [B, N]
     scores[:, 0] = -np.inf
     answers = []
     for row in scores:

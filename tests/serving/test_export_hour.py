@@ -21,6 +21,7 @@ from serving import client, export, server
 from serving.servable import Servable, read_signature_defs
 from serving.signature import FALLBACK, HISTORY, ITEM_IDS, SCORES
 from tests.models.hour_of_day import NAME, HourOfDay, HourOfDayConfig
+from tests.models.scores import raw_scores
 from tests.serving.common import fallback_scores_by_hand
 from tfseq import training
 from tfseq.config import CONFIG_FILE, WEIGHTS, ConfigError
@@ -171,7 +172,7 @@ def test_the_saved_model_takes_an_optional_hour_and_answers_as_the_model(transfo
     known_hours = [[v + 1 for r, v in zip(h, hs) if r in index] for h, hs in zip(histories, hours)]
     features = {schema.ITEM_IDS: tf.constant([k + [0] * (width - len(k)) for k in known], tf.int64),
                 schema.HOUR_IDS: tf.constant([k + [0] * (width - len(k)) for k in known_hours], tf.int64)}
-    scores = model.score(features).numpy()
+    scores = raw_scores(model, features).numpy()
     for row in range(4):
         order = [i for i in np.argsort(-scores[row], kind="stable") if i][:TOP_K]
         assert top[row] == [raw[i] for i in order]
@@ -188,7 +189,7 @@ def test_the_saved_model_takes_an_optional_hour_and_answers_as_the_model(transfo
     servable = Servable(NAME, 1, path)
     assert servable.warm_up() == 12  # warm-up requests carry an hour input too
     alone = servable.run("serving_default", {HISTORY: history.numpy()})
-    items_only = model.score({schema.ITEM_IDS: features[schema.ITEM_IDS]}).numpy()
+    items_only = raw_scores(model, {schema.ITEM_IDS: features[schema.ITEM_IDS]}).numpy()
     for row in range(4):
         order = [i for i in np.argsort(-items_only[row], kind="stable") if i][:TOP_K]
         assert [i.decode() for i in alone[ITEM_IDS][row]] == [raw[i] for i in order]

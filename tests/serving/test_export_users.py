@@ -11,6 +11,7 @@ import tensorflow as tf
 from serving import client, export, server
 from serving.servable import Servable, read_signature_defs
 from serving.signature import HISTORY, ITEM_IDS, SCORES, USER_ID
+from tests.models.scores import raw_scores
 from tests.serving.common import TOY_RAW_IDS, assert_same_recommendations, fallback_scores_by_hand, make_toy
 from tfseq.data.schema import ITEM_IDS as ITEM_IDS_KEY
 from tfseq.data.schema import USER_IDS
@@ -58,7 +59,7 @@ def in_process(model, toy, histories, users):
     features = {ITEM_IDS_KEY: tf.constant(item_ids)}
     if users is not None:
         features[USER_IDS] = tf.constant([USER_INDEX.get(u, 0) for u in users], tf.int64)
-    scores = model.score(features).numpy().astype(np.float64)
+    scores = raw_scores(model, features).numpy().astype(np.float64)
     answers = []
     for row, items in enumerate(recent):
         row_scores = scores[row] if items else fallback_scores_by_hand(model, toy.counts)

@@ -147,12 +147,6 @@ class SequentialRecommender(tfrs.Model):
     def call(self, features: Features, training: bool = False) -> tf.Tensor:
         return self.encode(features, training=training)
 
-    def score(self, features: Features, training: bool = False) -> tf.Tensor:
-        """Scores of every item ``[B, num_items]`` for histories ``features["item_ids"] [B, L]``
-        (and the model's side inputs)."""
-        query = self.encode(features, training=training)
-        return tf.linalg.matmul(query, self.candidate_embeddings(training=training), transpose_b=True)
-
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """The training loss of a reader batch: ``item_ids``, ``target [B]`` or ``targets [B, L]``, side inputs."""
         if self.loss_fn is None:
