@@ -26,10 +26,10 @@ import grpc
 from serving.signature import (
     FALLBACK,
     HISTORY,
-    ITEM_IDS,
     PAD_TOKEN,
     SCORES,
     SERVING_SIGNATURE,
+    TOP_RAW_IDS,
     UNKNOWN_USER,
     USER_ID,
 )
@@ -136,14 +136,14 @@ def parse_recommendations(response: predict_pb2.PredictResponse) -> Recommendati
     (``exclude_history`` at export); the servable pads those with ``""``.
     Each row carries the response's ``fallback`` and ``unknown_user`` flags.
     """
-    for name in (ITEM_IDS, SCORES):
+    for name in (TOP_RAW_IDS, SCORES):
         if name not in response.outputs:
             raise ValueError(
                 f"response has no output {name!r}; outputs: {', '.join(response.outputs)}"
             )
     import tensorflow as tf
 
-    item_ids = tf.make_ndarray(response.outputs[ITEM_IDS])  # [B, K] bytes
+    item_ids = tf.make_ndarray(response.outputs[TOP_RAW_IDS])  # [B, K] bytes
     scores = tf.make_ndarray(response.outputs[SCORES])  # [B, K] float32
     rows = len(item_ids)
     flags: dict[str, list[bool | None]] = {

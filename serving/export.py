@@ -99,10 +99,10 @@ from serving.signature import (
     EXPORT_INFO_FILE,
     FALLBACK,
     HISTORY,
-    ITEM_IDS,
     PAD_TOKEN,
     SCORES,
     SERVING_SIGNATURE,
+    TOP_RAW_IDS,
     UNKNOWN_USER,
     list_versions,
     side_input_name,
@@ -339,7 +339,7 @@ class RecommenderModule(tf.Module):
             top_scores, top_ids = self._cluster_top_k(features, fallback, history_ids)
         raw = self.line_to_raw.lookup(tf.cast(top_ids, tf.int64) - 1)
         eligible = tf.math.is_finite(top_scores)
-        outputs = {ITEM_IDS: tf.where(eligible, raw, PAD_TOKEN), SCORES: top_scores, FALLBACK: fallback}
+        outputs = {TOP_RAW_IDS: tf.where(eligible, raw, PAD_TOKEN), SCORES: top_scores, FALLBACK: fallback}
         if unknown_user is not None:
             outputs[UNKNOWN_USER] = unknown_user
         return outputs

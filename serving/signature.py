@@ -36,7 +36,7 @@ EMBED_SIGNATURE = "embed"
 
 HISTORY = "history"  # input of both signatures
 USER_ID = "user_id"  # the input of side input user_ids (models that read users)
-ITEM_IDS = "item_ids"
+TOP_RAW_IDS = "item_ids"  # [B, K] string: the raw IDs of the top K items (not vocabulary indices)
 SCORES = "scores"
 FALLBACK = "fallback"  # [B] bool: the row is the popularity fallback (no known item in its history)
 UNKNOWN_USER = "unknown_user"  # [B] bool, models that read users: a user_id was given but is not known

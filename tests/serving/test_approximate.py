@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from serving import export, server
 from serving.clusters import build_cluster_index
-from serving.signature import EXPORT_INFO_FILE, FALLBACK, ITEM_IDS, SCORES
+from serving.signature import EXPORT_INFO_FILE, FALLBACK, SCORES, TOP_RAW_IDS
 from tests.serving.common import MeanEmbedding
 from tests.serving.test_clusters import mixture
 from tests.serving.test_export import TF_ONLY_SCRIPT, run_signature
@@ -76,7 +76,7 @@ class Catalogue:
 
 
 def ids(outputs) -> list[list[str]]:
-    return [[raw.decode() for raw in row if raw] for row in outputs[ITEM_IDS]]
+    return [[raw.decode() for raw in row if raw] for row in outputs[TOP_RAW_IDS]]
 
 
 def recall_at_k(got: list[list[str]], exact: list[list[str]]) -> float:
@@ -134,7 +134,7 @@ def test_the_approximate_saved_model_reloads_in_a_tensorflow_only_process_and_an
                    check=True, capture_output=True)
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["loaded"] == []  # neither tfseq nor tf-keras was needed
-    assert out["item_ids"] == [[raw.decode() for raw in row] for row in here[ITEM_IDS]]
+    assert out["item_ids"] == [[raw.decode() for raw in row] for row in here[TOP_RAW_IDS]]
     np.testing.assert_array_equal(np.array(out["scores"], np.float32), here[SCORES])
     again = run_signature(path, histories)  # and a second load in this process
     for key in here:

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from serving import export, warmup
-from serving.signature import EMBEDDING, EXPORT_INFO_FILE, HISTORY, ITEM_IDS, SCORES
+from serving.signature import EMBEDDING, EXPORT_INFO_FILE, HISTORY, SCORES, TOP_RAW_IDS
 from tests.serving.common import (
     MeanEmbedding,
     assert_same_recommendations,
@@ -49,7 +49,7 @@ def run_signature(version_dir: str, histories, signature: str = "serving_default
 def as_pairs(outputs) -> list[list[tuple[str, float]]]:
     return [
         [(raw.decode("utf-8"), float(score)) for raw, score in zip(ids, scores)]
-        for ids, scores in zip(outputs[ITEM_IDS], outputs[SCORES])
+        for ids, scores in zip(outputs[TOP_RAW_IDS], outputs[SCORES])
     ]
 
 
@@ -61,7 +61,7 @@ def test_signatures_have_the_documented_names_dtypes_and_shapes(toy, tmp_path):
         _, inputs = loaded.signatures[name].structured_input_signature
         assert inputs == {HISTORY: tf.TensorSpec([None, None], tf.string, name=HISTORY)}
     outputs = loaded.signatures["serving_default"].structured_outputs
-    assert outputs[ITEM_IDS].dtype == tf.string and outputs[ITEM_IDS].shape.as_list() == [None, 5]
+    assert outputs[TOP_RAW_IDS].dtype == tf.string and outputs[TOP_RAW_IDS].shape.as_list() == [None, 5]
     assert outputs[SCORES].dtype == tf.float32 and outputs[SCORES].shape.as_list() == [None, 5]
     assert loaded.signatures["embed"].structured_outputs[EMBEDDING].shape.as_list() == [None, 8]
     # the vocabulary travels as an asset: the Transform file minus its padding line

@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.transform import TransformConfig, run_transform
 from serving import client, export, server
 from serving.servable import Servable, read_signature_defs
-from serving.signature import FALLBACK, HISTORY, ITEM_IDS, SCORES
+from serving.signature import FALLBACK, HISTORY, SCORES, TOP_RAW_IDS
 from tests.models.hour_of_day import NAME, HourOfDay, HourOfDayConfig
 from tests.models.scores import raw_scores
 from tests.serving.common import fallback_scores_by_hand
@@ -162,7 +162,7 @@ def test_the_saved_model_takes_an_optional_hour_and_answers_as_the_model(transfo
     history = tf.constant([h + [""] * (width - len(h)) for h in histories])
     loaded = tf.saved_model.load(path)
     got = loaded.signatures["serving_default"](history=history, hour=tf.constant(hours, tf.int64))
-    top = [[i.decode() for i in row] for row in got[ITEM_IDS].numpy()]
+    top = [[i.decode() for i in row] for row in got[TOP_RAW_IDS].numpy()]
     # the last known item's hour picks f{hour % 4}: 2 -> f2, 5 -> f1, 14 -> f2, 17 -> f1 (the unknown ID
     # and its hour 23 are dropped together)
     assert [row[0] for row in top[:4]] == ["f2", "f1", "f2", "f1"]
@@ -192,7 +192,7 @@ def test_the_saved_model_takes_an_optional_hour_and_answers_as_the_model(transfo
     items_only = raw_scores(model, {schema.ITEM_IDS: features[schema.ITEM_IDS]}).numpy()
     for row in range(4):
         order = [i for i in np.argsort(-items_only[row], kind="stable") if i][:TOP_K]
-        assert [i.decode() for i in alone[ITEM_IDS][row]] == [raw[i] for i in order]
+        assert [i.decode() for i in alone[TOP_RAW_IDS][row]] == [raw[i] for i in order]
     with pytest.raises(tf.errors.InvalidArgumentError, match="one value per history entry"):
         loaded.recommend(history, tf.constant([[1, 2]], tf.int64))
 
@@ -204,7 +204,7 @@ def test_the_grpc_server_answers_with_the_hour_input_as_the_saved_model(trained)
     history = tf.constant([h + [""] * (2 - len(h)) for h in histories])
     want = loaded.signatures["serving_default"](history=history, hour=tf.constant(hours))
     want = [[(i.decode(), float(s)) for i, s in zip(ids, scores) if i]
-            for ids, scores in zip(want[ITEM_IDS].numpy(), want[SCORES].numpy())]
+            for ids, scores in zip(want[TOP_RAW_IDS].numpy(), want[SCORES].numpy())]
     handle = server.serve(str(Path(path).parent), NAME, port=0, poll_seconds=0.2, max_workers=2)
     try:
         with client.RecommenderClient(f"127.0.0.1:{handle.port}", NAME, timeout_s=20) as rpc:

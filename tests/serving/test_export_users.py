@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from serving import client, export, server
 from serving.servable import Servable, read_signature_defs
-from serving.signature import HISTORY, ITEM_IDS, SCORES, USER_ID
+from serving.signature import HISTORY, SCORES, TOP_RAW_IDS, USER_ID
 from tests.models.scores import raw_scores
 from tests.serving.common import TOY_RAW_IDS, assert_same_recommendations, fallback_scores_by_hand, make_toy
 from tfseq.data.schema import ITEM_IDS as ITEM_IDS_KEY
@@ -76,7 +76,7 @@ def padded(histories) -> tf.Tensor:
 
 def pairs(outputs) -> list[list[tuple[str, float]]]:
     return [[(raw.decode("utf-8"), float(s)) for raw, s in zip(ids, scores)]
-            for ids, scores in zip(np.asarray(outputs[ITEM_IDS]), np.asarray(outputs[SCORES]))]
+            for ids, scores in zip(np.asarray(outputs[TOP_RAW_IDS]), np.asarray(outputs[SCORES]))]
 
 
 def test_both_signatures_take_history_and_an_optional_user_id(hrm_export):
