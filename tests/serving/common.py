@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -11,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving import export
+from tests.conftest import REPO
 from tests.models.scores import raw_scores
 from tfseq.data import vocab
 from tfseq.models.base import SequentialRecommender, item_ids_of
@@ -228,3 +231,16 @@ def keras_top_k(
         order = np.argsort(-row, kind="stable")[: top_k + 1]
         answers.append([(raw_ids[i], float(row[i])) for i in order])
     return answers
+
+
+def start_server(model_dir: Path, log: Path, *flags: str, model_name: str = "toy") -> tuple[subprocess.Popen, str]:
+    """``python -m serving.server`` as the README runs it; returns the process and its first stdout line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.server", "--model_base_path", str(model_dir), "--model_name", model_name,
+         *flags],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    return process, process.stdout.readline()

@@ -17,12 +17,12 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.transform import TransformConfig, run_transform
-from serving import client, export, server
+from serving import client, export
 from serving.servable import Servable, read_signature_defs
 from serving.signature import FALLBACK, HISTORY, SCORES, TOP_RAW_IDS
 from tests.models.hour_of_day import NAME, HourOfDay, HourOfDayConfig
 from tests.models.scores import raw_scores
-from tests.serving.common import fallback_scores_by_hand
+from tests.serving.common import fallback_scores_by_hand, start_server
 from tfseq import training
 from tfseq.config import CONFIG_FILE, WEIGHTS, ConfigError
 from tfseq.data import reader, schema
@@ -197,7 +197,7 @@ def test_the_saved_model_takes_an_optional_hour_and_answers_as_the_model(transfo
         loaded.recommend(history, tf.constant([[1, 2]], tf.int64))
 
 
-def test_the_grpc_server_answers_with_the_hour_input_as_the_saved_model(trained):
+def test_python_m_serving_server_answers_with_the_hour_input_as_the_saved_model(trained, tmp_path):
     _, _, _, path = trained
     histories, hours = [["r3"], ["r4", "f0"], ["nope"]], np.array([[2, -1], [5, 11], [7, -1]], np.int64)
     loaded = tf.saved_model.load(path)
@@ -205,14 +205,18 @@ def test_the_grpc_server_answers_with_the_hour_input_as_the_saved_model(trained)
     want = loaded.signatures["serving_default"](history=history, hour=tf.constant(hours))
     want = [[(i.decode(), float(s)) for i, s in zip(ids, scores) if i]
             for ids, scores in zip(want[TOP_RAW_IDS].numpy(), want[SCORES].numpy())]
-    handle = server.serve(str(Path(path).parent), NAME, port=0, poll_seconds=0.2, max_workers=2)
+    # the server as a user starts it: its own process, which never imports the test's model class
+    process, first_line = start_server(Path(path).parent, tmp_path / "server.log", "--port=0", model_name=NAME)
     try:
-        with client.RecommenderClient(f"127.0.0.1:{handle.port}", NAME, timeout_s=20) as rpc:
+        assert "gRPC on" in first_line, (tmp_path / "server.log").read_text()
+        target = first_line.strip().rsplit(" ", 1)[1]
+        with client.RecommenderClient(target, NAME, timeout_s=20) as rpc:
             request = client.predict_request(histories, model_name=NAME)
             request.inputs["hour"].CopyFrom(tf.make_tensor_proto(hours))
             got = client.parse_recommendations(rpc.predict(request))
     finally:
-        handle.stop()
+        process.terminate()
+        process.wait(timeout=30)
     assert [[i for i, _ in row] for row in got] == [[i for i, _ in row] for row in want]
     np.testing.assert_allclose([[s for _, s in row] for row in got], [[s for _, s in row] for row in want],
                                rtol=1e-6)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 import json
 import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,7 +28,7 @@ from tensorflow_serving.apis import (
 
 from serving import client, server
 from serving.signature import HISTORY
-from tests.serving.common import assert_same_recommendations, make_toy
+from tests.serving.common import assert_same_recommendations, make_toy, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 LIMITS = {"max_batch_size": 8, "max_history_length": 16, "max_elements": 64}
@@ -41,18 +39,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start_server(model_dir: Path, log: Path, *flags: str) -> tuple[subprocess.Popen, str]:
-    """``python -m serving.server`` as the README runs it; returns the process and its first stdout line."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.server", "--model_base_path", str(model_dir), "--model_name", "toy", *flags],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )
-    return process, process.stdout.readline()
 
 
 @pytest.fixture(scope="module")
