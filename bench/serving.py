@@ -97,7 +97,7 @@ def export_model(
     facts = {
         "name": "sasrec",
         "num_items": metadata.num_items - 1,
-        "hidden_size": config.model_config.hidden_size,
+        "hidden_size": config.model_config.embedding_size,
         "num_layers": config.model_config.num_layers,
         "max_seq_len": config.train.max_seq_len,
         "top_k": 10,

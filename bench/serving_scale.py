@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import WORK, machine, write_results  # noqa: E402
 from bench.serving import MODEL_NAME, grpc_load, start_server  # noqa: E402
 
-DIM = 64  # SASRec's default hidden_size
+DIM = 64  # SASRec's default embedding_size
 TOP_K = 10
 CENTRE_STD, NOISE_STD = 0.02, 0.01
 
@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         variant.pop("path")
     payload = {
         "machine": {**machine(), "cpus_used": len(os.sched_getaffinity(0))},
-        "model": {"name": "sasrec", "num_items": args.items, "hidden_size": config.model_config.hidden_size,
+        "model": {"name": "sasrec", "num_items": args.items, "hidden_size": config.model_config.embedding_size,
                   "num_layers": config.model_config.num_layers, "max_seq_len": config.train.max_seq_len,
                   "top_k": TOP_K, "weights": "untrained (randomly initialised), item table replaced as below"},
         "embeddings": (

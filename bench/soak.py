@@ -88,7 +88,9 @@ def export_versions(staging: Path, num_items: int, max_seq_len: int) -> list[str
     vocab_path.write_text(vocab.vocabulary_text(raw_ids[1:]), encoding="utf-8")
     counts = np.random.default_rng(0).integers(1, 100, size=num_items)
     counts[0] = 0
-    config = SASRecConfig(hidden_size=32, num_layers=1, inner_size=64, initializer_range=0.5, max_seq_len=max_seq_len)
+    config = SASRecConfig(
+        embedding_size=32, num_layers=1, inner_size=64, initializer_range=0.5, max_seq_len=max_seq_len
+    )
     for version in GOOD_VERSIONS:
         tf.keras.utils.set_random_seed(version)
         model = SASRec(config, num_items)

@@ -7,7 +7,7 @@ the same settings share their stages and their run folder::
 
     import tfseq
     result = tfseq.run(input="ml-100k.inter", input_format="recbole", model="sasrec",
-                       output_dir="runs/ml-100k", epochs=20, hidden_size=64)
+                       output_dir="runs/ml-100k", epochs=20, embedding_size=64)
     result.metrics["test"]["ndcg@10"], result.run_dir, result.export_path
     recommender = tfseq.load(result.run_dir)
     recommender.recommend([["242", "302"]], k=10).item_ids
@@ -55,7 +55,7 @@ def run(
       progress: training progress: True (default) a line rewritten in place in a terminal,
         plain lines elsewhere (notebooks, logs); False none; 1 or 2 to choose the first or second.
       **settings: any other flag of ``python -m pipeline.run`` (``input_format``,
-        ``epochs``, ``hidden_size``, ``min_user_inter``, ``top_k``, ...).
+        ``epochs``, ``embedding_size``, ``min_user_inter``, ``top_k``, ...).
 
     Returns:
       The result: ``.metrics`` (valid/test), ``.run_dir``, ``.export_path``, ``.summary()``.

@@ -121,7 +121,7 @@ def build_configs(
         section = _section_of(key)
         if key in EXPERIMENT_KEYS:
             experiment[key] = value
-        elif section == "Trainer" or (section is None and key in owners):
+        elif section == "Trainer" or (section is None and (key in owners or key in aliases.WIDTH_ALIASES)):
             experiment[key] = value
         elif section is not None and section in sections:
             by_section[section][key] = value
@@ -136,6 +136,10 @@ def build_configs(
     model = str(experiment.get("model", DEFAULT_MODEL))
     loss = str(experiment.get("loss", DEFAULT_LOSS))
     _check_registered(model, loss, source)
+    try:
+        experiment = aliases.model_width_names(experiment, ExperimentConfig.known_keys(model, loss))
+    except ConfigError as e:
+        raise ConfigError(f"{source + ': ' if source else ''}{e}") from None
     for key in experiment:
         if key in EXPERIMENT_KEYS or key in field_names(TrainConfig):
             continue

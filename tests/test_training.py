@@ -23,7 +23,7 @@ from tfseq.experiment import CONFIG_FILE, WEIGHTS, ExperimentConfig, build_model
 NUM_ITEMS = 21  # padding + items 1..20
 SMALL = {  # tiny versions of the registry models, for speed
     "gru4rec": {"embedding_size": 16, "hidden_size": 16, "dropout_prob": 0.0},
-    "sasrec": {"hidden_size": 16, "num_layers": 1, "inner_size": 32, "max_seq_len": 10},
+    "sasrec": {"embedding_size": 16, "num_layers": 1, "inner_size": 32, "max_seq_len": 10},
     "core_trm": {"embedding_size": 16, "num_layers": 1, "inner_size": 32, "max_seq_len": 10},
     "pop": {},
 }

@@ -30,6 +30,10 @@ KEY_ALIASES = {
     "user_inter_num_interval": "min_user_inter",  # "[5,inf)" -> 5
     "item_inter_num_interval": "min_item_inter",
 }
+# RecBole's width names, which mean a transformer's model width (tfseq's embedding_size) except in GRU4Rec,
+# where hidden_size is the GRU state: renamed only for a model whose config has no field of the old name.
+WIDTH_ALIASES = {"hidden_size": "embedding_size", "attribute_hidden_size": "attribute_embedding_size"}
+
 # RecBole's interval settings, read as their lower bound (tfseq's k-core has no upper bound).
 INTERVAL_KEYS = ("user_inter_num_interval", "item_inter_num_interval")
 
@@ -84,6 +88,22 @@ def canonical_values(values: Mapping[str, Any], source: str = "") -> dict[str, A
             value = interval_lower_bound(key, value, source)
         out[name] = value
         origin[name] = key
+    return out
+
+
+def model_width_names(values: Mapping[str, Any], fields: set[str] | frozenset[str]) -> dict[str, Any]:
+    """``values`` with RecBole's width names in tfseq's for a model whose settings are ``fields``:
+    ``hidden_size`` is ``embedding_size`` for SASRec or DIF-SR, and stays ``hidden_size`` for GRU4Rec.
+
+    Raises:
+      ConfigError: both spellings are given.
+    """
+    out = dict(values)
+    for old, new in WIDTH_ALIASES.items():
+        if old in out and old not in fields and new in fields:
+            if new in out:
+                raise ConfigError(f"{old} and {new} set the same setting ({new}); give one")
+            out[new] = out.pop(old)
     return out
 
 

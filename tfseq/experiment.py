@@ -13,6 +13,7 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any, Mapping
 
+from tfseq.aliases import model_width_names
 from tfseq.config import CONFIG_FILE, WEIGHTS, ConfigError, TrainConfig, field_names, from_dict, load_json, to_dict
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
@@ -79,6 +80,7 @@ class ExperimentConfig:
         except KeyError as e:
             raise ConfigError(e.args[0]) from None
         params = {k: v for k, v in values.items() if k not in ("model", "loss")}
+        params = model_width_names(params, cls.known_keys(model, loss))
         unknown = sorted(set(params) - cls.known_keys(model, loss))
         if unknown:
             raise ConfigError(

@@ -27,7 +27,7 @@ paper's), used when no ``--params_file`` is given:
   dropout, layers) at ``hidden_size`` 128 (90 trials);
 * SASRec: RecBole's SASRec ``hyper.test`` (learning rate, attention and hidden
   dropout 0.2 / 0.5 -- Kang & McAuley, ICDM 2018, use 0.2 on dense and 0.5 on
-  sparse data --, 1 or 2 heads, 1-3 layers) at ``hidden_size`` 64, RecBole's
+  sparse data --, 1 or 2 heads, 1-3 layers) at ``embedding_size`` 64, RecBole's
   default width (120 trials; prefer ``--oracle random`` or ``bayesian``);
 * cnn: Spotlight's CNN search (Kula, 2017, ``movielens_sequence``): kernel
   width, 1-9 layers, dilation multiplier 1 or 2, tanh or relu, residual or
@@ -210,7 +210,7 @@ DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
         choice("hidden_dropout_prob", [0.2, 0.5]),
         choice("num_heads", [1, 2]),
         choice("num_layers", [1, 2, 3]),
-        choice("hidden_size", [64]),
+        choice("embedding_size", [64]),
     ),
     "cnn": (
         choice("learning_rate", SPOTLIGHT_LEARNING_RATES),

@@ -34,7 +34,7 @@ def softmax():
 
 
 def small(**changes) -> DIFSRConfig:
-    values = dict(hidden_size=16, attribute_hidden_size=8, num_layers=2, num_heads=2, inner_size=16,
+    values = dict(embedding_size=16, attribute_embedding_size=8, num_layers=2, num_heads=2, inner_size=16,
                   max_seq_len=8, hidden_dropout_prob=0.2, attn_dropout_prob=0.2)
     values.update(changes)
     return DIFSRConfig(**values)
@@ -46,8 +46,8 @@ def small(**changes) -> DIFSRConfig:
     ({"pooling_mode": "avg"}, "DIFSRConfig.pooling_mode must be one of sum, mean, max"),
     ({"attribute_predictor": "mlp"}, "DIFSRConfig.attribute_predictor must be one of linear, none"),
     ({"lambda_attr": -1.0}, "DIFSRConfig.lambda_attr must be >= 0"),
-    ({"attribute_hidden_size": 6, "num_heads": 4},
-     r"DIFSRConfig.attribute_hidden_size \(6\) must be divisible by num_heads \(4\)"),
+    ({"attribute_embedding_size": 6, "num_heads": 4},
+     r"DIFSRConfig.attribute_embedding_size \(6\) must be divisible by num_heads \(4\)"),
     ({"attn_dropout_prob": 1.0}, r"DIFSRConfig.attn_dropout_prob must be in \[0, 1\)"),
 ])
 def test_config_errors_name_the_field(values, message):
@@ -57,8 +57,8 @@ def test_config_errors_name_the_field(values, message):
 
 def test_defaults_are_the_authors_beauty_run_at_two_cpu_core_size_and_flat_dicts_coerce():
     config = DIFSRConfig()
-    assert (config.num_layers, config.num_heads, config.hidden_size, config.inner_size) == (2, 2, 128, 256)
-    assert (config.attribute_hidden_size, config.hidden_dropout_prob, config.attn_dropout_prob) == (128, 0.5, 0.3)
+    assert (config.num_layers, config.num_heads, config.embedding_size, config.inner_size) == (2, 2, 128, 256)
+    assert (config.attribute_embedding_size, config.hidden_dropout_prob, config.attn_dropout_prob) == (128, 0.5, 0.3)
     assert (config.fusion_type, config.pooling_mode, config.attribute_predictor, config.lambda_attr) == (
         "gate", "sum", "linear", 10.0)
     assert from_dict(DIFSRConfig, {"lambda_attr": "5", "fusion_type": "sum"}).lambda_attr == 5.0
@@ -260,7 +260,8 @@ def test_saved_model_of_score_carries_the_feature_table(tmp_path):
     model = build("difsr", small(fusion_type="concat"))
     module = tf.Module()
     module.model = model
-    module.score = tf.function(model.score, input_signature=[tf.TensorSpec([None, None], tf.int64)])
+    module.score = tf.function(lambda item_ids: raw_scores(model, item_ids),
+                               input_signature=[tf.TensorSpec([None, None], tf.int64)])
     tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.score})
     del module
     serve = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]

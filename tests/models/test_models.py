@@ -41,8 +41,8 @@ LEARNING_RATE: dict[str, float] = {}
 # against NumPy in test_difsr.py, but trained, traced and saved here at a smaller size (the suite's time
 # budget), with its attribute loss at weight 1: the toy's random attributes carry no signal, and at the
 # default 10 their loss drowns the cycle in 20 steps (mean rank 9.2 -> 12.8; at weight 1: -> 0.06).
-REDUCED = {"difsr": {"hidden_size": 32, "attribute_hidden_size": 16, "num_layers": 2, "num_heads": 2, "inner_size": 64,
-                     "lambda_attr": 1.0}}
+REDUCED = {"difsr": {"embedding_size": 32, "attribute_embedding_size": 16,
+                     "num_layers": 2, "num_heads": 2, "inner_size": 64, "lambda_attr": 1.0}}
 
 
 def config_for(name: str):

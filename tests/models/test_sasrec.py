@@ -13,7 +13,7 @@ from tfseq.models.sasrec import SASRecConfig
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"hidden_size": 10, "num_heads": 4}, r"SASRecConfig.hidden_size \(10\) .* num_heads \(4\)"),
+    ({"embedding_size": 10, "num_heads": 4}, r"SASRecConfig.embedding_size \(10\) .* num_heads \(4\)"),
     ({"attn_dropout_prob": 1.0}, r"SASRecConfig.attn_dropout_prob must be in \[0, 1\)"),
     ({"hidden_dropout_prob": -0.5}, r"SASRecConfig.hidden_dropout_prob"),
     ({"num_layers": 0}, "SASRecConfig.num_layers must be >= 1, got 0"),
@@ -26,13 +26,13 @@ def test_config_errors_name_the_field(values, message):
 
 
 def test_config_from_a_flat_dict_coerces_and_rejects_unknown_keys():
-    assert from_dict(SASRecConfig, {"hidden_size": "32", "num_heads": 4}).hidden_size == 32
+    assert from_dict(SASRecConfig, {"embedding_size": "32", "num_heads": 4}).embedding_size == 32
     with pytest.raises(ConfigError, match="n_heads"):
         from_dict(SASRecConfig, {"n_heads": 4})
 
 
 def small() -> SASRecConfig:
-    return SASRecConfig(hidden_size=16, num_layers=2, num_heads=2, inner_size=32, max_seq_len=4)
+    return SASRecConfig(embedding_size=16, num_layers=2, num_heads=2, inner_size=32, max_seq_len=4)
 
 
 def test_encode_all_refuses_sequences_longer_than_max_seq_len():

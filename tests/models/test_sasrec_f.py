@@ -15,7 +15,7 @@ from tfseq.models.sasrec_f import SASRecFConfig
 
 
 def small(**changes) -> SASRecFConfig:
-    values = dict(hidden_size=16, num_layers=2, num_heads=2, inner_size=32, max_seq_len=6)
+    values = dict(embedding_size=16, num_layers=2, num_heads=2, inner_size=32, max_seq_len=6)
     values.update(changes)
     return SASRecFConfig(**values)
 
@@ -23,9 +23,9 @@ def small(**changes) -> SASRecFConfig:
 def test_config_checks_pooling_and_sasrec_fields():
     with pytest.raises(ConfigError, match="SASRecFConfig.pooling_mode must be one of sum, mean, max, got 'avg'"):
         SASRecFConfig(pooling_mode="avg")
-    with pytest.raises(ConfigError, match=r"SASRecFConfig.hidden_size \(10\) must be divisible by num_heads"):
-        SASRecFConfig(hidden_size=10, num_heads=4)
-    assert SASRecFConfig().hidden_size == 64  # RecBole's SASRecF defaults = its SASRec's
+    with pytest.raises(ConfigError, match=r"SASRecFConfig.embedding_size \(10\) must be divisible by num_heads"):
+        SASRecFConfig(embedding_size=10, num_heads=4)
+    assert SASRecFConfig().embedding_size == 64  # RecBole's SASRecF defaults = its SASRec's
 
 
 def test_needs_item_features():

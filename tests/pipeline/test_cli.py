@@ -167,6 +167,23 @@ def test_recbole_spellings_mean_the_same_settings():
         cli.build_configs({"n_layers": 2, "num_layers": 3})
 
 
+def test_a_models_width_is_embedding_size_and_recboles_hidden_size_means_it_for_transformers():
+    # RecBole's SASRec and DIF-SR call the model width hidden_size; GRU4Rec's hidden_size is its GRU state.
+    sasrec = cli.build_configs({"model": "SASRec", "hidden_size": 32}).experiment.model_config
+    assert sasrec.embedding_size == 32 and not hasattr(sasrec, "hidden_size")
+    difsr = cli.build_configs({"model": "difsr", "hidden_size": 32, "attribute_hidden_size": 16},
+                              sections=("ExampleGen",)).experiment.model_config
+    assert (difsr.embedding_size, difsr.attribute_embedding_size) == (32, 16)
+    gru = cli.build_configs({"model": "GRU4Rec", "hidden_size": 32}).experiment.model_config
+    assert (gru.hidden_size, gru.embedding_size) == (32, 64)
+    with pytest.raises(ConfigError, match="hidden_size and embedding_size set the same setting"):
+        cli.build_configs({"model": "sasrec", "hidden_size": 32, "embedding_size": 64})
+    # and a run written before the rename still loads
+    from tfseq.experiment import ExperimentConfig
+
+    assert ExperimentConfig.from_flat({"model": "sasrec", "hidden_size": 16}).model_config.embedding_size == 16
+
+
 def test_yaml_and_json_config_files_with_flags_on_top(tmp_path):
     yaml_file = tmp_path / "sasrec.yaml"
     yaml_file.write_text("model: SASRec\nn_layers: 1\nlearning_rate: 0.002\nmin_user_inter: 5\n"

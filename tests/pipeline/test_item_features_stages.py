@@ -16,7 +16,7 @@ from tfseq.data.item_features import ItemFeatures
 
 SMALL = {"synthetic_users": 200, "synthetic_items": 60, "synthetic_interactions": 3000, "epochs": 2,
          "batch_size": 64}
-TINY_DIFSR = {"hidden_size": 16, "attribute_hidden_size": 8, "num_layers": 1, "num_heads": 2, "inner_size": 16}
+TINY_DIFSR = {"embedding_size": 16, "attribute_embedding_size": 8, "num_layers": 1, "num_heads": 2, "inner_size": 16}
 
 
 def item_table(path: Path, items: range, *, extra: tuple[str, ...] = ()) -> Path:
@@ -119,7 +119,7 @@ def test_a_feature_file_covering_too_few_log_items_is_an_error_naming_both_count
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, params", [("difsr", TINY_DIFSR), ("sasrec_f", {"hidden_size": 16})])
+@pytest.mark.parametrize("model, params", [("difsr", TINY_DIFSR), ("sasrec_f", {"embedding_size": 16})])
 def test_a_feature_model_trains_exports_and_answers_raw_ids_like_in_process(tmp_path, model, params):
     table = item_table(tmp_path / "items.csv", range(0, 60))
     result = tfseq.run(output_dir=str(tmp_path / "out"), model=model, item_features=str(table),

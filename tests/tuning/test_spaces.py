@@ -41,7 +41,7 @@ def test_gru4rec_and_sasrec_default_grids():
     }
     assert len(spaces.grid(gru)) == 5 * 6 * 3
     assert {p.name for p in spaces.default_space("sasrec")} == {
-        "learning_rate", "attn_dropout_prob", "hidden_dropout_prob", "num_heads", "num_layers", "hidden_size"
+        "learning_rate", "attn_dropout_prob", "hidden_dropout_prob", "num_heads", "num_layers", "embedding_size"
     }
 
 

@@ -64,7 +64,7 @@ def check_heads(config: Any, hidden_field: str) -> None:
         )
 
 
-def check_transformer_config(config: Any, hidden_field: str = "hidden_size") -> None:
+def check_transformer_config(config: Any, hidden_field: str = "embedding_size") -> None:
     """:func:`check_config` of RecBole's transformer fields (those ``layers.causal_encoder`` reads), and
     :func:`check_heads` of ``hidden_field``."""
     check_config(
@@ -196,11 +196,11 @@ class DIFSRConfig:
     """DIF-SR's hyperparameters; defaults fit an Amazon Beauty run in an hour on 2 CPU cores (module docstring).
 
     Attributes:
-      hidden_size: item embedding width = every layer's width = the query width.
-      attribute_hidden_size: width of each field's attribute embeddings and of its
+      embedding_size: item embedding width = every layer's width = the query width.
+      attribute_embedding_size: width of each field's attribute embeddings and of its
         query/key projections; must be divisible by ``num_heads``.
       num_layers: transformer blocks.
-      num_heads: attention heads; must divide ``hidden_size``.
+      num_heads: attention heads; must divide ``embedding_size``.
       inner_size: feed-forward width.
       hidden_dropout_prob: dropout on the input embeddings and each sublayer's output.
       attn_dropout_prob: dropout on the attention weights.
@@ -213,8 +213,8 @@ class DIFSRConfig:
       lambda_attr: weight of the auxiliary attribute loss (the authors' ``lamdas``).
     """
 
-    hidden_size: int = 128
-    attribute_hidden_size: int = 128
+    embedding_size: int = 128
+    attribute_embedding_size: int = 128
     num_layers: int = 2
     num_heads: int = 2
     inner_size: int = 256
@@ -234,9 +234,9 @@ class DIFSRConfig:
     }
 
     def __post_init__(self) -> None:
-        check_config(self, at_least_one=("hidden_size", "attribute_hidden_size"), positive=("initializer_range",))
+        check_config(self, at_least_one=("embedding_size", "attribute_embedding_size"), positive=("initializer_range",))
         check_transformer_config(self)
-        check_heads(self, "attribute_hidden_size")
+        check_heads(self, "attribute_embedding_size")
         check_pooling_mode(self)
         for name, allowed in (("fusion_type", FUSION_TYPES), ("attribute_predictor", ATTRIBUTE_PREDICTORS)):
             if getattr(self, name) not in allowed:
@@ -346,9 +346,9 @@ class SASRecConfig:
     """SASRec's hyperparameters; defaults are RecBole's.
 
     Attributes:
-      hidden_size: item embedding width = every layer's width = the query width.
+      embedding_size: item embedding width = every layer's width = the query width.
       num_layers: transformer blocks.
-      num_heads: attention heads (RecBole's ``n_heads``); must divide ``hidden_size``.
+      num_heads: attention heads (RecBole's ``n_heads``); must divide ``embedding_size``.
       inner_size: feed-forward width.
       hidden_dropout_prob: dropout on the input embeddings and each sublayer's output.
       attn_dropout_prob: dropout on the attention weights.
@@ -357,7 +357,7 @@ class SASRecConfig:
       max_seq_len: number of learned positions (the reader's ``max_seq_len`` too).
     """
 
-    hidden_size: int = 64
+    embedding_size: int = 64
     num_layers: int = 2
     num_heads: int = 2
     inner_size: int = 256
@@ -368,7 +368,7 @@ class SASRecConfig:
     max_seq_len: int = 50
 
     def __post_init__(self) -> None:
-        check_config(self, at_least_one=("hidden_size",), positive=("initializer_range",))
+        check_config(self, at_least_one=("embedding_size",), positive=("initializer_range",))
         check_transformer_config(self)
 
 

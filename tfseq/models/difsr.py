@@ -10,12 +10,12 @@ enter:
   (``Q_I K_I^T`` from the block's input), positions (``Q_P K_P^T`` from the
   learned position table, the same table in every block) and, per attribute
   field, ``Q_A K_A^T`` from the item's pooled attribute embedding (width
-  ``attribute_hidden_size``, the same embeddings in every block). Each stream
+  ``attribute_embedding_size``, the same embeddings in every block). Each stream
   has its own query/key projections in each block;
 * the score matrices are fused (``fusion_type``): ``sum``; ``concat`` (a linear
   map of the streams' score rows, concatenated, to one row); ``gate`` (per
   query row, a small MLP gives each stream a weight, softmax over streams, and
-  the weighted sum of the streams' rows), then divided by ``sqrt(hidden_size /
+  the weighted sum of the streams' rows), then divided by ``sqrt(embedding_size /
   num_heads)``, masked, softmax-ed;
 * the values are the items' only, so the output stays in the item space and
   is scored against the item table (weight tying);
@@ -37,8 +37,8 @@ Recall@10), and its learning rate is cut to 0.3 times after
 each 3 epochs without a better one, for at most 40 epochs (its
 ``train_defaults``: ``all_positions`` off, ``lr_decay_patience`` 3,
 ``valid_metric`` recall@20, ``epochs`` 40). The authors' Beauty shape is
-``--num_layers 4 --num_heads 4 --hidden_size 256`` (their config file; their
-logged run used ``attribute_hidden_size`` 256 and at most 7 items per
+``--num_layers 4 --num_heads 4 --embedding_size 256`` (their config file; their
+logged run used ``attribute_embedding_size`` 256 and at most 7 items per
 history), with batches of 2,048 at learning rate 1e-4
 for up to 200 epochs, which does not fit that budget (RESULTS.md).
 
@@ -50,7 +50,7 @@ Deviations from the authors' code:
     fusion layers still span ``max_seq_len`` keys (shorter rows are
     zero-padded), so the learned weights are per absolute key position as in
     the original;
-  * one ``attribute_hidden_size`` and one ``lambda_attr`` for every field (the
+  * one ``attribute_embedding_size`` and one ``lambda_attr`` for every field (the
     code takes a list per field);
   * duplicate values of an item are counted once (the code's one-hot sum
     labels a duplicate 2), and an item without a value gets a zero attribute
@@ -233,22 +233,22 @@ class DIFSR(SequentialRecommender):
         super().__init__(config, num_items, item_features=item_features, **kwargs)
         assert item_features is not None  # checked by the base class
         init = normal_init(config.initializer_range)
-        self.item_embedding = init.embedding(num_items, config.hidden_size, name="item_embedding")
+        self.item_embedding = init.embedding(num_items, config.embedding_size, name="item_embedding")
         self.attributes = ItemAttributes(
-            item_features, config.attribute_hidden_size, config.pooling_mode, init, name="attributes"
+            item_features, config.attribute_embedding_size, config.pooling_mode, init, name="attributes"
         )
         self.positions = self.add_weight(
-            "positions", shape=[config.max_seq_len, config.hidden_size], initializer=init.kernel()
+            "positions", shape=[config.max_seq_len, config.embedding_size], initializer=init.kernel()
         )
         self.norm = init.layer_norm(config.layer_norm_eps, name="norm")
         self.dropout = tf.keras.layers.Dropout(config.hidden_dropout_prob)
         num_fields = len(item_features.fields)
         self.blocks = [
             TransformerBlock(
-                config.hidden_size, config.num_heads, config.inner_size, config.hidden_dropout_prob,
+                config.embedding_size, config.num_heads, config.inner_size, config.hidden_dropout_prob,
                 config.attn_dropout_prob, config.layer_norm_eps, init,
                 attention=DecoupledAttention(
-                    config.hidden_size, config.attribute_hidden_size, num_fields, config.num_heads,
+                    config.embedding_size, config.attribute_embedding_size, num_fields, config.num_heads,
                     config.max_seq_len, config.fusion_type, config.attn_dropout_prob, init, name="attention",
                 ),
                 name=f"block_{i}",
@@ -260,7 +260,7 @@ class DIFSR(SequentialRecommender):
             for i, size in enumerate(self.attributes.vocab_sizes)
         ] if config.attribute_predictor == "linear" else []
         for predictor in self.attribute_predictors:  # every variable exists before training
-            predictor.build(tf.TensorShape([None, config.hidden_size]))
+            predictor.build(tf.TensorShape([None, config.embedding_size]))
 
     def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` (L <= max_seq_len) -> the query after every position ``[B, L, H]``.
@@ -290,7 +290,7 @@ class DIFSR(SequentialRecommender):
                           positions=positions, attributes=attributes)
 
     def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
-        """The input item table ``[num_items, hidden_size]``."""
+        """The input item table ``[num_items, embedding_size]``."""
         return self.item_embedding.embeddings
 
     def attribute_losses(self, query: tf.Tensor, positive_ids: tf.Tensor) -> list[tf.Tensor]:

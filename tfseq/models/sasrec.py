@@ -40,8 +40,8 @@ class SASRec(SequentialRecommender):
     def __init__(self, config: SASRecConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
         self.init = normal_init(config.initializer_range)
-        self.item_embedding = self.init.embedding(num_items, config.hidden_size, name="item_embedding")
-        self.encoder = causal_encoder(config, config.hidden_size, self.init)
+        self.item_embedding = self.init.embedding(num_items, config.embedding_size, name="item_embedding")
+        self.encoder = causal_encoder(config, config.embedding_size, self.init)
 
     def embed(self, item_ids: tf.Tensor) -> tf.Tensor:
         """``item_ids [B, L]`` -> the encoder's input ``[B, L, H]``: the items' embeddings."""
@@ -62,5 +62,5 @@ class SASRec(SequentialRecommender):
         return self.encoder(self.embed(window), window, training=training, last_only=True)
 
     def candidate_embeddings(self, training: bool = False) -> tf.Tensor:
-        """The input item table ``[num_items, hidden_size]``."""
+        """The input item table ``[num_items, embedding_size]``."""
         return self.item_embedding.embeddings

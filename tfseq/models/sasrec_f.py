@@ -2,8 +2,8 @@
 
 The side-information baseline that DIF-SR (``difsr``) is measured against:
 each history item's embedding is concatenated with one pooled embedding per
-attribute field (each ``hidden_size`` wide), a linear layer maps the
-concatenation back to ``hidden_size``, and the rest is SASRec (learned
+attribute field (each ``embedding_size`` wide), a linear layer maps the
+concatenation back to ``embedding_size``, and the rest is SASRec (learned
 positions added, LayerNorm, dropout, causal post-LN transformer blocks). As in
 RecBole the candidates are the ID embeddings alone (the input item table), so
 attributes shape the query but not the items it is scored against.
@@ -40,9 +40,9 @@ class SASRecF(SASRec):
         super().__init__(config, num_items, item_features=item_features, **kwargs)
         assert item_features is not None  # checked by the base class
         self.attributes = ItemAttributes(
-            item_features, config.hidden_size, config.pooling_mode, self.init, name="attributes"
+            item_features, config.embedding_size, config.pooling_mode, self.init, name="attributes"
         )
-        self.concat = self.init.dense(config.hidden_size, name="concat")  # (1 + fields) * H -> H
+        self.concat = self.init.dense(config.embedding_size, name="concat")  # (1 + fields) * H -> H
 
     def embed(self, item_ids: tf.Tensor) -> tf.Tensor:
         """``item_ids [B, L]`` -> ``concat([item, attribute_1, ...]) @ W + b`` ``[B, L, H]``."""
