@@ -545,6 +545,45 @@ def tuning_section(data: dict[str, Results], results_dir: Path) -> str | None:
     return "\n\n".join(parts)
 
 
+# --- scale.json ----------------------------------------------------------------------------------------
+
+SCALE_STEPS = (("data", ("ExampleGen", "Transform")), ("train", ("Trainer",)), ("evaluate", ("Evaluator",)),
+               ("export", ("Pusher",)), ("serve", ("serve",)))
+
+
+def scale_table(sizes: dict[str, Any]) -> str:
+    rows = []
+    for size in sorted(sizes.values(), key=lambda r: r["items"]):
+        cells = [f"{size['vocabulary_items']:,}", f"{size['users']:,}", f"{size['logged_interactions']:,}"]
+        for step, stages in SCALE_STEPS:
+            seconds = sum(size[step]["seconds"].get(stage, 0.0) for stage in stages)
+            cells.append(f"{seconds:.0f} s / {size[step]['peak_rss_mib'] / 1024:.1f}")
+        cells.append(f"{size['evaluate']['users_per_second']:,.0f}")
+        latency = size["serve"]["latency"]
+        cells.append(f"{latency['p50_ms']:.1f} / {latency['p99_ms']:.1f}")
+        cells.append(f4(size["test"]["ndcg@10"]))
+        rows.append(cells)
+    return table(["items", "users", "interactions", "data", "train (1 epoch)", "evaluate", "export", "serve (start)",
+                  "eval users/s", "1 client p50 / p99 ms", "test NDCG@10"], rows)
+
+
+def scale_section(data: dict[str, Results], results_dir: Path) -> str | None:
+    scale = data.get("scale")
+    if not scale or not scale.get("sizes"):
+        return None
+    sample = next(iter(scale["sizes"].values()))["eval_users"]
+    note = ("`python bench/scale.py`: the synthetic log at each size (users = items / 2, interactions = 10 x "
+            "items, long-tailed popularity) through every stage as its own process: ExampleGen + Transform on the "
+            "DirectRunner, one epoch of `sasrec` + `sampled_softmax` (popularity negatives from 100,000 items on), "
+            f"full-ranking evaluation of a {sample:,}-user sample on valid and test, the export, and "
+            "`python -m serving.server` answering one-history requests from one gRPC client. Each cell: seconds / "
+            "peak memory of the step's whole process tree in GiB.")
+    parts = ["## Scale", note, scale_table(scale["sizes"]), *scale.get("notes", [])]
+    if (results_dir / "scale.png").exists():
+        parts.append("![time and memory against the catalogue](bench/results/scale.png)")
+    return "\n\n".join(parts)
+
+
 # --- serving.json, soak.json --------------------------------------------------------------------------
 
 TARGET_NAMES = {"grpc_over_in_process_p50": "gRPC p50 over in-process p50",
@@ -691,6 +730,7 @@ def results_page(results_dir: Path = RESULTS) -> str:
         lambda: speed_section(data),
         lambda: preprocess_section(data),
         lambda: tuning_section(data, results_dir),
+        lambda: scale_section(data, results_dir),
         lambda: serving_section(data),
         lambda: soak_section(data),
     ]

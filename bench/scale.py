@@ -12,8 +12,8 @@ and skipped), and the peak resident memory of its whole process tree is sampled:
 - ``export``: the Pusher's SavedModel;
 - ``serve``: ``python -m serving.server`` on it, one-history requests from one gRPC client.
 
-Seconds are the pipeline's own ``done in`` figure of the step (the serving step: start-up
-until the first answer). Writes ``bench/results/scale.json`` as it goes and the log-log plot
+Seconds are the pipeline's own ``done in`` figures of the step's stages (the serving step:
+start-up until the first answer). Writes ``bench/results/scale.json`` as it goes and the log-log plot
 ``bench/results/scale.png``.
 
     python bench/scale.py                      # 10k, 100k and 1M items
@@ -131,12 +131,12 @@ def plot(sizes: dict[str, Any], path: Path) -> None:
 
     rows = sorted(sizes.values(), key=lambda r: r["items"])
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for step, stage in (*STEPS.items(), ("serve", "serve")):
+    for step in (*STEPS, "serve"):
         points = [(r["vocabulary_items"], r[step]) for r in rows if step in r]
         if not points:
             continue
         items = [p[0] for p in points]
-        time_axis.plot(items, [p[1]["seconds"].get(stage, float("nan")) for p in points], "o-", label=step)
+        time_axis.plot(items, [sum(p[1]["seconds"].values()) for p in points], "o-", label=step)
         memory_axis.plot(items, [p[1]["peak_rss_mib"] / 1024 for p in points], "o-", label=step)
     if rows:
         first = rows[0]["vocabulary_items"]
@@ -163,10 +163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", type=int, nargs="+", default=list(DEFAULT_SIZES))
     parser.add_argument("--eval_users", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=300, help="one-history requests to time")
+    parser.add_argument("--serve_only", action="store_true",
+                        help="measure serving again on the models an earlier run exported (a quiet machine)")
     args = parser.parse_args(argv)
     sizes = dict(read_results(NAME).get("sizes", {}))
     for items in args.items:
-        sizes[str(items)] = measure_size(items, args.eval_users, args.requests)
+        if args.serve_only:
+            root = WORK / "scale" / str(items)
+            print(f"[scale] {items:,} items: serve again ...", flush=True)
+            sizes[str(items)]["serve"] = serve(root, items, args.requests, root / "serve.log")
+            print(f"[scale]   {sizes[str(items)]['serve']}", flush=True)
+        else:
+            sizes[str(items)] = measure_size(items, args.eval_users, args.requests)
         write_results(NAME, {"sizes": sizes, "machine": machine()})
         plot(sizes, RESULTS / "scale.png")
     return 0

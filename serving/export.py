@@ -200,6 +200,11 @@ class RecommenderModule(tf.Module):
         # Stored as variables (the checkpoint), not graph constants: at a million items they are megabytes.
         query = popularity_query(model, popularity)  # [D]
         candidates = tf.cast(model.candidate_embeddings(training=False), tf.float32)  # [N, D]
+        # The candidate table, computed once (CORE's normalisation included) and kept apart from the
+        # model's item embeddings: once the model's lookups gather from a variable, TensorFlow copies
+        # it at every whole read (copy-on-read mode), and the exact search reads the table whole at
+        # every request. Its own variable costs the table's size again and spares that copy.
+        self.candidate_table = tf.Variable(candidates, trainable=False, name="candidate_table")  # [N, D]
         self.fallback_query = tf.Variable(query, trainable=False, name="fallback_query")  # [D]
         self.fallback_scores = tf.Variable(  # [N]: the model's scores for the fallback query
             tf.linalg.matvec(candidates, tf.constant(query)), trainable=False, name="fallback_scores"
@@ -331,8 +336,8 @@ class RecommenderModule(tf.Module):
         history_ids = known.to_tensor(default_value=schema.PAD_ID) if self.exclude_history else None  # [B, H]
         if self.cluster_index is None:
             scores = score_items(
-                self._model, features, exclude_history=self.exclude_history, fallback=self.fallback_scores,
-                history_ids=history_ids,
+                self._model, features, exclude_history=self.exclude_history, candidates=self.candidate_table,
+                fallback=self.fallback_scores, history_ids=history_ids,
             )  # [B, N], the evaluation's scores; a fallback row gets the fallback query's
             top_scores, top_ids = tf.math.top_k(scores, k=self.top_k)  # [B, K]
         else:
@@ -357,7 +362,6 @@ class RecommenderModule(tf.Module):
         """
         query = tf.cast(self._model.encode(features, training=False), tf.float32)  # [B, D]
         query = tf.where(fallback[:, tf.newaxis], self.fallback_query[tf.newaxis, :], query)
-        candidates = tf.cast(self._model.candidate_embeddings(training=False), tf.float32)  # [N, D]
         coarse = tf.linalg.matmul(query, self.centroids, transpose_b=True)  # [B, C]
         _, probed = tf.math.top_k(coarse, k=self.probes)  # [B, P]
         probed = tf.cast(probed, tf.int64)
@@ -366,7 +370,7 @@ class RecommenderModule(tf.Module):
         slots = tf.ragged.range(tf.reshape(starts, [-1]), tf.reshape(limits, [-1]))  # [B * P, (size)]
         slots = tf.RaggedTensor.from_uniform_row_length(slots, self.probes).merge_dims(1, 2)  # [B, (T)]
         items = tf.gather(self.cluster_items, slots)  # [B, (T)] item indices
-        vectors = tf.gather(candidates, items.flat_values)  # [sum T, D]
+        vectors = tf.gather(self.candidate_table, items.flat_values)  # [sum T, D], rows only: no whole read
         rows = tf.gather(query, items.value_rowids())  # [sum T, D]
         flat_scores = tf.reduce_sum(rows * vectors, axis=1)  # [sum T]
         scores = items.with_flat_values(flat_scores).to_tensor(default_value=-np.inf)  # [B, S]

@@ -30,7 +30,6 @@ import numpy as np
 from tfseq.config import ConfigError
 from tfseq.data.formats import Interaction
 
-
 POPULARITY_EXPONENT = 0.8
 
 
