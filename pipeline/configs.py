@@ -210,3 +210,33 @@ class PipelineConfigs:
     experiment: ExperimentConfig = ExperimentConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
     pusher: PusherConfig = PusherConfig()
+
+
+DISTRIBUTE_MODES = ("none", "mirrored", "multi_worker")  # tfseq.distribute.MODES, without importing TensorFlow
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    """How the Trainer spreads one training over devices and machines (field names are the CLI flags).
+
+    Not part of a run's identity: the same run trained on one device or on several
+    lands in the same run folder (what changes with the number of replicas: tfseq.distribute).
+
+    Attributes:
+      distribute: "none" (one device); "mirrored" (synchronous over every GPU of this machine, the CPU
+        when there is none); "multi_worker" (synchronous over the machines the TF_CONFIG environment
+        variable lists: start the same command on each, the chief writes the outputs). The global batch
+        stays batch_size, split over the replicas.
+      collective_timeout: multi_worker: seconds a worker waits for the others at each synchronisation
+        (every step, every validation) before training fails on every worker; a dead worker is noticed
+        sooner (its connection or heartbeats stop).
+    """
+
+    distribute: str = "none"
+    collective_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.distribute not in DISTRIBUTE_MODES:
+            raise ConfigError(f"--distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
+        if not (math.isfinite(self.collective_timeout) and self.collective_timeout > 0):
+            raise ConfigError(f"--collective_timeout must be a number of seconds > 0, got {self.collective_timeout!r}")

@@ -32,10 +32,17 @@ retrace keeps the old graph's functions alive in TensorFlow's runtime.
 ``wd * w`` to every gradient before the Adam moments (L2, not AdamW's
 decoupled decay), which :class:`L2Adam` reproduces. Models without trainable
 weights (``pop``) take no gradient step: one validation, one history row.
+
+With a ``tf.distribute`` strategy (``fit(strategy=...)``, :mod:`tfseq.distribute`)
+the model, its loss and the optimizer live in the strategy's scope, each global
+batch is split over the replicas, and each step's gradient is that of the global
+batch's mean loss; every worker validates and takes the chief's metrics, so all
+of them stop at the same epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -48,6 +55,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfseq import distribute
 from tfseq.config import ConfigError, TrainConfig
 from tfseq.data import reader
 from tfseq.data.vocab import DatasetMetadata
@@ -102,6 +110,8 @@ class L2Adam(tf.keras.optimizers.Adam):
 
     This is PyTorch's ``torch.optim.Adam(weight_decay=...)``, which RecBole uses,
     so its ``weight_decay`` values carry over (AdamW's decoupled decay differs).
+    Under a strategy each replica adds its ``1 / replicas`` of the term before the
+    gradients are summed over replicas, so the decay counts once.
     """
 
     def __init__(self, weight_decay_l2: float = 0.0, **kwargs: Any) -> None:
@@ -112,8 +122,10 @@ class L2Adam(tf.keras.optimizers.Adam):
         self, grads_and_vars: Iterable[tuple[Any, tf.Variable]], *args: Any, **kwargs: Any
     ) -> Any:
         if self.weight_decay_l2:
+            context = tf.distribute.get_replica_context()  # None in cross-replica context: not summed
+            decay = self.weight_decay_l2 / (context.num_replicas_in_sync if context is not None else 1)
             grads_and_vars = [
-                (None if g is None else tf.convert_to_tensor(g) + self.weight_decay_l2 * v, v)
+                (None if g is None else tf.convert_to_tensor(g) + decay * v, v)
                 for g, v in grads_and_vars
             ]
         return super().apply_gradients(grads_and_vars, *args, **kwargs)
@@ -155,20 +167,23 @@ class _Validation(tf.keras.callbacks.Callback):
     """Epoch-mean training loss, ``val_<metric>`` logs and the history rows.
 
     The Keras logs (progress bar, TensorBoard) get the metrics at the
-    ``valid_metric``'s K, the history rows every K.
+    ``valid_metric``'s K, the history rows every K. ``agree`` maps the metrics
+    to the ones every worker uses (the chief's, :func:`tfseq.distribute.chief_values`).
     """
 
     # Batch logs stay tensors (no host sync per step) and edits to them reach the progress bar.
     _supports_tf_logs = True
 
     def __init__(
-        self, valid_data: tf.data.Dataset, ks: Sequence[int], log_k: int, exclude_history: bool
+        self, valid_data: tf.data.Dataset, ks: Sequence[int], log_k: int, exclude_history: bool,
+        agree: Any = dict,
     ) -> None:
         super().__init__()
         self.valid_data = valid_data
         self.ks = tuple(ks)
         self.log_suffix = f"@{log_k}"
         self.exclude_history = exclude_history
+        self.agree = agree
         self.rows: list[dict[str, Any]] = []
         self._evaluator: Evaluator | None = None
 
@@ -178,7 +193,7 @@ class _Validation(tf.keras.callbacks.Callback):
             self._evaluator = Evaluator(self.model, exclude_history=self.exclude_history)
         metrics = self._evaluator(self.valid_data, self.ks)
         metrics.pop(NUM_USERS, None)
-        return {f"val_{name}": float(value) for name, value in metrics.items()}
+        return self.agree({f"val_{name}": float(value) for name, value in metrics.items()})
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._start = time.perf_counter()
@@ -403,29 +418,32 @@ class EpochCheckpoint:
     Args:
       directory: where the checkpoint lives; any TensorFlow file system path.
       key: what the checkpoint is valid for, e.g. a fingerprint of the config and data.
+      read_from: where :meth:`load` and :meth:`restore` read (default ``directory``): a
+        multi-worker job's other workers resume from the chief's checkpoint and save to their own.
     """
 
     STATE = "state.json"
     VARIABLES = "variables"  # TF checkpoint prefix inside epoch-<n>/
     BEST = "best_weights.npz"
 
-    def __init__(self, directory: str, key: str) -> None:
+    def __init__(self, directory: str, key: str, read_from: str | None = None) -> None:
         self.directory = directory
         self.key = key
+        self.read_from = read_from or directory
 
-    def _epoch_dir(self, epoch: int) -> str:
-        return posixpath.join(self.directory, f"epoch-{epoch:04d}")
+    def _epoch_dir(self, epoch: int, directory: str | None = None) -> str:
+        return posixpath.join(directory or self.directory, f"epoch-{epoch:04d}")
 
     def load(self) -> dict[str, Any] | None:
         """The saved state when there is one with this ``key``; None otherwise."""
-        path = posixpath.join(self.directory, self.STATE)
+        path = posixpath.join(self.read_from, self.STATE)
         if not tf.io.gfile.exists(path):
             return None
         with tf.io.gfile.GFile(path, "r") as f:
             state = json.loads(f.read())
         if not isinstance(state, dict) or state.get("key") != self.key:
             return None
-        return state if tf.io.gfile.exists(self._epoch_dir(int(state["epoch"]))) else None
+        return state if tf.io.gfile.exists(self._epoch_dir(int(state["epoch"]), self.read_from)) else None
 
     def save(self, state: dict[str, Any], model: tf.keras.Model, best_weights: list[np.ndarray] | None) -> None:
         """Writes ``state`` (with ``epoch``: epochs finished) and the variables, then drops older epochs."""
@@ -451,7 +469,7 @@ class EpochCheckpoint:
 
     def restore(self, state: dict[str, Any], model: tf.keras.Model) -> list[np.ndarray] | None:
         """Loads the model's and optimizer's variables of ``state``'s epoch; returns the best weights."""
-        epoch_dir = self._epoch_dir(int(state["epoch"]))
+        epoch_dir = self._epoch_dir(int(state["epoch"]), self.read_from)
         model.optimizer.build(model.trainable_variables)  # its slots must exist to be restored into
         tf.train.Checkpoint(model=model, optimizer=model.optimizer).read(
             posixpath.join(epoch_dir, self.VARIABLES)).assert_existing_objects_matched()
@@ -528,6 +546,8 @@ def fit(
     verbose: int = 1,
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     checkpoint: EpochCheckpoint | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    collective_timeout: float = distribute.DEFAULT_TIMEOUT,
 ) -> TrainResult:
     """Trains ``model`` with early stopping and leaves it holding its best validation weights.
 
@@ -536,9 +556,11 @@ def fit(
     identical initial weights).
 
     Args:
-      model: a SequentialRecommender with its loss, already ``adapt``-ed.
+      model: a SequentialRecommender with its loss, already ``adapt``-ed (built in
+        ``strategy.scope()`` when there is a strategy).
       train_data: ``reader.TrainingData`` (prefix or causal, matching ``model.causal``), or
-        a dataset of such batches whose every pass is the next epoch (not with ``checkpoint``).
+        a dataset of such batches whose every pass is the next epoch (not with ``checkpoint``
+        or ``strategy``).
       valid_data: ``{"item_ids": [B, L], "target": [B]}`` validation batches.
       config: epochs, learning rate, weight decay, patience, ``valid_metric`` ...
       log_dir: TensorBoard directory (none when ``None``).
@@ -549,6 +571,10 @@ def fit(
       checkpoint: saved after every epoch; when it holds a state with its key,
         training resumes after that state's last finished epoch (and the result
         covers every epoch, those before the interruption included).
+      strategy: a ``tf.distribute`` strategy (:func:`tfseq.distribute.make_strategy`):
+        global batches of ``config.batch_size`` split over its replicas, the gradient
+        of the global mean (:mod:`tfseq.distribute`). None: this process's one device.
+      collective_timeout: the strategy's collective timeout, named in the error when it expires.
 
     Returns:
       The :class:`TrainResult`; ``model`` holds the weights of ``best_epoch``.
@@ -556,17 +582,39 @@ def fit(
     Raises:
       TrainingInterrupted: Ctrl-C (a ``KeyboardInterrupt``) during training,
         naming the epoch a re-run resumes from.
+      tfseq.distribute.WorkerLost: a multi-worker job lost a worker (every worker raises it).
     """
     seed_everything(config.seed)
+    if strategy is not None and not isinstance(train_data, reader.TrainingData):
+        raise ValueError("fit(strategy=...) needs train_data as a reader.TrainingData, whose batches it splits")
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        return _fit(model, train_data, valid_data, config, log_dir=log_dir, verbose=verbose, callbacks=callbacks,
+                    checkpoint=checkpoint, strategy=strategy, collective_timeout=collective_timeout)
+
+
+def _fit(
+    model: SequentialRecommender,
+    train_data: reader.TrainingData | tf.data.Dataset,
+    valid_data: tf.data.Dataset,
+    config: TrainConfig,
+    *,
+    log_dir: str | None,
+    verbose: int,
+    callbacks: Sequence[tf.keras.callbacks.Callback],
+    checkpoint: EpochCheckpoint | None,
+    strategy: tf.distribute.Strategy | None,
+    collective_timeout: float,
+) -> TrainResult:
     start = time.perf_counter()
     ks = validation_ks(config.valid_metric)
     cutoff = metric_cutoff(config.valid_metric)
-    validation = _Validation(valid_data, ks, cutoff, config.exclude_history)
+    validation = _Validation(valid_data, ks, cutoff, config.exclude_history, distribute.chief_values(strategy))
     monitor = f"val_{config.valid_metric}"
     build_variables(model)
     if not model.trainable_variables:  # pop: nothing to learn, the counts came from adapt()
         validation.set_model(model)
-        metrics = validation.validate()
+        with distribute.lost_worker_errors(strategy, collective_timeout):
+            metrics = validation.validate()
         if monitor not in metrics:
             raise ConfigError(f"TrainConfig.valid_metric {config.valid_metric!r} is not computed")
         seconds = time.perf_counter() - start
@@ -580,7 +628,10 @@ def fit(
     state = checkpoint.load() if checkpoint is not None else None
     first_epoch = int(state["epoch"]) if state else 0  # epochs already finished
     steps_per_epoch = train_data.num_batches if isinstance(train_data, reader.TrainingData) else None
-    if isinstance(train_data, reader.TrainingData):
+    if strategy is not None:
+        assert isinstance(train_data, reader.TrainingData)  # fit() checked
+        train_data = distribute.distributed_batches(strategy, train_data, first_epoch)
+    elif isinstance(train_data, reader.TrainingData):
         train_data = train_data.dataset(first_epoch=first_epoch)
     elif checkpoint is not None:  # a resumed epoch's batches could not be rebuilt
         raise ValueError("fit(checkpoint=...) needs train_data as a reader.TrainingData, not a dataset")
@@ -599,14 +650,34 @@ def fit(
         best.restore(state["early_stopping"], checkpoint.restore(state, model))
         validation.rows.extend(state["history"])
         tf.random.set_seed(epoch_seed(config.seed, first_epoch))  # before the train step is traced
+    worker = distribute.worker_index(strategy)
+    if worker:  # its own dropout masks and negatives, not the chief's
+        tf.random.set_seed(distribute.worker_seed(config.seed, first_epoch, worker))
+
+    def resume_hint() -> str:
+        if checkpoint is None:
+            return "restart every worker with the same command"
+        return (f"restart every worker with the same command to resume from epoch {saver.saved_epoch + 1}"
+                if saver.saved_epoch else "restart every worker with the same command (no epoch had finished)")
+
     if first_epoch < config.epochs and not best.stopped_epoch:
+        if strategy is not None:  # the global batch's mean, split over the replicas
+            model.train_step = distribute.global_mean_train_step(model)
         try:
-            model.fit(train_data, epochs=config.epochs, initial_epoch=first_epoch, verbose=0, callbacks=callbacks)
+            with distribute.lost_worker_errors(
+                strategy, collective_timeout, where=lambda: f"at epoch {running.epoch} of {config.epochs}",
+                resume=resume_hint,
+            ):
+                model.fit(train_data, epochs=config.epochs, initial_epoch=first_epoch, verbose=0,
+                          callbacks=callbacks, steps_per_epoch=steps_per_epoch if strategy is not None else None)
         except KeyboardInterrupt:
             if verbose == 1:
                 print(flush=True)  # end the progress line
             raise TrainingInterrupted(max(running.epoch, saver.finished_epoch + 1), config.epochs,
                                       saver.saved_epoch + 1 if checkpoint is not None else None) from None
+        finally:
+            if "train_step" in vars(model):
+                del model.train_step  # the class's own step again
     else:  # the checkpoint is of a finished training: only the best weights are left to restore
         best.set_model(model)
         best.on_train_end()

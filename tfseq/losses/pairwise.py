@@ -42,13 +42,15 @@ class PairwiseLoss(tf.keras.losses.Loss):
     ``T + t*M ..``. Masked scores (accidental hits) are left out.
 
     ``call`` returns the mean over the valid terms as a scalar (0 when there is
-    none), so the reduction leaves it unchanged and a row whose negatives were
-    all hits does not dilute the mean. It does not take ``sample_weight``.
+    none), so the reduction (``SUM`` of one value: Keras refuses
+    ``SUM_OVER_BATCH_SIZE`` inside a ``tf.distribute`` strategy) leaves it
+    unchanged and a row whose negatives were all hits does not dilute the mean.
+    It does not take ``sample_weight``.
     Subclasses say what the terms are (:meth:`terms`).
     """
 
     def __init__(self, name: str) -> None:
-        super().__init__(reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE, name=name)
+        super().__init__(reduction=tf.keras.losses.Reduction.SUM, name=name)
 
     def terms(self, positive: tf.Tensor, negative: tf.Tensor, valid: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The terms of the mean and where they are valid, from ``positive [T, 1]`` scores and the rows' own

@@ -21,9 +21,11 @@ TFRS's ``Retrieval`` task:
   ``[1e-6, 1]`` before the log.
 * **accidental hits** (``candidate_ids``): a column other than ``t`` that holds
   row ``t``'s own positive item is masked (its logit pushed to about -3.4e36).
-* **mean reduction**: TFRS's default loss *sums* over the batch; this one is a
-  ``CategoricalCrossentropy`` with ``SUM_OVER_BATCH_SIZE``, the mean over the
-  ``T`` queries, as RecBole's losses are, so learning rates carry over.
+* **mean reduction**: TFRS's default loss *sums* over the batch; here the
+  ``CategoricalCrossentropy`` sums each chunk (``Reduction.SUM``: Keras refuses
+  ``SUM_OVER_BATCH_SIZE`` inside a ``tf.distribute`` strategy) and the total is
+  divided by ``T``: the mean over the ``T`` queries, as RecBole's losses are, so
+  learning rates carry over.
 
 * **chunks**: a causal batch holds thousands of targets, and a ``[T, T + M]``
   score matrix grows with their square. The queries are taken in consecutive
@@ -49,11 +51,10 @@ from tfseq.losses.configs import SampledSoftmaxConfig
 from tfseq.losses.samplers import smoothed_popularity
 
 
-def mean_cross_entropy() -> tf.keras.losses.Loss:
-    """Softmax cross-entropy on ``(one-hot [T, C], logits [T, C])``, mean over the ``T`` rows."""
-    return tf.keras.losses.CategoricalCrossentropy(
-        from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE
-    )
+def summed_cross_entropy() -> tf.keras.losses.Loss:
+    """Softmax cross-entropy on ``(one-hot [T, C], logits [T, C])``, summed over the ``T`` rows (weighted by
+    ``sample_weight``). A sum, not Keras' ``SUM_OVER_BATCH_SIZE`` mean, which it refuses in a strategy's replicas."""
+    return tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM)
 
 
 class SampledSoftmaxLoss(SampledNegativesLoss):
@@ -69,7 +70,7 @@ class SampledSoftmaxLoss(SampledNegativesLoss):
         super().__init__(config, **kwargs)
         self.batch_probabilities = tf.constant(smoothed_popularity(self.item_counts))  # [N]
         self.task = tfrs.tasks.Retrieval(
-            loss=mean_cross_entropy(), remove_accidental_hits=config.remove_accidental_hits
+            loss=summed_cross_entropy(), remove_accidental_hits=config.remove_accidental_hits
         )
 
     def sampler_kind(self) -> str:
@@ -117,7 +118,7 @@ class SampledSoftmaxLoss(SampledNegativesLoss):
                  tf.ones([size, tf.shape(negative_ids)[0]], tf.bool)],
                 axis=1,
             )  # [c, c + M]: padding columns masked, sampled columns kept
-            mean = self.task(
+            return self.task(  # the sum over the chunk's rows (Reduction.SUM); padding rows weigh 0
                 query,
                 tf.gather(candidates, ids),  # [c + M, D]
                 sample_weight=tf.cast(valid, query.dtype),
@@ -127,7 +128,6 @@ class SampledSoftmaxLoss(SampledNegativesLoss):
                 compute_metrics=False,
                 compute_batch_metrics=False,
             )
-            return mean * tf.cast(size, mean.dtype)  # the reduction divided by c, padding included
 
         positive_ids = tf.cast(positive_ids, tf.int64)
         total = sum_over_row_chunks(chunk_sum, (query, positive_ids), self.config.chunk_size)
