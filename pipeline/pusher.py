@@ -39,6 +39,9 @@ class PusherConfig:
       top_k: K, the number of items each request returns (fixed in the signature).
       version: the version number to write; 0 = one more than the highest present.
       push: ``blessed`` pushes only a run the Evaluator blessed; ``always`` pushes any run.
+      approximate_clusters: 0 ranks the whole catalogue exactly; C > 0 exports a search over C
+        k-means clusters of the items instead, for catalogues too large to rank at every request.
+      approximate_probes: the clusters searched per request (1..C; C answers as the exact search).
     """
 
     serving_dir: str = ""
@@ -46,6 +49,8 @@ class PusherConfig:
     top_k: int = 10
     version: int = 0
     push: str = "blessed"
+    approximate_clusters: int = 0
+    approximate_probes: int = 0
 
     def __post_init__(self) -> None:
         if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
@@ -58,6 +63,13 @@ class PusherConfig:
             raise ConfigError(f"--version must be >= 0 (0 = next free), got {self.version}")
         if self.push not in PUSH_POLICIES:
             raise ConfigError(f"--push must be one of {', '.join(PUSH_POLICIES)}, got {self.push!r}")
+        if self.approximate_clusters < 0 or not 0 <= self.approximate_probes <= max(self.approximate_clusters, 0):
+            raise ConfigError(
+                f"--approximate_probes must be in 1..--approximate_clusters (both 0: the exact search), got "
+                f"clusters={self.approximate_clusters}, probes={self.approximate_probes}"
+            )
+        if (self.approximate_clusters > 0) != (self.approximate_probes > 0):
+            raise ConfigError("give --approximate_clusters and --approximate_probes together (both 0: exact search)")
 
     def target(self, default_serving_dir: str) -> ServingTarget:
         """Where this config pushes, given the pipeline's default serving folder."""
@@ -103,7 +115,8 @@ def run_pusher(
             print(f"[Pusher] removed a killed export's temporary folder {leftover}", flush=True)
     trained = ExperimentConfig.from_json_file(artifacts.join(trainer_dir, artifacts.CONFIG))
     exclude_history = trained.train.exclude_history
-    path = None if config.version else export_of(target, run, config.top_k, exclude_history)
+    search = (config.approximate_clusters, config.approximate_probes)
+    path = None if config.version else export_of(target, run, config.top_k, exclude_history, search)
     if path is not None and verbose:  # e.g. a Pusher killed between the export and its record
         print(f"[Pusher] run {run} is already exported as {path}; not pushing it twice", flush=True)
     path = path or export_from_trainer(
@@ -114,6 +127,8 @@ def run_pusher(
         version=config.version or None,
         top_k=config.top_k,
         exclude_history=exclude_history,
+        approximate_clusters=config.approximate_clusters,
+        approximate_probes=config.approximate_probes,
     )
     pushed = {
         "run": run,
@@ -143,8 +158,11 @@ def current_blessing(evaluator_dir: str, config: EvaluatorConfig, target: Servin
     return {**bless(metrics, config, baseline), "served": target.model_dir}
 
 
-def export_of(target: ServingTarget, run: str, top_k: int, exclude_history: bool) -> str | None:
-    """The version under ``target`` already exported from run ``run`` with these settings, if any."""
+def export_of(
+    target: ServingTarget, run: str, top_k: int, exclude_history: bool, search: tuple[int, int] = (0, 0)
+) -> str | None:
+    """The version under ``target`` already exported from run ``run`` with these settings (``search``:
+    clusters and probes, 0 and 0 exact), if any."""
     from serving.signature import EXPORT_INFO_FILE, list_versions
 
     for version in reversed(list_versions(target.model_dir)):
@@ -154,6 +172,9 @@ def export_of(target: ServingTarget, run: str, top_k: int, exclude_history: bool
         except (OSError, ValueError):
             continue
         exported_run = posixpath.basename(posixpath.dirname(str(info.get("trainer_dir", "")).rstrip("/")))
-        if (exported_run, info.get("top_k"), info.get("exclude_history")) == (run, top_k, exclude_history):
+        searched = info.get("top_k_search") or {}
+        exported_search = (int(searched.get("clusters", 0)), int(searched.get("probes", 0)))
+        if (exported_run, info.get("top_k"), info.get("exclude_history"), exported_search) == (
+                run, top_k, exclude_history, search):
             return path
     return None

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from tfseq.config import ConfigError
+
 SAMPLE_PER_CLUSTER = 64  # items sampled per cluster to fit the centroids on a large catalogue
 KMEANS_ITERATIONS = 10  # Lloyd iterations at most (fewer once no assignment changes)
 _CHUNK_ROWS = 16_384  # rows per distance block: [chunk, C] float32 at a time, never [N, C]
@@ -82,24 +84,25 @@ class ClusterIndex:
 
 
 def check_search_options(clusters: int, probes: int, num_items: int) -> None:
-    """Raises a one-line ValueError unless ``(clusters, probes)`` is exact ``(0, 0)`` or a valid cluster search.
+    """Raises a one-line ConfigError (a ValueError) unless ``(clusters, probes)`` is exact ``(0, 0)`` or a
+    valid cluster search.
 
     ``num_items`` counts the padding row, so ``num_items - 1`` items can be clustered.
     """
     if clusters == 0 and probes == 0:
         return
     if clusters == 0:
-        raise ValueError(
+        raise ConfigError(
             f"approximate_probes must be 0 with the exact search (approximate_clusters 0), got {probes}; "
             "give approximate_clusters too"
         )
     if not 1 <= clusters <= num_items - 1:
-        raise ValueError(
+        raise ConfigError(
             f"approximate_clusters must be in 1..{num_items - 1} (the number of items), or 0 for the exact "
             f"search; got {clusters}"
         )
     if not 1 <= probes <= clusters:
-        raise ValueError(f"approximate_probes must be in 1..{clusters} (approximate_clusters), got {probes}")
+        raise ConfigError(f"approximate_probes must be in 1..{clusters} (approximate_clusters), got {probes}")
 
 
 def _nearest(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -83,6 +83,27 @@ def test_pusher_flags_rerun_only_the_pusher(trained, tmp_path):
     )
 
 
+def test_the_pusher_exports_the_clustered_search_which_answers_as_exact_when_it_probes_every_cluster(
+    trained, tmp_path
+):
+    root = tmp_path / "run"
+    shutil.copytree(trained.root, root)
+    base = [*PIPELINE_FLAGS, "--output_dir", str(root), "--stop_after", "Pusher"]
+    result = pipeline_run.run([*base, "--approximate_clusters", "6", "--approximate_probes", "6"])
+    assert result.stages["Pusher"] == "ran" and result.pushed["version"] == 2  # a new version, not version 1
+    info = json.loads((root / "serving" / "tfseq" / "2" / "assets.extra" / "tfseq_export.json").read_text())
+    assert (info["top_k_search"]["method"], info["top_k_search"]["clusters"]) == ("clusters", 6)
+    histories, _ = trained.test_histories(limit=30)
+    width = max(len(h) for h in histories)
+    batch = tf.constant([h + [""] * (width - len(h)) for h in histories])
+    exact = tf.saved_model.load(str(root / "serving" / "tfseq" / "1")).signatures["serving_default"](history=batch)
+    clustered = tf.saved_model.load(result.export_path).signatures["serving_default"](history=batch)
+    assert exact["item_ids"].numpy().tolist() == clustered["item_ids"].numpy().tolist()
+    # the same flags again reuse that export; the exact search's settings find version 1 again
+    assert set(pipeline_run.run([*base, "--approximate_clusters", "6", "--approximate_probes", "6"])
+               .stages.values()) == {"skipped"}
+
+
 def test_a_pusher_killed_after_its_export_does_not_push_the_run_twice(trained, tmp_path):
     root = tmp_path / "run"
     shutil.copytree(trained.root, root)
@@ -127,7 +148,8 @@ def test_history_masking_of_a_run_is_carried_into_its_export(trained, tmp_path):
 
 @pytest.mark.parametrize(
     "flag, value", [("--top_k", "0"), ("--top_k", "1000000000"), ("--model_name", "a/b"), ("--version", "-1"),
-                    ("--push", "sometimes"), ("--bless_threshold", "ndcg@10"), ("--bless_tolerance", "nan")]
+                    ("--push", "sometimes"), ("--bless_threshold", "ndcg@10"), ("--bless_tolerance", "nan"),
+                    ("--approximate_probes", "3"), ("--approximate_clusters", "-1")]
 )
 def test_bad_pusher_flags_fail_before_any_stage(tmp_path, capsys, flag, value):
     code = pipeline_run.main(
