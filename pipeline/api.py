@@ -78,10 +78,14 @@ def run(
 
 @dataclasses.dataclass(frozen=True)
 class Recommendations:
-    """Top-K answers: ``item_ids[b][k]`` raw IDs (``""`` where fewer than K are eligible), ``scores [B, K]``."""
+    """Top-K answers: ``item_ids[b][k]`` raw IDs (``""`` where fewer than K are eligible), ``scores [B, K]``,
+    ``fallback [B]`` (the history held no known item: the popularity query's answer) and, for models
+    that read users, ``unknown_user [B]`` (a user ID was given that training did not see)."""
 
     item_ids: list[list[str]]
     scores: np.ndarray
+    fallback: np.ndarray
+    unknown_user: np.ndarray | None = None
 
 
 class Recommender:
@@ -192,7 +196,11 @@ class Recommender:
                 given[name] = tf.constant(rows, tf.int64, shape=[len(rows), width])
         answer = self._module(k).recommend(history, **given)
         item_ids = [[i.decode("utf-8") for i in row] for row in answer["item_ids"].numpy()]
-        return Recommendations(item_ids=item_ids, scores=answer["scores"].numpy())
+        unknown_user = answer.get("unknown_user")
+        return Recommendations(
+            item_ids=item_ids, scores=answer["scores"].numpy(), fallback=answer["fallback"].numpy(),
+            unknown_user=None if unknown_user is None else unknown_user.numpy(),
+        )
 
 
 def load(run_dir: str) -> Recommender:

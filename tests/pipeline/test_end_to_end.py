@@ -121,6 +121,8 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     in_process = recommender.recommend(histories, k=10)
     assert in_process.item_ids == [[i.decode() for i in row] for row in answer["item_ids"].numpy()]
     assert (abs(in_process.scores - answer["scores"].numpy()) < 1e-5).all()
+    # the README's last history has no known item: the popularity fallback, and both say so
+    assert in_process.fallback.tolist() == answer["fallback"].numpy().tolist() == [False, False, True]
 
 
 @pytest.mark.slow
