@@ -412,6 +412,8 @@ def add_config_flags(
                 extra["choices"] = ALL_FORMATS
             if field.name == "bless_threshold":
                 extra["action"] = "append"  # --bless_threshold ndcg@10=0.03 --bless_threshold recall@10=0.05
+            if field.name in ("topk", "metrics"):
+                extra["nargs"] = "+"  # RecBole's --topk 5 10 20 (commas work too)
             if cls is TrainConfig:
                 by_model = model_train_defaults_of(field.name)
                 if by_model:

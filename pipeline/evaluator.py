@@ -139,6 +139,8 @@ def run_evaluator(
     from tfseq.data.vocab import DatasetMetadata
     from tfseq.evaluation import evaluate
     from tfseq.experiment import load_trained_model
+    from tfseq.metrics import reported
+    from tfseq.training import validation_ks
 
     metadata = DatasetMetadata.load(transform_dir)
     model, trained = load_trained_model(trainer_dir, transform_dir)
@@ -154,7 +156,10 @@ def run_evaluator(
             sample_users=trained.train.eval_users,
             seed=trained.train.seed,
         )
-        results[split] = evaluate(model, data, exclude_history=trained.train.exclude_history)
+        train = trained.train
+        ks = validation_ks(train.valid_metric, train.topk)
+        results[split] = reported(evaluate(model, data, ks=ks, exclude_history=train.exclude_history),
+                                  train.metrics, train.valid_metric)
     history = artifacts.read_json(artifacts.join(trainer_dir, artifacts.HISTORY))
     results["best_epoch"] = history.get("best_epoch")
     results["train_seconds"] = history.get("train_seconds")

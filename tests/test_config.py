@@ -152,3 +152,16 @@ def test_every_registered_model_train_defaults_are_valid_train_config_values():
 
     for model in MODELS.names():
         TrainConfig(**model_train_defaults(model))  # names and values both checked
+
+
+def test_recboles_topk_and_metrics_choose_the_reported_cut_offs_and_metrics():
+    from tfseq.metrics import reported
+
+    train = from_dict(TrainConfig, {"topk": "20,5 10", "metrics": ["NDCG", "Recall", "ndcg"]})
+    assert (train.topk, train.metrics) == ((5, 10, 20), ("ndcg", "recall"))
+    for bad, message in (({"topk": [0]}, "--topk must be cut-offs"), ({"metrics": ["auc"]}, "'auc' is not a metric")):
+        with pytest.raises(ConfigError, match=message):
+            from_dict(TrainConfig, bad)
+    everything = {"ndcg@5": 0.1, "hit@5": 0.2, "mrr": 0.3, "mrr@5": 0.3, "num_users": 7}
+    assert reported(everything, ("hit",), keep="ndcg@5") == {"ndcg@5": 0.1, "hit@5": 0.2, "num_users": 7}
+    assert reported(everything, (), keep="ndcg@5") == everything

@@ -51,6 +51,8 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         if origin is tuple:
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split() if v]
+            elif isinstance(value, (list, tuple)):  # ["5", "10,20"] from --topk 5 10,20
+                value = [p for v in value for p in (str(v).replace(",", " ").split() if isinstance(v, str) else [v])]
             (item_kind, *_rest) = typing.get_args(kind) or (Any,)
             return tuple(item_kind(v) if item_kind is not Any else v for v in value)
     except (TypeError, ValueError):
@@ -114,6 +116,10 @@ class TrainConfig:
         ``lr_decay_factor``; 0 keeps it constant (RecBole's behaviour).
       lr_decay_factor: the learning rate's multiplier at each plateau, in (0, 1].
       valid_metric: the early-stopping metric, e.g. ``ndcg@10`` (maximised).
+      topk: the cut-offs of every metric in validation, evaluation and the result table
+        (RecBole's ``topk``; the valid_metric's is always added). The served K is ``top_k``.
+      metrics: the metrics reported (RecBole's ``metrics``: recall, hit, ndcg, mrr, precision,
+        map); empty: all of them. The valid_metric is always kept.
       eval_batch_size: users per full-ranking evaluation batch.
       eval_users: validate and evaluate on a seeded random sample of this many users of each
         split (0: every user); for large logs, where ranking every user's target against the
@@ -133,6 +139,8 @@ class TrainConfig:
     lr_decay_patience: int = 0
     lr_decay_factor: float = 0.3
     valid_metric: str = "ndcg@10"
+    topk: tuple[int, ...] = (5, 10, 20)
+    metrics: tuple[str, ...] = ()
     eval_batch_size: int = 1024
     eval_users: int = 0
     exclude_history: bool = False
@@ -160,6 +168,15 @@ class TrainConfig:
         if not 0 < self.lr_decay_factor <= 1:
             raise ConfigError(f"TrainConfig.lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
         from tfseq.metrics import METRICS, UNCUT_METRICS
+
+        if not self.topk or not all(isinstance(k, int) and 1 <= k <= 100_000 for k in self.topk):
+            raise ConfigError(f"--topk must be cut-offs in 1..100000, e.g. --topk 5 10 20, got {list(self.topk)}")
+        object.__setattr__(self, "topk", tuple(sorted(set(self.topk))))
+        names = tuple(dict.fromkeys(str(m).strip().lower() for m in self.metrics))
+        wrong = [m for m in names if m not in METRICS]
+        if wrong:
+            raise ConfigError(f"--metrics {wrong[0]!r} is not a metric; choose from {', '.join(METRICS)}")
+        object.__setattr__(self, "metrics", names)
 
         name, _, k = self.valid_metric.partition("@")
         if self.valid_metric not in UNCUT_METRICS and (name not in METRICS or not k.isdigit() or int(k) < 1):

@@ -606,7 +606,7 @@ def _fit(
     collective_timeout: float,
 ) -> TrainResult:
     start = time.perf_counter()
-    ks = validation_ks(config.valid_metric)
+    ks = validation_ks(config.valid_metric, config.topk)
     cutoff = metric_cutoff(config.valid_metric)
     validation = _Validation(valid_data, ks, cutoff, config.exclude_history, distribute.chief_values(strategy))
     monitor = f"val_{config.valid_metric}"

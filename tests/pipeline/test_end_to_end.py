@@ -43,13 +43,16 @@ def test_models_sit_side_by_side_and_compare_in_one_table(tmp_path, capsys):
     # The same command again reuses everything; another model trains beside it, overwriting nothing.
     assert set(pipeline_run.run(argv).stages.values()) == {"skipped"}
     capsys.readouterr()
-    # (pop ranks a seeded sample of 150 of the 400 users, in validation and evaluation)
-    pop = pipeline_run.run([*SMALL, "--output_dir", str(root), "--model", "pop", "--eval_users", "150"])
+    # (pop ranks a seeded sample of 150 of the 400 users, and reports RecBole's --topk and --metrics)
+    pop_flags = ["--model", "pop", "--eval_users", "150", "--topk", "3", "7", "--metrics", "NDCG", "Hit"]
+    pop = pipeline_run.run([*SMALL, "--output_dir", str(root), *pop_flags])
     assert pop.stages == {"ExampleGen": "skipped", "Transform": "skipped",
                           "Trainer": "ran", "Evaluator": "ran", "Pusher": "ran"}
     assert pop.run != sasrec.run and Path(sasrec.run_dir, "Evaluator", "metrics.json").exists()
     assert (pop.metrics["eval_users"], pop.metrics["valid"]["num_users"], pop.metrics["test"]["num_users"]) == (
         150, 150, 150)
+    # the chosen metrics at the chosen cut-offs, plus the valid_metric's (ndcg@10) cut-off
+    assert set(pop.metrics["test"]) == {f"{m}@{k}" for m in ("ndcg", "hit") for k in (3, 7, 10)} | {"num_users"}
     # the log is long-tailed, so popularity is a real baseline; the sequence model still wins clearly
     assert sasrec.metrics["test"]["ndcg@10"] > 1.4 * pop.metrics["test"]["ndcg@10"], (sasrec.metrics, pop.metrics)
 
@@ -64,8 +67,7 @@ def test_models_sit_side_by_side_and_compare_in_one_table(tmp_path, capsys):
     record = json.loads(Path(pop.run_dir, "Pusher", "pushed.json").read_text())
     assert (record["run"], record["pushed"]) == (pop.run, False)
     # --push always pushes it anyway (only the Pusher re-runs).
-    forced = pipeline_run.run([*SMALL, "--output_dir", str(root), "--model", "pop", "--eval_users", "150",
-                               "--push", "always"])
+    forced = pipeline_run.run([*SMALL, "--output_dir", str(root), *pop_flags, "--push", "always"])
     assert forced.stages["Pusher"] == "ran" and forced.stages["Evaluator"] == "skipped"
     assert Path(forced.export_path) == root / "serving" / "tfseq" / "2"
 
