@@ -124,6 +124,7 @@ def run_evaluator(
     *,
     serving: ServingTarget | None = None,
     verbose: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluates the Trainer's best weights on valid and test; writes ``metrics.json`` and ``blessing.json``.
 
@@ -131,6 +132,8 @@ def run_evaluator(
       config: the blessing thresholds and tolerance.
       serving: where the Pusher would push; the model served there is the baseline
         (None: no baseline, only the thresholds count).
+      verbose: print the result table.
+      progress: a line per split, and one every 30 s while a split is ranked.
 
     Returns:
       The metrics record (as ``metrics.json``).
@@ -158,8 +161,13 @@ def run_evaluator(
         )
         train = trained.train
         ks = validation_ks(train.valid_metric, train.topk)
-        results[split] = reported(evaluate(model, data, ks=ks, exclude_history=train.exclude_history),
-                                  train.metrics, train.valid_metric)
+        users = metadata.splits[split].records
+        users = min(users, train.eval_users) if train.eval_users else users
+        report = _SplitProgress(split, users, metadata.num_items - 1) if progress else None
+        metrics = evaluate(model, data, ks=ks, exclude_history=train.exclude_history, progress=report)
+        if report is not None:
+            report.done()
+        results[split] = reported(metrics, train.metrics, train.valid_metric)
     history = artifacts.read_json(artifacts.join(trainer_dir, artifacts.HISTORY))
     results["best_epoch"] = history.get("best_epoch")
     results["train_seconds"] = history.get("train_seconds")
@@ -181,6 +189,32 @@ def run_evaluator(
     if verbose:
         print(format_table(results), flush=True)
     return results
+
+
+class _SplitProgress:
+    """Lines a person follows while a split is ranked: one every ``every`` seconds, and one at the end."""
+
+    def __init__(self, split: str, users: int, items: int, every: float = 30.0) -> None:
+        import time
+
+        self.split, self.users, self.items, self.every = split, users, items, every
+        self._clock = time.monotonic
+        self.start = self.last = self._clock()
+        self.ranked = 0
+
+    def __call__(self, ranked: int) -> None:
+        self.ranked = ranked
+        now = self._clock()
+        if now - self.last >= self.every and 0 < ranked < self.users:
+            elapsed = now - self.start
+            left = elapsed * (self.users - ranked) / ranked
+            print(f"[Evaluator] {self.split}: {ranked:,} of {self.users:,} users ranked, {elapsed:.0f} s, "
+                  f"about {left:.0f} s left", flush=True)
+            self.last = now
+
+    def done(self) -> None:
+        print(f"[Evaluator] {self.split}: {self.ranked:,} users ranked against {self.items:,} items in "
+              f"{self._clock() - self.start:.1f} s", flush=True)
 
 
 # ----------------------------------------------------------------------------- blessing

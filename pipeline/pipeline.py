@@ -401,7 +401,7 @@ def create_pipeline(
         from pipeline.evaluator import run_evaluator
 
         return run_evaluator(configs.evaluator, inputs["Trainer"], inputs["Transform"], out,
-                             serving=pusher.target(default_serving_dir))
+                             serving=pusher.target(default_serving_dir), progress=bool(progress))
 
     def push(out: str, inputs: Mapping[str, str]) -> Any:
         return run_pusher(pusher, inputs["Trainer"], inputs["Transform"], out, run=name,

@@ -210,3 +210,11 @@ def test_no_rows_or_bad_ks_raise():
     histories, targets = toy_rows(4)
     with pytest.raises(ValueError, match="int >= 1"):
         evaluate(model, batches(histories, targets, 2), ks=(0, 5))
+
+
+def test_progress_hears_the_rows_ranked_after_each_batch():
+    table = toy_table()
+    histories, targets = toy_rows()
+    heard: list[int] = []
+    evaluate(SumOfEmbeddings(table), batches(histories, targets, 16), progress=heard.append)
+    assert heard == [16, 32, 40]

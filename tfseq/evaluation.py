@@ -164,15 +164,14 @@ class Evaluator:
                 raise FloatingPointError("the model's queries contain NaN or Inf")
             yield ranks.numpy()
 
-    def ranks(self, batches: Iterable[Batch]) -> np.ndarray:
-        """``[U]`` 0-based rank of every row's target, in the order of ``batches``."""
-        out = list(self.batch_ranks(batches))
-        return np.concatenate(out) if out else np.zeros(0, np.int32)
-
     def __call__(
-        self, batches: Iterable[Batch], ks: Sequence[int] = DEFAULT_KS
+        self,
+        batches: Iterable[Batch],
+        ks: Sequence[int] = DEFAULT_KS,
+        progress: Callable[[int], None] | None = None,
     ) -> dict[str, float]:
-        """``{"ndcg@10": mean, ..., "mrr": mean, "num_users": U}`` over every row of ``batches``.
+        """``{"ndcg@10": mean, ..., "mrr": mean, "num_users": U}`` over every row of ``batches``;
+        ``progress`` is called with the number of rows ranked so far after each batch.
 
         Raises:
           ValueError: bad ``ks``, or no rows.
@@ -184,6 +183,8 @@ class Evaluator:
             for name, total in metric_sums(ranks, ks).items():
                 sums[name] = sums.get(name, 0.0) + total
             num_users += len(ranks)
+            if progress is not None:
+                progress(num_users)
         if not num_users:
             raise ValueError("no users to evaluate: the dataset yielded no rows")
         metrics: dict[str, float] = {name: total / num_users for name, total in sums.items()}
@@ -197,6 +198,7 @@ def evaluate(
     ks: Sequence[int] = DEFAULT_KS,
     exclude_history: bool = False,
     chunk_items: int = DEFAULT_CHUNK_ITEMS,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on ``dataset``.
 
@@ -208,9 +210,10 @@ def evaluate(
       ks: cut-offs; every metric of :mod:`tfseq.metrics.ranking` at each.
       exclude_history: set history items to -inf (see the module docstring).
       chunk_items: candidates scored at once; bounds memory, never changes the result.
+      progress: called with the rows ranked so far after each batch.
 
     Returns:
       ``{"recall@5": ..., "ndcg@10": ..., ..., "mrr": ..., "num_users": U}`` (means over users;
       ``mrr`` has no cut-off: the full catalogue).
     """
-    return Evaluator(model, exclude_history, chunk_items)(dataset, ks)
+    return Evaluator(model, exclude_history, chunk_items)(dataset, ks, progress)

@@ -30,3 +30,19 @@ def test_a_data_only_run_prints_no_run_folder(tmp_path):
     result = PipelineResult(root=str(tmp_path), run="sasrec-softmax-00000000",
                             stages={"ExampleGen": "ran", "Transform": "ran"}, metrics=None, pushed=None)
     assert result.summary() == f"data: {tmp_path}/Transform"
+
+
+def test_evaluation_progress_says_how_many_users_are_ranked_and_how_long_is_left(capsys):
+    from pipeline.evaluator import _SplitProgress
+
+    clock = iter([10.0, 40.0, 41.0])
+    progress = _SplitProgress("valid", users=1000, items=5000, every=30.0)
+    progress._clock = lambda: next(clock)
+    progress.start = progress.last = 0.0
+    progress(100)  # 10 s: too soon for a line
+    progress(400)  # 40 s: 400 of 1000 in 40 s, so about 60 s left
+    progress.done()  # 41 s
+    assert capsys.readouterr().out.splitlines() == [
+        "[Evaluator] valid: 400 of 1,000 users ranked, 40 s, about 60 s left",
+        "[Evaluator] valid: 400 users ranked against 5,000 items in 41.0 s",
+    ]
