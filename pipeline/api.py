@@ -124,7 +124,7 @@ class Recommender:
 
             self._user_asset = os.path.join(self._scratch.name, "user_index.tsv")
             with open(self._user_asset, "w", encoding="utf-8") as f:
-                f.write(user_index_text(training_user_index(transform_dir, metadata), self.model.num_users))
+                f.write(user_index_text(training_user_index(transform_dir, metadata), self.model.user_vocab_size))
         self._modules: dict[int, Any] = {}
 
     @property

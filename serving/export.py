@@ -127,14 +127,14 @@ def side_input_signature(key: str) -> tuple[tf.TensorSpec, tf.Tensor]:
     return tf.TensorSpec([None, None], tf.int64, name=name), tf.zeros([0, 0], tf.int64)
 
 
-def user_index_text(user_index: Mapping[str, int], num_users: int) -> str:
+def user_index_text(user_index: Mapping[str, int], user_vocab_size: int) -> str:
     """The ``user_index.tsv`` asset: ``raw<TAB>index`` lines, by index; raw IDs must be single-line, tab-free."""
     lines = []
     for raw, index in sorted(user_index.items(), key=lambda item: item[1]):
         if not raw or any(c in raw for c in "\t\n\r"):
             raise ValueError(f"user IDs must be non-empty, without tabs or line breaks, got {raw!r}")
-        if not 1 <= index < num_users:
-            raise ValueError(f"user {raw!r} has index {index}, outside the model's 1..{num_users - 1}")
+        if not 1 <= index < user_vocab_size:
+            raise ValueError(f"user {raw!r} has index {index}, outside the model's 1..{user_vocab_size - 1}")
         lines.append(f"{raw}\t{index}\n")
     return "".join(lines)
 
@@ -527,7 +527,7 @@ def export_saved_model(
     reads_users = schema.USER_IDS in model.side_inputs
     if reads_users and user_index is None:
         raise ValueError(f"{type(model).__name__} reads user_ids: give user_index (the training users)")
-    users_text = user_index_text(user_index or {}, model.num_users) if reads_users else None
+    users_text = user_index_text(user_index or {}, model.user_vocab_size) if reads_users else None
     cluster_index = None
     if approximate_clusters:
         candidates = tf.cast(model.candidate_embeddings(training=False), tf.float32).numpy()  # [N, D]

@@ -143,7 +143,7 @@ def build_model(config: ExperimentConfig, metadata: DatasetMetadata, item_featur
             raise ConfigError(f"model {config.model} uses item side features: give --item_features PATH")
         extra["item_features"] = item_features
     model = MODELS.build(config.model, config.model_config, num_items=metadata.num_items, loss=loss,
-                         num_users=metadata.num_users + 1, **extra)
+                         user_vocab_size=metadata.num_users + 1, **extra)
     model.adapt(metadata.item_counts)
     build_variables(model)
     return model

@@ -30,12 +30,12 @@ class Recommender(Protocol):
         (``tfseq.data.schema.SIDE_INPUTS`` names, e.g. ``user_ids``); callers
         supply them, and a model answers a batch that lacks one as it defines.
       num_items: item vocabulary size including padding (the candidate rows).
-      num_users: user vocabulary size including index 0, or 0 when ``user_ids`` is not read.
+      user_vocab_size: user vocabulary size including index 0, or 0 when ``user_ids`` is not read.
     """
 
     side_inputs: ClassVar[tuple[str, ...]]
     num_items: int
-    num_users: int
+    user_vocab_size: int
 
     @property
     def variables(self) -> Sequence[tf.Variable]: ...

@@ -97,7 +97,7 @@ def build(
     counts = item_counts(cycle_sequences()) if counts is None else counts
     model = MODELS.build(
         name, config, num_items=NUM_ITEMS, loss=LOSSES.build(loss, loss_config, item_counts=counts),
-        item_features=toy_item_features(), num_users=NUM_USERS,
+        item_features=toy_item_features(), user_vocab_size=NUM_USERS,
     )
     model.adapt(counts)
     model.encode(tf.ones([1, 1], tf.int64))

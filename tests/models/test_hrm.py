@@ -180,7 +180,7 @@ def test_config_and_construction_errors_name_the_field():
         HRMConfig(aggregation="sum")
     with pytest.raises(ConfigError, match="HRMConfig.window"):
         HRMConfig(window=0)
-    with pytest.raises(ValueError, match="num_users"):
+    with pytest.raises(ValueError, match="user_vocab_size"):
         MODELS.build("hrm", num_items=NUM_ITEMS)
 
 

@@ -39,7 +39,7 @@ def hrm_export(tmp_path):
     toy = make_toy(tmp_path / "data")
     tf.keras.utils.set_random_seed(3)
     model = MODELS.build("hrm", HRMConfig(embedding_size=8, window=2, aggregation="max"),
-                         num_items=len(TOY_RAW_IDS), num_users=NUM_USERS)
+                         num_items=len(TOY_RAW_IDS), user_vocab_size=NUM_USERS)
     model.encode(tf.ones([1, 1], tf.int64))
     path = export.export_saved_model(
         model, item_vocab_path=toy.vocab_path, item_counts=toy.counts, serving_dir=str(tmp_path / "serving"),
@@ -152,7 +152,7 @@ def test_id_only_models_keep_history_as_their_only_input(tmp_path):
 
 def test_export_needs_the_user_index_of_a_user_model(tmp_path):
     toy = make_toy(tmp_path / "data")
-    model = MODELS.build("hrm", num_items=len(TOY_RAW_IDS), num_users=NUM_USERS)
+    model = MODELS.build("hrm", num_items=len(TOY_RAW_IDS), user_vocab_size=NUM_USERS)
     with pytest.raises(ValueError, match="user_index"):
         export.export_saved_model(model, item_vocab_path=toy.vocab_path, item_counts=toy.counts,
                                   serving_dir=str(tmp_path / "s"), model_name="hrm")

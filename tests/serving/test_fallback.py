@@ -68,7 +68,7 @@ def hrm_path(tmp_path):
     toy = make_toy(tmp_path / "data")
     tf.keras.utils.set_random_seed(3)
     model = MODELS.build("hrm", HRMConfig(embedding_size=8, window=2, aggregation="max"),
-                         num_items=len(TOY_RAW_IDS), num_users=5)
+                         num_items=len(TOY_RAW_IDS), user_vocab_size=5)
     model.encode(tf.ones([1, 1], tf.int64))
     path = export.export_saved_model(
         model, item_vocab_path=toy.vocab_path, item_counts=toy.counts, serving_dir=str(tmp_path / "serving"),

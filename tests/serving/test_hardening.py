@@ -258,7 +258,7 @@ def _hrm_manager(tmp_path: Path) -> server.ModelManager:
     toy = make_toy(tmp_path / "data")
     tf.keras.utils.set_random_seed(3)
     model = MODELS.build(
-        "hrm", HRMConfig(embedding_size=8, window=2, aggregation="max"), num_items=len(TOY_RAW_IDS), num_users=3
+        "hrm", HRMConfig(embedding_size=8, window=2, aggregation="max"), num_items=len(TOY_RAW_IDS), user_vocab_size=3
     )
     model.encode(tf.ones([1, 1], tf.int64))
     export.export_saved_model(

@@ -57,7 +57,7 @@ class SequentialRecommender(tfrs.Model):
         training uses prefix batches (``target [B]``), one per prefix.
       side_inputs: the batch keys beyond ``item_ids`` the model reads
         (``tfseq.data.schema.SIDE_INPUTS`` names): the reader, the evaluator and
-        the export supply exactly these. ``user_ids [B]`` needs ``num_users``;
+        the export supply exactly these. ``user_ids [B]`` needs ``user_vocab_size``;
         a per-event column ``[B, L]`` is aligned with ``item_ids``.
       uses_item_features: the model looks up item side features and must be built
         with ``item_features``; other models accept and ignore them.
@@ -71,7 +71,7 @@ class SequentialRecommender(tfrs.Model):
       loss: the training loss; ``None`` means full softmax (RecBole's CE).
       item_features: the item side-feature table aligned with the item vocabulary
         (``tfseq.data.item_features``), for models that use it.
-      num_users: the user vocabulary size including the unknown/padding index 0
+      user_vocab_size: the user vocabulary size including the unknown/padding index 0
         (``DatasetMetadata.num_users + 1``), for models that read ``user_ids``.
     """
 
@@ -87,7 +87,7 @@ class SequentialRecommender(tfrs.Model):
         *,
         loss: RetrievalLoss | None = None,
         item_features: ItemFeatures | None = None,
-        num_users: int | None = None,
+        user_vocab_size: int | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -102,12 +102,12 @@ class SequentialRecommender(tfrs.Model):
                 raise ValueError(f"{type(self).__name__}: the item feature table has {item_features.num_items} "
                                  f"rows, expected num_items={num_items} (one per item vocabulary index)")
         reads_users = schema.USER_IDS in self.side_inputs
-        if reads_users and (num_users is None or num_users < 1):
-            raise ValueError(f"{type(self).__name__} reads {schema.USER_IDS}: build it with num_users= (the user "
-                             f"vocabulary size including index 0), got {num_users}")
+        if reads_users and (user_vocab_size is None or user_vocab_size < 1):
+            raise ValueError(f"{type(self).__name__} reads {schema.USER_IDS}: build it with user_vocab_size= (the user "
+                             f"vocabulary size including index 0), got {user_vocab_size}")
         self.config = config
         self.num_items = int(num_items)
-        self.num_users = int(num_users) if reads_users and num_users is not None else 0
+        self.user_vocab_size = int(user_vocab_size) if reads_users and user_vocab_size is not None else 0
         self.loss_fn = loss
         self.item_features = item_features if self.uses_item_features else None
 

@@ -109,8 +109,8 @@ class HRM(SequentialRecommender):
             num_items, width, name="item_embedding", embeddings_initializer=_glorot_normal(num_items, width),
         )
         self.user_embedding = tf.keras.layers.Embedding(
-            self.num_users, width, name="user_embedding",
-            embeddings_initializer=_glorot_normal(self.num_users, width),
+            self.user_vocab_size, width, name="user_embedding",
+            embeddings_initializer=_glorot_normal(self.user_vocab_size, width),
         )
         self.user_embedding(tf.zeros([0], tf.int64))  # the table exists before any call that reads a user
         self.candidate_embedding = None
@@ -127,7 +127,7 @@ class HRM(SequentialRecommender):
         if user_ids is None:
             user_ids = tf.zeros([batch], tf.int64)
         user_ids = tf.cast(user_ids, tf.int64)
-        known = (user_ids > 0) & (user_ids < self.num_users)  # [B]
+        known = (user_ids > 0) & (user_ids < self.user_vocab_size)  # [B]
         vectors = self.user_embedding(tf.where(known, user_ids, tf.zeros_like(user_ids)))  # [B, D]
         return tf.where(known[:, tf.newaxis], vectors, tf.zeros_like(vectors)), known
 
