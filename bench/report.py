@@ -584,6 +584,50 @@ def scale_section(data: dict[str, Results], results_dir: Path) -> str | None:
     return "\n\n".join(parts)
 
 
+def serving_scale_section(data: dict[str, Results]) -> str | None:
+    results = data.get("serving_scale")
+    if not results or not results.get("variants"):
+        return None
+    model = results["model"]
+    note = (f"`python bench/serving_scale.py`: a {model['name']} SavedModel over {model['num_items']:,} items "
+            f"(width {model['hidden_size']}, K={model['top_k']}), exact brute force against the clustered search "
+            f"of `--approximate_clusters` / `--approximate_probes`, served by `python -m serving.server` "
+            f"({results['server_max_workers']} workers, {results['intra_op_threads']} intra-op thread), "
+            f"one history per request. Item table: {results['embeddings']}. Recall: {results['recall']}.")
+    rows = []
+    for name, variant in sorted(results["variants"].items(), key=lambda kv: (kv[1]["clusters"] > 0, kv[1]["probes"])):
+        search = "exact" if not variant["clusters"] else f"{variant['clusters']} clusters, {variant['probes']} probes"
+        recall = variant.get("recall_at_10")
+        cells = [search, "1.0000" if not variant["clusters"] else f4(recall)]
+        for clients in ("1", "8", "32"):
+            grpc = variant["grpc"][clients]
+            cells.append(f"{grpc['p50_ms']:.1f} / {grpc['p99_ms']:.1f}")
+        cells += [f"{variant['grpc']['32']['throughput_rps']:.0f}", f"{variant['export_seconds']:.0f}",
+                  f"{variant['saved_model_bytes'] / 2**20:,.0f}"]
+        rows.append(cells)
+    parts = ["## Serving a million items", note,
+             table(["search", "recall@10", "1 client p50 / p99 ms", "8 clients", "32 clients", "req/s at 32",
+                    "export s", "SavedModel MiB"], rows), *results.get("notes", [])]
+    return "\n\n".join(parts)
+
+
+def multi_worker_section(data: dict[str, Results]) -> str | None:
+    results = data.get("multi_worker")
+    if not results:
+        return None
+    note = (f"`python bench/multi_worker.py`: the Trainer on {results['dataset']} ({results['flags']}), as one "
+            "process and as two worker processes on this machine (`--distribute multi_worker`, TF_CONFIG on "
+            "localhost), the same global batch; seconds per epoch after the first. On one 2-core machine the "
+            "two workers share the cores and add an all-reduce of every gradient per step, so this shows what "
+            "the distribution costs; on separate machines each worker has its own cores.")
+    rows = [[str(run["workers"]), str(run["replicas"]), f"{run['seconds_per_epoch']:.1f}",
+             f"{run['wall_seconds']:.0f}", f4(next(iter(run["valid_last_epoch"].values()), None))]
+            for run in (results["single"], results["two_workers"])]
+    header = ["workers", "replicas", "s/epoch", "wall s", "valid NDCG@10 (last epoch)"]
+    speed_up = f"Speed-up of two workers over one: {results['speed_up']:.2f}x."
+    return "\n\n".join(["## Multi-worker training", note, table(header, rows), speed_up])
+
+
 # --- serving.json, soak.json --------------------------------------------------------------------------
 
 TARGET_NAMES = {"grpc_over_in_process_p50": "gRPC p50 over in-process p50",
@@ -731,7 +775,9 @@ def results_page(results_dir: Path = RESULTS) -> str:
         lambda: preprocess_section(data),
         lambda: tuning_section(data, results_dir),
         lambda: scale_section(data, results_dir),
+        lambda: multi_worker_section(data),
         lambda: serving_section(data),
+        lambda: serving_scale_section(data),
         lambda: soak_section(data),
     ]
     sections = [s for s in (build() for build in builders) if s]
