@@ -471,12 +471,21 @@ def speed_changes(notes: Results) -> str:
             "`notes.json`):\n\n" + table(["change", "measure", "before", "after"], rows))
 
 
+def default_command(notes: Results) -> str:
+    entry = notes.get("default_command")
+    if not entry:
+        return ""
+    return (f"The README's first command (`{entry['command']}`) took {entry['wall_seconds']:.0f} s from ExampleGen "
+            f"to Pusher ({entry['trainer_seconds']:.0f} s of training, {entry['epochs']} epochs), peak memory "
+            f"{entry['peak_rss_mib']:,} MiB, on {entry['machine']} ({entry['date']}).")
+
+
 def speed_section(data: dict[str, Results]) -> str | None:
     speed = data.get("train_speed")
     if not speed:
         return None
     notes = data.get("notes", {})
-    parts = ["## Training speed", SPEED_NOTE, speed_table(speed)]
+    parts = ["## Training speed", default_command(notes), SPEED_NOTE, speed_table(speed)]
     if speed.get("softmax_floor"):
         parts += [FLOOR_NOTE, floor_table(speed["softmax_floor"])]
     parts.append(speed_targets(speed))
