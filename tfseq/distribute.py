@@ -127,8 +127,9 @@ def make_strategy(mode: str, timeout_seconds: float = DEFAULT_TIMEOUT) -> tf.dis
         raise ConfigError(f"--collective_timeout must be > 0 seconds, got {timeout_seconds!r}")
     if mode == NONE:
         return None
-    if mode == MIRRORED:
-        return tf.distribute.MirroredStrategy()
+    if mode == MIRRORED:  # every GPU; without one, every logical CPU (one unless the process split it)
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
     tf_config()  # a clear error before TensorFlow quietly falls back to one local worker
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(timeout_seconds))
     try:

@@ -115,8 +115,17 @@ def test_trainer_help_does_not_import_tensorflow():
 def test_two_workers_train_as_one_process_and_only_the_chief_writes(data_root, tmp_path):
     single = copy_of(data_root, tmp_path / "single")
     assert trainer.main(["--output_dir", str(single), *TWO_EPOCHS, "--quiet"]) == 0
+    # mirrored on two logical CPU devices: a process that splits its CPU before TensorFlow runs anything
     mirrored = copy_of(data_root, tmp_path / "mirrored")
-    assert trainer.main(["--output_dir", str(mirrored), *TWO_EPOCHS, "--quiet", "--distribute", "mirrored"]) == 0
+    two_cpus = ("import sys, tfseq, tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
+                "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
+                "from pipeline import trainer; sys.exit(trainer.main(sys.argv[1:]))")
+    process = subprocess.run(
+        [sys.executable, "-c", two_cpus, "--output_dir", str(mirrored), *TWO_EPOCHS, "--quiet", "--distribute",
+         "mirrored"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert (history(trainer_dir(mirrored))["distribute"], history(trainer_dir(mirrored))["replicas"]) == (
+        "mirrored", 2)
 
     shared = copy_of(data_root, tmp_path / "shared")
     workers = start_workers(shared, TWO_EPOCHS, tmp_path)
