@@ -25,15 +25,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, SOURCES, WORK, machine, tree_rss, write_results  # noqa: E402
+from bench.common import REPO, RESULTS, SOURCES, WORK, machine, run_tree, write_results  # noqa: E402
 
 RUNNERS = {
     "in_memory": ["--runner=DirectRunner"],
@@ -88,24 +86,8 @@ def measure(example_gen_dir: str, output_dir: str, runner: str, kcore: int = 0) 
 
     shutil.rmtree(output_dir, ignore_errors=True)
     command = [sys.executable, __file__, "--child", example_gen_dir, output_dir, runner, str(kcore)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    done.set()
-    sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{err[-3000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
+    output, peak_mib, _ = run_tree(command, cwd=REPO)
+    result = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
     stats = result["stats"]
     rows = stats["interactions"] + sum(stats["dropped"].values())
     return {
@@ -115,7 +97,7 @@ def measure(example_gen_dir: str, output_dir: str, runner: str, kcore: int = 0) 
         "seconds": round(result["seconds"], 2),
         "rows_in": rows,
         "rows_per_second": round(rows / result["seconds"]),
-        "peak_rss_mib": round(peak / 2**20),
+        "peak_rss_mib": round(peak_mib),
         "users": stats["users"],
         "items": stats["items"],
         "interactions": stats["interactions"],
