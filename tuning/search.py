@@ -23,6 +23,15 @@ epochs of a trial) and is evaluated on valid and test; outputs, under
 :mod:`tuning.report`; ``--export`` exports the best trial's model as
 ``pipeline.run``'s Pusher does, into ``<output_dir>/serving/<model_name>/<version>``.
 
+Distributed search (KerasTuner's chief and workers, :mod:`tuning.distributed`):
+``--workers N`` runs the trials in N worker processes on this machine while
+this process, the chief, holds the oracle and alone writes the reports. On
+several machines each runs the same command over one shared ``--output_dir``,
+with ``KERASTUNER_TUNER_ID=chief`` on one and ``tuner0``, ``tuner1`` ... on
+the others, and ``KERASTUNER_ORACLE_IP`` / ``KERASTUNER_ORACLE_PORT`` set to
+the chief's address everywhere; a worker gives up after ``--chief_timeout``
+seconds without an answer from the chief.
+
 Running the same command again resumes: finished trials are kept, an
 interrupted one is run again, and ``--max_trials`` may be raised to extend a
 search. A command whose search differs (model, space, oracle, objective, fixed
@@ -53,7 +62,7 @@ from tfseq.data.formats import DataError
 from tfseq.data.vocab import METADATA
 from tfseq.experiment import ExperimentConfig
 from tfseq.metrics import METRICS, UNCUT_METRICS
-from tuning import report, spaces
+from tuning import distributed, report, spaces
 from tuning.hyper_file import read_params_file
 from tuning.report import TrialRecord
 
@@ -92,6 +101,10 @@ class Search:
     max_consecutive_failures: int
     verbose: bool
     startup_logs: bool = False
+    workers: int = 0
+    chief_timeout: float = distributed.DEFAULT_CHIEF_TIMEOUT_S
+    role: distributed.Role | None = None
+    argv: tuple[str, ...] = ()
 
     @property
     def trials_dir(self) -> str:
@@ -152,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--overwrite", action="store_true", help="discard a previous search in output_dir")
     search.add_argument("--max_consecutive_failures", type=int, default=3,
                         help="stop after this many failed trials in a row (0 = never)")
+    search.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="run the trials in N worker processes on this machine; this process, the chief, "
+                        "holds the oracle and writes the reports (KerasTuner's distributed mode). On several "
+                        f"machines: the same command on each, without --workers, with {distributed.ENV_TUNER_ID} "
+                        f"(chief, tuner0, tuner1 ...), {distributed.ENV_ORACLE_IP} and {distributed.ENV_ORACLE_PORT} "
+                        "(the chief's address) set and --output_dir shared")
+    search.add_argument("--chief_timeout", type=float, default=distributed.DEFAULT_CHIEF_TIMEOUT_S, metavar="SECONDS",
+                        help="how long a worker waits for the chief's oracle to answer (at start, while the "
+                        "chief preprocesses the data, and at each later call) before it exits with an error")
     search.add_argument("--verbose", action="store_true", help="per-epoch lines and evaluation tables of each "
                         "trial (TensorFlow's and Beam's start-up logs: --startup_logs)")
     cli.add_config_flags(parser, SECTIONS, model_flag=False)
@@ -195,6 +217,14 @@ def parse(argv: Sequence[str] | None = None) -> Search:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
+    if args.workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {args.workers}")
+    if not args.chief_timeout > 0:
+        raise ConfigError(f"--chief_timeout must be > 0 seconds, got {args.chief_timeout}")
+    role = distributed.role_from_env()
+    if role is not None and args.workers:
+        raise ConfigError(f"--workers starts a chief and its workers on this machine; with {distributed.ENV_TUNER_ID}="
+                          f"{role.tuner_id} set, start each worker yourself, with its own {distributed.ENV_TUNER_ID}")
     return Search(
         model=model,
         base=base,
@@ -213,6 +243,10 @@ def parse(argv: Sequence[str] | None = None) -> Search:
         max_consecutive_failures=args.max_consecutive_failures,
         verbose=args.verbose,
         startup_logs=args.startup_logs,
+        workers=args.workers,
+        chief_timeout=args.chief_timeout,
+        role=role,
+        argv=tuple(argv),
     )
 
 
@@ -251,28 +285,65 @@ def prepare_output(search: Search, definition: dict[str, Any]) -> None:
 
     path = posixpath.join(search.output_dir, SEARCH_FILE)
     if search.overwrite:
-        for name in (PROJECT, TRIALS_DIR):
+        for name in (PROJECT, TRIALS_DIR, distributed.WORKERS_DIR):
             if tf.io.gfile.exists(posixpath.join(search.output_dir, name)):
                 tf.io.gfile.rmtree(posixpath.join(search.output_dir, name))
         for name in DERIVED:
             if tf.io.gfile.exists(posixpath.join(search.output_dir, name)):
                 tf.io.gfile.remove(posixpath.join(search.output_dir, name))
     elif tf.io.gfile.exists(path):
-        previous = json.loads(artifacts.read_text(path))
-        if previous != json.loads(json.dumps(definition)):
-            changed = sorted(k for k in set(previous) | set(definition) if previous.get(k) != definition.get(k))
-            if "config" in changed:
-                old, new = previous.get("config", {}), definition["config"]
-                keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                changed[changed.index("config")] = f"config ({', '.join(keys)})"
+        changed = changes(json.loads(artifacts.read_text(path)), definition)
+        if changed:
             raise ConfigError(
-                f"{path}: {search.output_dir} holds a different search (changed: {', '.join(changed)}); "
+                f"{path}: {search.output_dir} holds a different search (changed: {changed}); "
                 "pass --overwrite to start over, or choose another --output_dir"
             )
     elif tf.io.gfile.exists(posixpath.join(search.output_dir, PROJECT)):
         raise ConfigError(f"{search.output_dir}/{PROJECT} exists without {SEARCH_FILE}; pass --overwrite")
     tf.io.gfile.makedirs(search.output_dir)
     artifacts.atomic_write_text(path, json.dumps(definition, indent=1, sort_keys=True))
+
+
+def changes(previous: dict[str, Any], definition: dict[str, Any]) -> str:
+    """What differs between two search definitions (``""``: the same search)."""
+    if previous == json.loads(json.dumps(definition)):
+        return ""
+    changed = sorted(k for k in set(previous) | set(definition) if previous.get(k) != definition.get(k))
+    if "config" in changed:
+        old, new = previous.get("config", {}), definition["config"]
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        changed[changed.index("config")] = f"config ({', '.join(keys)})"
+    return ", ".join(changed)
+
+
+def worker_transform_dir(search: Search) -> str:
+    """A worker's data: ``--data``, or what the chief preprocessed into ``<output_dir>/data`` (read only)."""
+    if search.data:
+        return transform_dir(search)
+    from pipeline.configs import PipelineConfigs
+    from pipeline.pipeline import create_pipeline
+
+    root = posixpath.join(search.output_dir, DATA_DIR)
+    configs = PipelineConfigs(example_gen=search.example_gen, transform=search.transform, experiment=search.base)
+    directory = create_pipeline(configs, root=root, beam_options=list(search.beam_args)).stage("Transform").directory
+    if not artifacts.is_complete(directory):
+        raise DataError(f"{directory}: no preprocessed data; the chief writes it before it opens its oracle, "
+                        "into an --output_dir that the chief and every worker must share")
+    return directory
+
+
+def check_chief_search(search: Search, definition: dict[str, Any]) -> None:
+    """A worker runs trials only for the search the chief started in ``--output_dir``."""
+    import tensorflow as tf
+
+    path = posixpath.join(search.output_dir, SEARCH_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"{path} is missing: the chief starts the search there before it opens its oracle; "
+                          "the chief and every worker must share --output_dir")
+    changed = changes(json.loads(artifacts.read_text(path)), definition)
+    if changed:
+        raise ConfigError(f"{path}: this worker's command is not the chief's search (changed: {changed}); "
+                          "run the chief's command")
 
 
 # ----------------------------------------------------------------------------- progress
@@ -290,21 +361,37 @@ def params_text(params: dict[str, Any]) -> str:
 
 
 class Session:
-    """Listens to the tuner: progress lines, reports rewritten and weights pruned after every trial."""
+    """Listens to the tuner (or the chief): progress lines, reports rewritten and weights pruned after every trial.
+
+    In a distributed search trials run side by side: a started trial names its
+    worker, and the ETA divides the remaining work among the workers seen.
+    """
 
     def __init__(self, search: Search, runner: Any, total: int, records: list[TrialRecord]) -> None:
         self.search = search
         self.runner = runner
         self.total = total
         self.records = {r.trial_id: r for r in records}
+        self.running: set[str] = set()
+        self.workers: set[str] = set()
         self.start = time.perf_counter()
         self.failures_in_a_row = 0
 
-    def trial_started(self, trial_id: str, params: dict[str, Any]) -> None:
-        number = len(self.records) + 1
-        print(f"[{number}/{max(self.total, number)}] trial {trial_id}: {params_text(params)}", flush=True)
+    def trial_started(self, trial_id: str, params: dict[str, Any], worker: str | None = None) -> None:
+        self.running.add(trial_id)
+        number = len(self.records) + len(self.running - set(self.records))
+        where = ""
+        if worker is not None:
+            self.workers.add(worker)
+            where = f" on {worker}"
+        print(f"[{number}/{max(self.total, number)}] trial {trial_id}{where}: {params_text(params)}", flush=True)
+
+    def trial_lost(self, trial_id: str, worker: str) -> None:
+        self.running.discard(trial_id)
+        print(f"trial {trial_id} goes back to the queue (its worker {worker} is gone)", flush=True)
 
     def trial_finished(self, record: TrialRecord) -> None:
+        self.running.discard(record.trial_id)
         self.records[record.trial_id] = record
         records = sorted(self.records.values(), key=lambda r: r.order)
         best = report.write_reports(self.search.output_dir, records)
@@ -313,7 +400,7 @@ class Session:
         total = max(self.total, done)
         mean_seconds = sum(r.seconds for r in records) / done
         timing = (f"elapsed {duration(time.perf_counter() - self.start)}, "
-                  f"ETA {duration(mean_seconds * (total - done))}")
+                  f"ETA {duration(mean_seconds * (total - done) / max(1, len(self.workers)))}")
         objective = self.search.objective
         if record.completed:
             self.failures_in_a_row = 0
@@ -331,13 +418,40 @@ class Session:
                                "fix the cause and re-run the same command to continue")
 
 
+class WorkerLog:
+    """A worker's listener: a line per trial it runs (the chief keeps the reports)."""
+
+    def __init__(self, tuner_id: str, objective: str) -> None:
+        self.tuner_id = tuner_id
+        self.objective = objective
+        self.records: list[TrialRecord] = []
+
+    def trial_started(self, trial_id: str, params: dict[str, Any]) -> None:
+        print(f"{self.tuner_id}: trial {trial_id}: {params_text(params)}", flush=True)
+
+    def trial_finished(self, record: TrialRecord) -> None:
+        self.records.append(record)
+        result = (f"{self.objective} {record.objective:.4f}" if record.completed and record.objective is not None
+                  else f"FAILED: {record.error}")
+        print(f"{self.tuner_id}: trial {record.trial_id}: {result} in {record.seconds:.1f}s", flush=True)
+
+
 # ----------------------------------------------------------------------------- the search
 
 
 def run_search(search: Search) -> Outcome:
-    """Preprocesses if needed, runs (or resumes) the search, writes the reports; exports on request."""
-    from tuning.tuner import SearchTuner, TrialRunner, make_oracle, planned_trials
+    """Preprocesses if needed, runs (or resumes) the search, writes the reports; exports on request.
 
+    With ``--workers`` or as ``KERASTUNER_TUNER_ID=chief`` this process is the
+    chief: it serves the oracle and writes the reports while workers run the
+    trials (:mod:`tuning.distributed`); as any other ``KERASTUNER_TUNER_ID`` it
+    is a worker (:func:`run_worker`).
+    """
+    from tuning.tuner import SearchTuner, TrialRunner, make_oracle, planned_trials, reported_record, trial_params
+
+    role = search.role
+    if role is not None and not role.is_chief:
+        return run_worker(search, role)
     data = transform_dir(search)
     prepare_output(search, search.definition(data))
     runner = TrialRunner(
@@ -354,7 +468,17 @@ def run_search(search: Search) -> Outcome:
           f"{session.total} trial(s), maximising validation {search.objective}"
           + (f"; resuming with {len(previous)} finished" if previous else ""), flush=True)
     try:
-        tuner.search(verbose=0)
+        if role is None and not search.workers:
+            tuner.search(verbose=0)
+        else:
+            tuner.save()  # the oracle's state, before any worker asks
+            chief = distributed.Chief(tuner.oracle, session, lambda trial: reported_record(runner, trial),
+                                      trial_params)
+            workers = None
+            if search.workers:
+                workers = distributed.LocalWorkers(search.workers, search.argv,
+                                                   distributed.local_log_dir(search.output_dir))
+            distributed.serve(chief, role, workers)
     finally:
         records = report.load_records(search.trials_dir)
         best = report.write_reports(search.output_dir, records)
@@ -370,6 +494,29 @@ def run_search(search: Search) -> Outcome:
           f"{best.objective:.4f}" + (f", test {test:.4f}" if test is not None else ""), flush=True)
     pushed = export_best(search, runner, best, data) if search.pusher is not None else None
     return Outcome(records, best, pushed)
+
+
+def run_worker(search: Search, role: distributed.Role) -> Outcome:
+    """Runs trials for the chief at ``role.address`` until it has none left; writes only their folders."""
+    from tuning.tuner import SearchTuner, TrialRunner, make_oracle
+
+    distributed.follow_local_chief()
+    print(f"{role.tuner_id}: waiting for the chief's oracle at {role.address}", flush=True)
+    distributed.wait_for_chief(role, search.chief_timeout)
+    data = worker_transform_dir(search)
+    check_chief_search(search, search.definition(data))
+    runner = TrialRunner(
+        base=search.base, transform_dir=data, trials_dir=search.trials_dir, objective=search.objective,
+        executions=search.executions_per_trial, verbose=int(search.verbose),
+    )
+    oracle = make_oracle(search.oracle, search.space, search.objective, max_trials=search.max_trials,
+                         seed=search.base.train.seed, max_epochs=search.base.train.epochs)
+    log = WorkerLog(role.tuner_id, search.objective)
+    tuner = SearchTuner(oracle, runner, log, directory=search.output_dir, project_name=PROJECT,
+                        chief_timeout_s=search.chief_timeout)
+    tuner.search(verbose=0)  # a failed call to the chief raises OracleUnreachable
+    print(f"{role.tuner_id}: the chief has no more trials; {len(log.records)} run here", flush=True)
+    return Outcome(log.records, None, None)
 
 
 def write_plots(search: Search, records: list[TrialRecord]) -> None:
@@ -413,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run(argv)
-    except SearchFailed as e:
+    except (SearchFailed, distributed.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

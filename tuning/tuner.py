@@ -13,6 +13,9 @@ start. A trial that raises is recorded as failed (``FailedTrialError``: no
 retry) and KerasTuner never scores it; :mod:`tuning.report` never reports it
 as best.
 
+In a distributed search (:mod:`tuning.distributed`) the same tuner runs on
+each worker, its oracle calls going to the chief's oracle over gRPC.
+
 Oracles: ``grid`` (:class:`GridOracle`: KerasTuner's ``GridSearchOracle``
 keeps its queue outside its saved state, so a resumed grid search would stop
 at once; this one derives the next combination from the saved set of tried
@@ -41,6 +44,7 @@ from pipeline import artifacts
 from tfseq.config import ConfigError
 from tfseq.experiment import ExperimentConfig
 from tuning import report
+from tuning.distributed import OracleUnreachable
 from tuning.report import TrialRecord
 from tuning.spaces import Param, clean_values, grid, to_hyperparameters
 
@@ -50,6 +54,8 @@ TRAINER = "Trainer"
 EVALUATOR = "Evaluator"
 WEIGHTS_DIR = "weights"
 ERROR_FILE = "error.txt"
+TUNER_STATE = "tuner0.json"  # KerasTuner's name for a lone tuner's state (its default KERASTUNER_TUNER_ID)
+RECORD_WAIT_S = 10.0
 _RUNNING, _IDLE, _STOPPED = "RUNNING", "IDLE", "STOPPED"
 
 
@@ -249,16 +255,47 @@ def _ranking_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if "@" in k or k in UNCUT_METRICS}
 
 
+class ChiefUnreachable(OracleUnreachable, keras_tuner.errors.FatalError):
+    """A worker's call to the chief failed; KerasTuner ends the search at once on a ``FatalError``
+    (any other error inside a trial would mark the trial invalid and print its traceback)."""
+
+
 class SearchTuner(BaseTuner):
-    """KerasTuner's oracle loop; each trial is run by a :class:`TrialRunner`, reported to a listener."""
+    """KerasTuner's oracle loop; each trial is run by a :class:`TrialRunner`, reported to a listener.
+
+    In a distributed search (:mod:`tuning.distributed`) a worker's tuner sends
+    its oracle calls to the chief (KerasTuner's ``OracleClient``, each call
+    bounded by ``chief_timeout_s``) and saves no state: the chief's oracle is the
+    search's state. The tuner's own state file has one name whatever
+    ``KERASTUNER_TUNER_ID`` is, so a search started in one process resumes
+    under a chief and back.
+    """
 
     def __init__(self, oracle: keras_tuner.Oracle, runner: TrialRunner, listener: Listener,
-                 directory: str, project_name: str) -> None:
+                 directory: str, project_name: str, chief_timeout_s: float | None = None) -> None:
         super().__init__(oracle=oracle, hypermodel=None, directory=directory,
                          project_name=project_name, overwrite=False)
+        if self._is_worker():
+            from tuning.distributed import DEFAULT_CHIEF_TIMEOUT_S, bound_client
+
+            client = getattr(self, "oracle")  # KerasTuner's OracleClient
+            self.oracle = bound_client(client, chief_timeout_s or DEFAULT_CHIEF_TIMEOUT_S, ChiefUnreachable)
         self.runner = runner
         self.listener = listener
         self._records: dict[str, TrialRecord] = {}
+
+    def _get_tuner_fname(self) -> str:
+        # A worker saves no state: its name never exists, so KerasTuner does not "reload" it.
+        name = f"{self.tuner_id}.worker.json" if self._is_worker() else TUNER_STATE
+        return posixpath.join(str(self.project_dir), name)
+
+    def save(self) -> None:
+        if not self._is_worker():
+            super().save()
+
+    def reload(self) -> None:
+        if not self._is_worker():
+            super().reload()
 
     def on_trial_begin(self, trial: Any) -> None:
         self.listener.trial_started(trial.trial_id, trial_params(trial.hyperparameters.values))
@@ -271,11 +308,35 @@ class SearchTuner(BaseTuner):
         return float(record.objective)  # type: ignore[arg-type]
 
     def on_trial_end(self, trial: Any) -> None:
-        super().on_trial_end(trial)  # the oracle records the trial's end and saves its state
         record = self._records.pop(trial.trial_id, None)
         if record is None:  # the runner itself raised (e.g. writing its record): KerasTuner caught it
-            message = (trial.message or "unknown error").strip().splitlines()[-1]
-            record = TrialRecord(trial.trial_id, trial_params(trial.hyperparameters.values), report.FAILED,
-                                 0.0, error=message, finished_at=report.now())
+            record = failed_record(trial)
             report.write_record(self.runner.trial_dir(trial.trial_id), record)
+        # The record is written before the oracle hears of the end: a chief reads it then.
+        super().on_trial_end(trial)  # the oracle records the trial's end and saves its state
         self.listener.trial_finished(record)
+
+
+def failed_record(trial: Any, error: str | None = None) -> TrialRecord:
+    """The record of a trial that left none: failed, with the last line of KerasTuner's message."""
+    message = error or (trial.message or "unknown error").strip().splitlines()[-1]
+    return TrialRecord(trial.trial_id, trial_params(trial.hyperparameters.values), report.FAILED,
+                       0.0, error=message, finished_at=report.now())
+
+
+def reported_record(runner: TrialRunner, trial: Any, wait_s: float = RECORD_WAIT_S) -> TrialRecord:
+    """The record a worker wrote for ``trial`` before reporting its end (a chief's view).
+
+    A shared file system may show the file a moment after the worker's report,
+    so this looks for ``wait_s`` seconds; a trial that left none is recorded
+    (by the chief) as failed.
+    """
+    path = posixpath.join(runner.trial_dir(trial.trial_id), report.RESULT)
+    deadline = time.monotonic() + wait_s
+    while not tf.io.gfile.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if tf.io.gfile.exists(path):
+        return TrialRecord.from_dict(artifacts.read_json(path))
+    record = failed_record(trial, None if trial.message else f"the worker left no {report.RESULT}")
+    report.write_record(runner.trial_dir(trial.trial_id), record)
+    return record
