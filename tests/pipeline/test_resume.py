@@ -41,8 +41,11 @@ def interrupt_after_epoch(argv: list[str], epoch: int) -> tuple[int, str, str]:
 
     Returns the exit status, the output and the error output.
     """
+    # SIGINT as a terminal delivers it: a shell's background job (a CI runner started with &) ignores
+    # SIGINT, its children inherit that, and Python then installs no KeyboardInterrupt handler.
     process = subprocess.Popen([sys.executable, "-m", "pipeline.run", *argv], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout is not None
     lines = []
     for line in process.stdout:  # one flushed line per epoch (stdout is not a terminal)
