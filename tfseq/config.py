@@ -19,6 +19,12 @@ class ConfigError(ValueError):
     """A configuration key or value that tfseq does not accept."""
 
 
+# Ranges the configs share: a seed (NumPy's and TensorFlow's take it), and a count or threshold of
+# users, items or events (past any log's size).
+MAX_SEED = 2**31 - 1
+MAX_COUNT = 2**31 - 1
+
+
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
@@ -97,13 +103,22 @@ def load_json(path: str) -> dict[str, Any]:
     return data
 
 
+BATCH_UNITS = ("sequences", "targets")
+MAX_EPOCHS = 100_000
+MAX_SEQ_LEN = 100_000
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained and validated (independent of which model or loss).
 
     Attributes:
       epochs: maximum number of passes over the training targets.
-      batch_size: sequences (causal models with ``all_positions``) or prefixes per step.
+      batch_size: sequences (causal models with ``all_positions``) or prefixes per step;
+        with ``batch_by="targets"``, targets per step in either layout.
+      batch_by: ``sequences``: a causal batch holds ``batch_size`` sequences, whatever their
+        lengths; ``targets``: as many sequences as fit in ``batch_size`` targets, so every
+        step averages over about as many targets as a batch of prefixes.
       all_positions: causal models (every registry model) score every position of a
         sequence in one pass; False trains them on RecBole's separate (prefix, next
         item) examples instead, one dropout draw per prefix (slower; RecBole's setup).
@@ -131,6 +146,7 @@ class TrainConfig:
 
     epochs: int = 50
     batch_size: int = 256
+    batch_by: str = "sequences"
     all_positions: bool = True
     learning_rate: float = 0.001
     weight_decay: float = 0.0
@@ -147,7 +163,7 @@ class TrainConfig:
     seed: int = 2020
 
     def __post_init__(self) -> None:
-        for name, most in (("epochs", 100_000), ("batch_size", 1 << 20), ("max_seq_len", 100_000),
+        for name, most in (("epochs", MAX_EPOCHS), ("batch_size", 1 << 20), ("max_seq_len", MAX_SEQ_LEN),
                            ("eval_batch_size", 1 << 20)):
             if not 1 <= getattr(self, name) <= most:
                 raise ConfigError(f"TrainConfig.{name} must be in 1..{most}, got {getattr(self, name)}")
@@ -155,16 +171,17 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.learning_rate must be a number in (0, 10], got {self.learning_rate}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"TrainConfig.weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if not 0 <= self.seed < 2**31:
-            raise ConfigError(f"TrainConfig.seed must be in 0..{2**31 - 1}, got {self.seed}")
-        if self.patience < 0:
-            raise ConfigError(f"TrainConfig.patience must be >= 0, got {self.patience}")
-        if not 0 <= self.eval_users < 2**31:
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"TrainConfig.seed must be in 0..{MAX_SEED}, got {self.seed}")
+        if self.batch_by not in BATCH_UNITS:
+            raise ConfigError(f"TrainConfig.batch_by must be one of {', '.join(BATCH_UNITS)}, got {self.batch_by!r}")
+        for name in ("patience", "lr_decay_patience"):  # in epochs
+            if not 0 <= getattr(self, name) <= MAX_EPOCHS:
+                raise ConfigError(f"TrainConfig.{name} must be in 0..{MAX_EPOCHS}, got {getattr(self, name)}")
+        if not 0 <= self.eval_users <= MAX_COUNT:
             raise ConfigError(
-                f"TrainConfig.eval_users must be in 0..{2**31 - 1} (0: every user), got {self.eval_users}"
+                f"TrainConfig.eval_users must be in 0..{MAX_COUNT} (0: every user), got {self.eval_users}"
             )
-        if self.lr_decay_patience < 0:
-            raise ConfigError(f"TrainConfig.lr_decay_patience must be >= 0, got {self.lr_decay_patience}")
         if not 0 < self.lr_decay_factor <= 1:
             raise ConfigError(f"TrainConfig.lr_decay_factor must be in (0, 1], got {self.lr_decay_factor}")
         from tfseq.metrics import METRICS, UNCUT_METRICS

@@ -527,7 +527,7 @@ def training_data(
     return reader.training_data(
         transform_dir, metadata, causal=model.causal and train.all_positions,
         max_seq_len=train.max_seq_len, batch_size=train.batch_size, seed=train.seed,
-        side_inputs=model.side_inputs,
+        side_inputs=model.side_inputs, by_targets=train.batch_by == "targets",
     )
 
 

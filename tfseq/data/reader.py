@@ -400,27 +400,61 @@ def batch_indices(
     batch_size: int,
     rng: np.random.Generator | None,
     pool_batches: int = DEFAULT_POOL_BATCHES,
+    by_targets: bool = False,
 ) -> list[np.ndarray]:
     """One epoch's batches of example indices.
 
     With ``rng``: shuffle, sort by length within pools of ``pool_batches``
     batches, cut into batches, shuffle the batches. Without: natural order.
+
+    ``by_targets`` (causal windows, whose length is their number of targets): each batch
+    holds as many windows as fit in ``batch_size`` targets (at least one), so every step
+    averages its loss over about ``batch_size`` targets, as a batch of prefixes does. With
+    ``rng`` the windows are sorted by length over the whole epoch (ties in random order),
+    which keeps the number of batches the same every epoch.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     count = len(lengths)
-    if rng is None:
-        order = np.arange(count)
+    if by_targets:
+        order = np.arange(count) if rng is None else rng.permutation(count)
+        if rng is not None:
+            order = order[np.argsort(lengths[order], kind="stable")]
+        batches = _fill_batches(order, lengths, batch_size)
     else:
-        order = rng.permutation(count)
-        pool = batch_size * max(1, pool_batches)
-        for begin in range(0, count, pool):
-            chunk = order[begin : begin + pool]
-            order[begin : begin + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
-    batches = [order[begin : begin + batch_size] for begin in range(0, count, batch_size)]
+        if rng is None:
+            order = np.arange(count)
+        else:
+            order = rng.permutation(count)
+            pool = batch_size * max(1, pool_batches)
+            for begin in range(0, count, pool):
+                chunk = order[begin : begin + pool]
+                order[begin : begin + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches = [order[begin : begin + batch_size] for begin in range(0, count, batch_size)]
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def _fill_batches(order: np.ndarray, lengths: np.ndarray, budget: int) -> list[np.ndarray]:
+    """``order`` cut greedily into runs whose ``lengths`` sum to at most ``budget`` (>= 1 each)."""
+    batches, begin, total = [], 0, 0
+    for position, length in enumerate(lengths[order].tolist()):
+        if total and total + length > budget:
+            batches.append(order[begin:position])
+            begin, total = position, 0
+        total += length
+    if begin < len(order):
+        batches.append(order[begin:])
+    return batches
+
+
+def count_batches(lengths: np.ndarray, batch_size: int, *, shuffle: bool, by_targets: bool = False) -> int:
+    """How many batches :func:`batch_indices` cuts an epoch into (the same every epoch)."""
+    if not by_targets:
+        return math.ceil(len(lengths) / batch_size)
+    order = np.argsort(lengths, kind="stable") if shuffle else np.arange(len(lengths))
+    return len(_fill_batches(order, lengths, batch_size))
 
 
 def windows_dataset(
@@ -431,6 +465,7 @@ def windows_dataset(
     shuffle: bool = False,
     pool_batches: int = DEFAULT_POOL_BATCHES,
     first_epoch: int = 0,
+    by_targets: bool = False,
 ) -> tf.data.Dataset:
     """A re-iterable ``tf.data.Dataset`` of padded batches of ``windows``.
 
@@ -445,7 +480,7 @@ def windows_dataset(
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
         rng = np.random.default_rng([int(seed or 0), next(epochs)]) if shuffle else None
-        for indices in batch_indices(windows.lengths, batch_size, rng, pool_batches):
+        for indices in batch_indices(windows.lengths, batch_size, rng, pool_batches, by_targets):
             yield windows.batch(indices)
 
     signature = {schema.ITEM_IDS: tf.TensorSpec([None, None], tf.int64)}
@@ -458,7 +493,7 @@ def windows_dataset(
     for name in windows.events:
         signature[name] = schema.side_input_spec(name)
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    num_batches = math.ceil(len(windows) / batch_size)
+    num_batches = count_batches(windows.lengths, batch_size, shuffle=shuffle, by_targets=by_targets)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     # Autotuning only sizes this one prefetch buffer, and its optimisation thread makes the
     # deletion of a finished iterator (Keras drops one at each epoch's end) wait out the
@@ -478,12 +513,15 @@ class TrainingData:
       batch_size: windows per batch (sequences in causal mode, prefixes otherwise).
       seed: fixes every epoch's order.
       shuffle: shuffle + length bucketing (off: natural order, for inspection).
+      by_targets: ``batch_size`` counts targets, not windows (see :func:`batch_indices`);
+        the same in prefix mode, where a window is one target.
     """
 
     windows: Windows
     batch_size: int
     seed: int
     shuffle: bool = True
+    by_targets: bool = False
 
     @property
     def causal(self) -> bool:
@@ -496,14 +534,15 @@ class TrainingData:
 
     @property
     def num_batches(self) -> int:
-        return math.ceil(len(self.windows) / self.batch_size)
+        return count_batches(self.windows.lengths, self.batch_size, shuffle=self.shuffle,
+                             by_targets=self.by_targets and self.causal)
 
     def dataset(self, first_epoch: int = 0) -> tf.data.Dataset:
         """Batches as a re-iterable ``tf.data.Dataset``; each pass is the next epoch's order,
         the first pass epoch ``first_epoch``'s (0-based; a resumed training's first epoch)."""
         return windows_dataset(
             self.windows, batch_size=self.batch_size, seed=self.seed, shuffle=self.shuffle,
-            first_epoch=first_epoch,
+            first_epoch=first_epoch, by_targets=self.by_targets and self.causal,
         )
 
 
@@ -517,6 +556,7 @@ def training_data(
     seed: int,
     shuffle: bool = True,
     side_inputs: Sequence[str] = (),
+    by_targets: bool = False,
 ) -> TrainingData:
     """The ``train`` split's windows (prefix or causal layout) with their batching settings;
     batches carry the ``side_inputs`` (a model's ``side_inputs``, see the module docstring)."""
@@ -524,7 +564,7 @@ def training_data(
     user_ids = (user_ids_of(sequences.users, user_index(transform_dir, metadata, sequences.users))
                 if USER_IDS in side_inputs else None)
     windows = training_windows(sequences, causal=causal, max_seq_len=max_seq_len, user_ids=user_ids)
-    return TrainingData(windows, batch_size=batch_size, seed=seed, shuffle=shuffle)
+    return TrainingData(windows, batch_size=batch_size, seed=seed, shuffle=shuffle, by_targets=by_targets)
 
 
 def evaluation_dataset(
