@@ -212,6 +212,12 @@ DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
         choice("num_layers", [1, 2, 3]),
         choice("embedding_size", [64]),
     ),
+    "bsarec": (  # the authors' grid
+        choice("learning_rate", [0.001, 0.0005]),
+        choice("alpha", [0.1, 0.3, 0.5, 0.7, 0.9]),
+        choice("c", [1, 3, 5, 7, 9]),
+        choice("num_heads", [1, 2, 4]),
+    ),
     "cnn": (
         choice("learning_rate", SPOTLIGHT_LEARNING_RATES),
         choice("weight_decay", SPOTLIGHT_L2),

@@ -12,6 +12,7 @@ from tfseq.models import configs as c
 from tfseq.registry import Registry
 
 MODELS: Registry = Registry("model")
+MODELS.add("bsarec", c.BSARecConfig, "tfseq.models.bsarec:BSARec")
 MODELS.add("cnn", c.CNNConfig, "tfseq.models.cnn:CNN")
 MODELS.add("core_ave", c.COREConfig, "tfseq.models.core:COREAve")
 MODELS.add("core_trm", c.CORETrmConfig, "tfseq.models.core:CORETrm")

@@ -372,6 +372,31 @@ class SASRecConfig:
         check_transformer_config(self)
 
 
+# -- bsarec (tfseq.models.bsarec) -------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BSARecConfig(SASRecConfig):
+    """BSARec's hyperparameters: SASRec's, plus the frequency filter's; defaults are the
+    authors' Amazon Beauty settings (one head, ``c`` 5, ``alpha`` 0.7).
+
+    Attributes:
+      c: the low-pass filter keeps the ``c // 2 + 1`` lowest frequencies of a
+        ``max_seq_len`` window (the paper's ``c``); from ``max_seq_len`` on, all of them.
+      alpha: each block's output mixes ``alpha`` of the filter branch with
+        ``1 - alpha`` of the self-attention branch.
+    """
+
+    num_heads: int = 1
+    c: int = 5
+    alpha: float = 0.7
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.c < 1:
+            raise ConfigError(f"BSARecConfig.c must be >= 1, got {self.c}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"BSARecConfig.alpha must be in [0, 1], got {self.alpha}")
+
+
 # -- sasrec_f (tfseq.models.sasrec_f) ---------------------------------------
 @dataclasses.dataclass(frozen=True)
 class SASRecFConfig(SASRecConfig):

@@ -290,6 +290,10 @@ class TransformerBlock(tf.keras.layers.Layer):
             x, query_positions[:, tf.newaxis], batch_dims=1
         )
         x = self.attention_norm(residual + self.attention_dropout(attended, training=training))
+        return self.feed_forward(x, training=training)
+
+    def feed_forward(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """The feed-forward sublayer with its dropout, residual and LayerNorm: ``[B, Q, H]`` -> ``[B, Q, H]``."""
         hidden = self.outer(self.inner(x))
         return self.output_norm(x + self.output_dropout(hidden, training=training))
 
@@ -345,6 +349,8 @@ class TransformerEncoder(tf.keras.layers.Layer):
       max_seq_len: number of learned positions.
       causal: position i attends only to positions <= i.
       init: the weights' initialisers.
+      block: builds block ``i`` from the same arguments as :class:`TransformerBlock` (a
+        subclass of it, e.g. BSARec's); default :class:`TransformerBlock`.
     """
 
     def __init__(
@@ -360,6 +366,7 @@ class TransformerEncoder(tf.keras.layers.Layer):
         max_seq_len: int,
         causal: bool,
         init: Init,
+        block: Callable[..., TransformerBlock] = TransformerBlock,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -368,8 +375,8 @@ class TransformerEncoder(tf.keras.layers.Layer):
         self.norm = init.layer_norm(layer_norm_eps, name="norm")
         self.dropout = tf.keras.layers.Dropout(hidden_dropout_prob)
         self.blocks = [
-            TransformerBlock(hidden_size, num_heads, inner_size, hidden_dropout_prob,
-                             attn_dropout_prob, layer_norm_eps, init, name=f"block_{i}")
+            block(hidden_size, num_heads, inner_size, hidden_dropout_prob,
+                  attn_dropout_prob, layer_norm_eps, init, name=f"block_{i}")
             for i in range(num_layers)
         ]
 
@@ -393,7 +400,9 @@ class TransformerEncoder(tf.keras.layers.Layer):
         return run_blocks(self.blocks, x, item_ids, causal=self.causal, training=training, last_only=last_only)
 
 
-def causal_encoder(config: Any, hidden_size: int, init: Init) -> TransformerEncoder:
+def causal_encoder(
+    config: Any, hidden_size: int, init: Init, block: Callable[..., TransformerBlock] = TransformerBlock
+) -> TransformerEncoder:
     """The causal :class:`TransformerEncoder` ``encoder`` of a config with RecBole's transformer fields:
     ``num_layers``, ``num_heads``, ``inner_size``, ``hidden_dropout_prob``, ``attn_dropout_prob``,
     ``layer_norm_eps`` and ``max_seq_len``."""
@@ -408,5 +417,6 @@ def causal_encoder(config: Any, hidden_size: int, init: Init) -> TransformerEnco
         max_seq_len=config.max_seq_len,
         causal=True,
         init=init,
+        block=block,
         name="encoder",
     )

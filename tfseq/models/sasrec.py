@@ -21,11 +21,13 @@ Deviations from RecBole:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import tensorflow as tf
 
 from tfseq.models.base import Features, SequentialRecommender, item_ids_of
 from tfseq.models.configs import SASRecConfig
-from tfseq.models.layers import causal_encoder, last_window, normal_init
+from tfseq.models.layers import TransformerBlock, causal_encoder, last_window, normal_init
 
 
 class SASRec(SequentialRecommender):
@@ -41,7 +43,12 @@ class SASRec(SequentialRecommender):
         super().__init__(config, num_items, **kwargs)
         self.init = normal_init(config.initializer_range)
         self.item_embedding = self.init.embedding(num_items, config.embedding_size, name="item_embedding")
-        self.encoder = causal_encoder(config, config.embedding_size, self.init)
+        self.encoder = causal_encoder(config, config.embedding_size, self.init, block=self.encoder_block(config))
+
+    @staticmethod
+    def encoder_block(config: SASRecConfig) -> Callable[..., TransformerBlock]:
+        """Builds the encoder's blocks (a subclass may mix other sublayers in)."""
+        return TransformerBlock
 
     def embed(self, item_ids: tf.Tensor) -> tf.Tensor:
         """``item_ids [B, L]`` -> the encoder's input ``[B, L, H]``: the items' embeddings."""
