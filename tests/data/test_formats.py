@@ -346,6 +346,11 @@ MS_LOG = "".join(f"{u} {i} 4 {978300760000 + 1000 * n}\n" for n, (u, i) in enume
      r"^log\.txt:1: a header row .*not pairs data; a log with a header is --input_format csv \(or recbole\); "
      r"--check_format false"),
     ("sequence", "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n", r"^log\.txt:1: a header row"),
+    # Column names outside HEADER_WORDS: a line of words over lines of numbers only.
+    ("sequence", "visitor sku\n1 5 7\n2 6\n3 8 9 10\n",
+     r"^log\.txt:1: a header row \('visitor sku': words over lines of numbers only\), not sequence data; "
+     r"a log with a header is --input_format csv \(or recbole\); --check_format false reads it as it is$"),
+    ("pairs", "\nshopper\tsku\n1\t5\n2\t6\n", r"^log\.txt:2: a header row \('shopper\\tsku': words over lines"),
     # Every one of 50 lines has 4 fields: 'user item rating timestamp' with small numbers.
     ("sequence", "".join(f"{u} {u + 1} 3 {u * 7}\n" for u in range(50)),
      r"^log\.txt:1: each of its first 50 lines has exactly 4 fields \('0 1 3 0'\)"),
@@ -361,6 +366,9 @@ def test_sequence_and_pairs_refuse_headers_ratings_and_timestamps_with_file_and_
     ("sequence", "".join(f"{u} {u + 1} {u + 2}\n" for u in range(80))),  # every user 2 items: not the 4-field log
     ("pairs", "".join(f"u{u} i{u}\n" for u in range(80))),
     ("sequence", "user1 item_a item_b\nuser2 item_c\n"),  # one header-like word is not a header
+    ("sequence", "alice apple pear\nbob plum\ncarol fig kiwi\n"),  # words on every line: IDs, not a header
+    ("pairs", "a b\nc 1\n2 3\n"),  # line 2 is not all numbers
+    ("sequence", "visitor sku\n1 5 7\n"),  # too few lines to tell a header from a user
 ])
 def test_unusual_but_genuine_sequence_and_pairs_files_pass(fmt, text):
     check(fmt, text)

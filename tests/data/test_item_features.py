@@ -133,9 +133,14 @@ def test_parquet_with_list_string_and_integer_cells(tmp_path):
     ("t.txt", "1 2 3\n", {}, r"t.txt: cannot tell the item feature format"),
     # Issue 23.5/23.8: Python's json raises RecursionError / ValueError here, not a DataError.
     ("d_item2attributes.json", '{"1": [1],\n "2": ' + "[" * 100_000 + "]" * 100_000 + "}", {},
-     r"^\S*d_item2attributes.json:2: malformed JSON: a value nested too deeply to read"),
+     r"^\S*d_item2attributes.json:2: malformed JSON: item '2': a value nested too deeply to read"),
     ("n_item2attributes.json", '{"1": [1],\n\n "2": [' + "9" * 5000 + "]}", {},
-     r"^\S*n_item2attributes.json:3: malformed JSON: a value that cannot be read: Exceeds the limit"),
+     r"^\S*n_item2attributes.json:3: malformed JSON: item '2': a value that cannot be read: Exceeds the limit"),
+    # Pretty-printed: the line is the long integer's, not the line where the item's list opens.
+    ("p_item2attributes.json", '{\n  "7": [\n    3,\n    ' + "9" * 5000 + "\n  ]\n}", {},
+     r"^\S*p_item2attributes.json:4: malformed JSON: item '7': a value that cannot be read"),
+    ("e_item2attributes.json", '{"1": [1],\n "x": [2,\n 3 4]}', {},
+     r"^\S*e_item2attributes.json:3: malformed JSON: item 'x': Expecting ',' delimiter"),
     # An unterminated quote swallowed the rest of the file as one value.
     ("q.csv", 'item_id,genre\n1,a\n2,"b|c\n3,d\n', {"columns": ["genre"]},
      r"^\S*q.csv:3: malformed csv: a quote opened on this line is never closed"),

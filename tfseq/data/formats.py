@@ -361,7 +361,10 @@ def check_not_misread(fmt: Format, path: str, lines: Sequence[bytes]) -> None:
     why``) when:
 
     * line 1 is a RecBole ``.inter`` header, or holds two or more column names
-      (:data:`HEADER_WORDS`: ``user_id item_id``, ``userId,movieId,rating``);
+      (:data:`HEADER_WORDS`: ``user_id item_id``, ``userId,movieId,rating``), or
+      has no digit at all while the lines after it (at least ``MISREAD_MIN_LINES``
+      lines in all) hold only numbers: column names this module does not know
+      (``visitor sku``) over a numeric log;
     * at least ``MISREAD_MIN_LINES`` non-blank lines all have the same number of
       fields (3 to 5) and each holds a rating or a timestamp (:func:`_ratings_signal`:
       ``4.0``, a 9+ digit number far longer than the IDs, a date);
@@ -388,6 +391,12 @@ def check_not_misread(fmt: Format, path: str, lines: Sequence[bytes]) -> None:
             f"a log with a header is --input_format csv (or recbole); {fix}"
         )
     rows = [(n, text, _fields(text)) for n, text in numbered]
+    if (len(rows) >= MISREAD_MIN_LINES and not any(c.isdigit() for c in first)
+            and all(_NUMBER.fullmatch(x) for _, _, fields in rows[1:] for x in fields)):
+        raise DataError(
+            f"{path}:{line}: a header row ({first[:80]!r}: words over lines of numbers only), not {fmt.name} "
+            f"data; a log with a header is --input_format csv (or recbole); {fix}"
+        )
     counts = {len(fields) for _, _, fields in rows}
     if len(rows) >= MISREAD_MIN_LINES and len(counts) == 1 and 3 <= len(rows[0][2]) <= 5:
         signals = [_ratings_signal(fields) for _, _, fields in rows]

@@ -19,8 +19,9 @@ Formats, picked from the file name (and, for other names, from the first line):
 A value is never empty and the values of one item and field are kept once, in
 file order. Every reading error is a :class:`~tfseq.data.formats.DataError`
 whose message starts ``file:line:`` (JSON nested too deeply to read or holding
-an integer too long to convert, a csv quote left open: the file and the line
-where the value starts).
+an integer too long to convert: the line where the value, or that integer,
+starts and the item whose attributes hold it; a csv quote left open: the line
+where the quoted field starts).
 
 :func:`build_item_features` turns a :class:`RawItemTable` into
 :class:`ItemFeatures`, the table the models look up: per field an int32
@@ -41,6 +42,8 @@ import dataclasses
 import io
 import json
 import posixpath
+import re
+import sys
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -55,7 +58,10 @@ CATEGORICAL_TYPES = ("token", "token_seq")
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 FORMATS = ("json", "atomic", "csv", "parquet")
 
-DEFAULT_MAX_VALUES = 64  # values kept per item and field (--max_attributes_per_item)
+# Values kept per item and field (--max_attributes_per_item). Real attribute lists are short (S3-Rec's
+# Beauty categories: a handful per item; ml-100k's titles: a few words), so the cap keeps them whole and
+# only cuts an outlier list, which would otherwise set the width of every row of the padded table.
+DEFAULT_MAX_VALUES = 64
 DEFAULT_MIN_COVERAGE = 0.5  # share of the log's items a feature file must describe (--min_feature_coverage)
 
 VALUES_FILE = "item_features.npz"
@@ -231,15 +237,19 @@ def _json_members(text: str, path: str) -> Iterator[tuple[str, Any, int]]:
     def fail(pos: int, message: str) -> DataError:
         return DataError(f"{path}:{text.count(chr(10), 0, pos) + 1}: malformed JSON: {message}")
 
-    def decode(pos: int) -> tuple[Any, int]:
+    def decode(pos: int, item: str | None = None) -> tuple[Any, int]:
+        """The JSON value at ``pos`` and the position after it; ``item``: whose attributes it is."""
+        whose = "" if item is None else f"item {item[:80]!r}: "
         try:
             return decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg} (column {e.colno})") from None
+            raise DataError(f"{path}:{e.lineno}: malformed JSON: {whose}{e.msg} (column {e.colno})") from None
         except RecursionError:
-            raise fail(pos, "a value nested too deeply to read (attributes are a flat list)") from None
-        except ValueError as e:  # an integer past sys.get_int_max_str_digits()
-            raise fail(pos, f"a value that cannot be read: {str(e).split(':')[0]}") from None
+            raise fail(pos, f"{whose}a value nested too deeply to read (attributes are a flat list)") from None
+        except ValueError as e:  # an integer past sys.get_int_max_str_digits(): the line is that number's
+            too_long = re.compile(rf"\d{{{sys.get_int_max_str_digits() + 1},}}").search(text, pos)
+            raise fail(too_long.start() if too_long else pos,
+                       f"{whose}a value that cannot be read: {str(e).split(':')[0]}") from None
 
     pos = skip(0)
     if pos >= len(text) or text[pos] != "{":
@@ -256,7 +266,7 @@ def _json_members(text: str, path: str) -> Iterator[tuple[str, Any, int]]:
             pos = skip(pos)
             if pos >= len(text) or text[pos] != ":":
                 raise fail(pos, "expected ':' after the item ID")
-            value, pos = decode(skip(pos + 1))
+            value, pos = decode(skip(pos + 1), key)
             yield key, value, line
             pos = skip(pos)
             if pos < len(text) and text[pos] == ",":
