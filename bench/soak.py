@@ -25,8 +25,9 @@ Meanwhile versions are pushed: atomically (copy to a hidden folder, rename),
 slow-copied file by file into the version folder, corrupt (a garbage
 ``saved_model.pb``; truncated variables), and under a zero-padded name
 (``0007``, version 7, as TF Serving reads it); folders that are not versions
-(``²``, ``٣``, ``notes``, a number past int64) appear beside them and must
-each cost one warning line, no traceback. Writes bench/results/soak.json:
+(``²``, ``٣``, ``notes``, a number past int64, and an empty ``0002`` beside
+``2/``, which must stay version 2's folder) appear beside them and must each
+cost one warning line, no traceback. Writes bench/results/soak.json:
 requests by transport and status, unexpected statuses per kind, wrong answers,
 the server's exit and peak RSS (sampled every 0.1 s) against a bound computed
 from the configured limits, and latency percentiles.
@@ -70,7 +71,7 @@ REST_MAX_BODY = 8 * 1024 * 1024
 PUSHES = [(0.12, 2, "slow"), (0.2, 0, "odd_names"), (0.3, 3, "corrupt_graph"), (0.45, 4, "atomic"),
           (0.6, 5, "corrupt_variables"), (0.75, 6, "slow"), (0.85, 7, "zero_padded")]
 GOOD_VERSIONS = (1, 2, 4, 6)  # exported; version 7 is version 6's files in the folder 0007
-ODD_NAMES = ("²", "٣", "notes", "99999999999999999999")
+ODD_NAMES = ("²", "٣", "notes", "99999999999999999999", "0002")  # 0002: version 2 stays read from 2/
 
 
 # ---- the model, its versions and their in-process answers ----------------------------------
@@ -683,10 +684,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_code = process.wait(timeout=60)
     text = log.read_text()
     mib = 1024 * 1024
-    # What the limits allow beyond the loaded state: every gRPC worker holding a maximal message twice
-    # (bytes + parsed proto), every REST thread a maximal body ~10x (bytes + JSON objects), and a second
-    # version loading beside the served one.
-    bound = rss_after_load * 2 + MAX_WORKERS * 2 * GRPC_MAX_MESSAGE_BYTES + REST_THREADS * 10 * REST_MAX_BODY
+    # What the limits allow beyond the loaded state: every gRPC worker holding a maximal message three times
+    # (bytes + parsed proto + one value copied while its length is checked), every REST thread a maximal body
+    # ~10x (bytes + JSON objects), and a second version loading beside the served one.
+    bound = rss_after_load * 2 + MAX_WORKERS * 3 * GRPC_MAX_MESSAGE_BYTES + REST_THREADS * 10 * REST_MAX_BODY
     payload: dict[str, Any] = {
         "machine": {**machine(), "load_average_1min_before": load_before, "load_average_1min_after":
                     os.getloadavg()[0], "note": "2 shared cores; the client threads run on the same cores"},

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import grpc
 
@@ -171,6 +172,7 @@ class RecommenderClient:
       retries: further attempts after a retryable failure (UNAVAILABLE,
         DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), with exponential backoff from
         ``backoff_s``. Other errors (NOT_FOUND, INVALID_ARGUMENT ...) raise at once.
+      backoff_s: the wait after the first failed attempt; each further one doubles it.
       max_backoff_s: the longest wait between two attempts, however many retries.
     """
 
@@ -184,10 +186,10 @@ class RecommenderClient:
         backoff_s: float = 0.1,
         max_backoff_s: float = MAX_BACKOFF_S,
     ) -> None:
-        if not 0 <= backoff_s <= max_backoff_s:
-            raise ValueError(f"need 0 <= backoff_s <= max_backoff_s, got {backoff_s} and {max_backoff_s}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if not (0 <= backoff_s <= max_backoff_s and math.isfinite(max_backoff_s)):
+            raise ValueError(f"need 0 <= backoff_s <= max_backoff_s < inf, got {backoff_s} and {max_backoff_s}")
+        if not (timeout_s > 0 and math.isfinite(timeout_s)):
+            raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         self.target = target
@@ -257,11 +259,30 @@ def recommend(
     version: int | None = None,
     timeout_s: float = 5.0,
     retries: int = 2,
+    backoff_s: float = 0.1,
+    max_backoff_s: float = MAX_BACKOFF_S,
     users: Sequence[str] | None = None,
 ) -> Recommendations:
     """One-shot :meth:`RecommenderClient.recommend` (opens and closes a channel)."""
-    with RecommenderClient(target, model_name, timeout_s=timeout_s, retries=retries) as client:
+    with RecommenderClient(
+        target, model_name, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s
+    ) as client:
         return client.recommend(histories, signature=signature, version=version, users=users)
+
+
+def _number(kind: type, low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: a finite ``kind`` (int or float) in ``low..high``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number in {low:g}..{high:g}, got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be a finite number in {low:g}..{high:g}, got {text}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,12 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="the raw user ID of each --history, in order, for models that read the user (hrm)",
     )
     parser.add_argument(
-        "--k", type=int, default=10, help="print at most k items (K is fixed at export)"
+        "--k", type=_number(int, 1, 2**31 - 1), default=10, help="print at most k items (K is fixed at export)"
     )
-    parser.add_argument("--version", type=int, default=None, help="a specific model version")
-    parser.add_argument("--timeout_s", type=float, default=5.0, help="deadline of each attempt")
     parser.add_argument(
-        "--retries", type=int, default=2, help="retries after UNAVAILABLE / DEADLINE_EXCEEDED"
+        "--version", type=_number(int, 0, 2**63 - 1), default=None, help="a specific model version"
+    )
+    parser.add_argument(
+        "--timeout_s", type=_number(float, 0.001, 86400), default=5.0, help="deadline of each attempt, 0.001..86400"
+    )
+    parser.add_argument(
+        "--retries", type=_number(int, 0, 100), default=2,
+        help="retries after UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, 0..100",
+    )
+    parser.add_argument(
+        "--backoff_s", type=_number(float, 0, 3600), default=0.1,
+        help="wait before the first retry, doubled for each further one, 0..3600",
+    )
+    parser.add_argument(
+        "--max_backoff_s", type=_number(float, 0, 3600), default=MAX_BACKOFF_S,
+        help="longest wait between two attempts, 0..3600 (at least --backoff_s)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--startup_logs", action="store_true",
@@ -300,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     histories = [h.split() for h in args.history]
     if args.user is not None and len(args.user) != len(histories):
         parser.error(f"--user given {len(args.user)} times for {len(histories)} --history; give one per history")
+    if args.backoff_s > args.max_backoff_s:
+        parser.error(f"--backoff_s {args.backoff_s:g} is over --max_backoff_s {args.max_backoff_s:g}")
     from tfseq.runtime import quiet_startup
 
     quiet_startup(verbose=args.startup_logs, beam=False)  # the flags are fine: load TensorFlow (its protos)
@@ -311,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             version=args.version,
             timeout_s=args.timeout_s,
             retries=args.retries,
+            backoff_s=args.backoff_s,
+            max_backoff_s=args.max_backoff_s,
             users=args.user,
         )
     except grpc.RpcError as e:

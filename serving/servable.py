@@ -174,7 +174,11 @@ def tensor_proto_shape(name: str, proto: tensor_pb2.TensorProto, limits: Limits)
     Well formed, as TF Serving requires: a known rank, no negative dimension, and
     exactly as many values as the shape holds (TensorFlow would otherwise repeat
     the last value up to the declared size: a 41-byte request could ask for
-    gigabytes). Nothing is allocated here.
+    gigabytes). Nothing the size of the tensor is allocated here: string
+    values are measured one at a time, each a transient copy, so an ID over
+    ``limits.max_id_bytes`` costs at most its own size again before it is
+    refused (``proto.ByteSize()``, under protobuf's upb backend, serializes
+    the whole tensor into a buffer grown by doubling, several times its size).
     """
     if proto.tensor_shape.unknown_rank:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r}: the tensor has no shape")
@@ -190,14 +194,15 @@ def tensor_proto_shape(name: str, proto: tensor_pb2.TensorProto, limits: Limits)
         raise ServingError(
             grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r}: unsupported dtype {_dtype_name(proto.dtype)}"
         )
-    if proto.tensor_content:
+    content_bytes = len(proto.tensor_content)  # one transient copy (protobuf hands out bytes)
+    if content_bytes:
         if proto.dtype == types_pb2.DT_STRING:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"input {name!r}: malformed tensor: DT_STRING values must be in string_val, not tensor_content",
             )
         itemsize = tf.dtypes.as_dtype(proto.dtype).size
-        got, want, unit = len(proto.tensor_content), elements * itemsize, "bytes of tensor_content"
+        got, want, unit = content_bytes, elements * itemsize, "bytes of tensor_content"
     else:
         got, want, unit = len(getattr(proto, field[0])), elements * field[1], f"values in {field[0]}"
     if got != want:
@@ -206,7 +211,7 @@ def tensor_proto_shape(name: str, proto: tensor_pb2.TensorProto, limits: Limits)
             f"input {name!r}: malformed tensor: shape {shape} needs {want} {unit}, got {got}",
         )
     limits.check_shape(name, shape)
-    if proto.dtype == types_pb2.DT_STRING and proto.ByteSize() > limits.max_id_bytes:
+    if proto.dtype == types_pb2.DT_STRING:
         limits.check_id_lengths(name, proto.string_val)
     return shape
 

@@ -16,8 +16,9 @@ UNIMPLEMENTED. A request never takes the server down.
 TF Serving's flag names are accepted beside ours: ``--rest_api_port`` (0 = no
 REST, its default), ``--file_system_poll_wait_seconds``,
 ``--rest_api_num_threads``. gRPC messages are at most 64 MiB by default
-(``--grpc_max_message_bytes``; TF Serving allows 2^31 - 1, but a parsed
-request peaks at about 3.3 times its size on the wire, per worker); the
+(``--grpc_max_message_bytes``; TF Serving allows 2^31 - 1, but a worker
+holds a request up to three times over: the bytes gRPC hands to Python, the
+parsed message, and one string value copied while its length is checked); the
 per-request caps (``--max_batch_size``, ``--max_history_length``,
 ``--max_elements``, ``--max_id_bytes``) bound what a request can make the
 server allocate. A message that does not parse is refused with
@@ -61,7 +62,7 @@ from serving.servable import (  # noqa: F401  (re-exported: the names callers of
 # TF Serving's server.cc: builder.SetMaxMessageSize(tensorflow::kint32max), for both directions: our ceiling.
 GRPC_MAX_MESSAGE_BYTES = 2**31 - 1
 # Our default: 64 MiB holds 262,144 IDs (--max_elements) of 256 bytes (--max_id_bytes) less their framing, and
-# a request parsed in memory peaks at about 3.3 times its size, per gRPC worker.
+# each gRPC worker may hold a request three times over (see the module docstring).
 DEFAULT_GRPC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 

@@ -76,9 +76,18 @@ def version_folders(names: Iterable[str]) -> tuple[dict[int, str], dict[str, str
 
     A version's name is ASCII digits (``str.isdigit`` alone admits ``²`` and
     ``٣``, which are not versions) of at most int64's largest value; ``0003`` is
-    version 3. Of several names of one version, the last in sorted order is the
-    version's folder, as in TF Serving. Hidden names (``.3.tmp-...``, an export
-    in progress) are left out of both.
+    version 3, read from ``0003/``. This is TF Serving's rule: its file system
+    source (``file_system_storage_path_source.cc``) parses each child's name
+    with ``strings::safe_strto64``, a decimal int64 parse that takes leading
+    zeros. That parse also takes spaces around the digits and a leading ``-``;
+    here such names are not versions (no export writes them, and a negative
+    version is never the highest), so they are ignored like any other name.
+
+    When several names spell one version (``3`` and ``0003``), TF Serving sorts
+    the names and keeps the last, with a warning; so does this: version 3 is
+    read from ``3/``, and ``0003`` is among the names skipped, its reason naming
+    the folder used. Hidden names (``.3.tmp-...``, an export in progress) are
+    left out of both.
     """
     folders: dict[int, str] = {}
     skipped: dict[str, str] = {}

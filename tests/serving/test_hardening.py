@@ -3,6 +3,7 @@ gRPC requests, flag ranges, load/unload log lines, an explicit empty ``user_id``
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import select
@@ -148,10 +149,12 @@ def test_version_folders_are_ascii_digit_names_within_int64():
     """TF Serving parses each child's name with strings::safe_strto64, keeps the last of a version's names in
     sorted order, and loads from the child itself: 0003 is version 3, from 0003/."""
     folders, skipped = version_folders(
-        ["1", "0003", "3", "0007", "²", "٣", "abc", "1e3", ".5.tmp-abcd", str(MAX_VERSION), str(MAX_VERSION + 1)]
+        ["1", "0003", "3", "0007", "²", "٣", "abc", "1e3", " 8", "-9", ".5.tmp-abcd", str(MAX_VERSION),
+         str(MAX_VERSION + 1)]
     )
     assert folders == {1: "1", 3: "3", 7: "0007", MAX_VERSION: str(MAX_VERSION)}
-    assert set(skipped) == {"0003", "²", "٣", "abc", "1e3", str(MAX_VERSION + 1)}
+    # safe_strto64 would also read " 8" and "-9"; they are not versions here (version_folders' docstring)
+    assert set(skipped) == {"0003", "²", "٣", "abc", "1e3", " 8", "-9", str(MAX_VERSION + 1)}
     assert "loaded from 3/" in skipped["0003"]
 
 
@@ -249,6 +252,46 @@ def test_grpc_requests_over_64_mib_are_refused_by_default(toy_served):
         with pytest.raises(grpc.RpcError) as failure:
             c.predict(request)
     assert failure.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, failure.value.details()
+
+
+def _memory_kib(field: str) -> int:
+    """``VmRSS`` or ``VmHWM`` (the peak since the last reset) of this process, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak_memory() -> None:
+    """Sets ``VmHWM`` back to the current RSS (Linux's ``/proc/self/clear_refs``)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError as e:
+        pytest.skip(f"the peak RSS cannot be reset here: {e}")
+
+
+def test_an_id_over_max_id_bytes_is_refused_in_bounded_memory(toy_dir):
+    """Issue 23, case 7: refusing a 16 MiB ID costs at most about one more copy of it, each time.
+
+    The ID is measured where it lies in the parsed request, one value at a time; neither the tensor nor a
+    serialization of it is built first (protobuf's ``ByteSize()`` serializes the whole tensor into a buffer
+    grown by doubling: four times the ID at its peak; before the cap the ID was materialised and run).
+    """
+    size = 16 * 1024 * 1024
+    manager = server.ModelManager("toy", str(toy_dir), poll_seconds=0)  # no poller thread allocating meanwhile
+    assert manager.poll_once() == 1
+    server.predict(manager, client.predict_request([["a01"]], model_name="toy"))  # first-call allocations
+    request = client.predict_request([["a01", "x"]], model_name="toy")
+    request.inputs[HISTORY].string_val[1] = b"x" * size
+    gc.collect()
+    _reset_peak_memory()
+    start_kib = _memory_kib("VmRSS")
+    for _ in range(3):  # memory kept from one refusal is reused by the next, never added to
+        with pytest.raises(server.ServingError, match=f"{size} bytes long, over the limit of 256 bytes") as error:
+            server.predict(manager, request)
+        assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT and "--max_id_bytes" in error.value.message
+    peak_mib = (_memory_kib("VmHWM") - start_kib) / 1024
+    assert peak_mib < 1.5 * size / 2**20, f"refusing a 16 MiB ID peaked {peak_mib:.1f} MiB over the start"
 
 
 def _hrm_manager(tmp_path: Path) -> server.ModelManager:
@@ -400,6 +443,45 @@ def test_client_retry_backoff_doubles_up_to_its_cap(monkeypatch):
     assert client.MAX_BACKOFF_S == 2.0
     with pytest.raises(ValueError, match="max_backoff_s"):
         client.RecommenderClient("127.0.0.1:1", "toy", backoff_s=3.0, max_backoff_s=2.0)
+
+
+def test_the_backoff_cap_is_a_client_flag_and_an_argument_of_recommend(monkeypatch, capsys):
+    """Nothing listens on port 1: every attempt is UNAVAILABLE, and the waits show the cap that was passed on."""
+    waits: list[float] = []
+    monkeypatch.setattr(client.time, "sleep", waits.append)
+    with pytest.raises(grpc.RpcError):
+        client.recommend([["a01"]], target="127.0.0.1:1", model_name="toy", retries=3, backoff_s=0.5,
+                         max_backoff_s=0.75)
+    assert waits == [0.5, 0.75, 0.75]
+    waits.clear()
+    argv = ["--target", "127.0.0.1:1", "--model_name", "toy", "--history", "a01", "--retries", "4"]
+    assert client.main([*argv, "--backoff_s", "0.25", "--max_backoff_s", "0.5"]) == 1
+    assert waits == [0.25, 0.5, 0.5, 0.5]
+    assert "UNAVAILABLE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--max_backoff_s", "nan"], ["--max_backoff_s", "finite"]),
+        (["--max_backoff_s", "inf"], ["--max_backoff_s", "finite"]),
+        (["--backoff_s", "-1"], ["--backoff_s", "0..3600"]),
+        (["--backoff_s", "3", "--max_backoff_s", "2"], ["--backoff_s 3 is over --max_backoff_s 2"]),
+        (["--timeout_s", "nan"], ["--timeout_s", "finite"]),
+        (["--timeout_s", "0"], ["--timeout_s", "0.001..86400"]),
+        (["--retries", "-1"], ["--retries", "0..100"]),
+        (["--k", "0"], ["--k"]),
+        (["--version", "-3"], ["--version"]),
+    ],
+)
+def test_client_numeric_flags_out_of_range_exit_2_naming_the_flag(capsys, flags, words):
+    with pytest.raises(SystemExit) as exit_:
+        client.main(["--history", "a01", *flags])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, err
 
 
 def test_the_export_counts_versions_by_the_servers_rule(tmp_path):
