@@ -160,6 +160,12 @@ class Recommender:
     ) -> Recommendations:
         """The top ``k`` items after each history of raw item IDs (oldest first).
 
+        ``histories`` is a list of lists: ``recommend([["i1", "i2"]])`` answers one
+        history of two items. A bare string (``recommend("i1 i2")``), or a string
+        in place of a history, is refused with a ValueError: read as a sequence
+        it would be its characters, and whether a space separates IDs is the
+        caller's to say (``"i1 i2".split()``).
+
         ``users``: one raw user ID per history (``""`` = none), the ``user_id``
         input of a model that reads users; an unknown or missing user gets the
         model's sequence-only answer. ``inputs``: the model's other inputs by name
@@ -174,6 +180,12 @@ class Recommender:
         if isinstance(histories, (str, bytes)) or any(isinstance(h, (str, bytes)) for h in histories):
             raise ValueError('histories must be a list of lists of item IDs, e.g. [["i13", "i47"]]; '
                              'a string is not a history (split "i13 i47" into its IDs)')
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise ValueError(f"k must be an integer, got {type(k).__name__}")
+        for name, values in {**inputs, **({"users": users} if users is not None else {})}.items():
+            if isinstance(values, (str, bytes)):
+                raise ValueError(f"{name} must be a list with one entry per history, e.g. [\"u1\", \"u2\"]; "
+                                 "a string is not such a list")
         width = max((len(h) for h in histories), default=0)
         padded = [[str(i) for i in h] + [""] * (width - len(h)) for h in histories]
         history = tf.constant(padded, tf.string, shape=[len(padded), width])

@@ -9,6 +9,7 @@ Layout of a pipeline root (``--output_dir``)::
     <root>/runs/<run>/Evaluator/          metrics.json, blessing.json, training_curve.png
     <root>/runs/<run>/Pusher/             pushed.json (which version of which model it exported, or why none)
     <root>/serving/<model_name>/<version>/   the SavedModels (TF Serving's layout)
+    <root>/serving/.<model_name>.lock        held by the Pusher that is pushing to that name
 
 The data stages are shared by every training run; each run (model, loss and
 hyperparameters) has its own folder ``<model>-<loss>-<hash>``, so runs sit
@@ -47,6 +48,8 @@ from tfseq.storage import OWNER, owner_record  # the record that says who writes
 atomic_write_bytes = storage.atomic_write_bytes
 atomic_write_text = storage.atomic_write_text
 atomic_write_json = storage.atomic_write_json
+disk_errors = storage.disk_errors  # a write out of room, reported by any layer, as the OSError it is
+exclusive_lock = storage.exclusive_lock  # writers of one folder across processes take turns (the Pusher)
 
 
 class _LazyFileSystems:
@@ -127,6 +130,12 @@ def trainer_resume_dir(root: str, run: str) -> str:
 def serving_dir(root: str) -> str:
     """Where the Pusher writes ``<model_name>/<version>/`` by default."""
     return join(root, SERVING_DIR)
+
+
+def push_lock(serving_dir: str, model_name: str) -> str:
+    """``<serving_dir>/.<model_name>.lock``: the lock Pushers of one model name take in turn
+    (beside the model's folder, which a model server reads, not in it)."""
+    return join(serving_dir, f".{model_name}.lock")
 
 
 def root_of_run(path: str) -> str:

@@ -22,12 +22,13 @@ functions of :mod:`pipeline.pipeline`; nothing turns configs back into argv.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import os
 import re
 import typing
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.configs import ExampleGenConfig, PipelineConfigs, TransformConfig
 from pipeline.evaluator import EvaluatorConfig
@@ -113,6 +114,12 @@ def build_configs(
       sections: the stage configs this entry point takes; a key of another is an error.
       source: where the values come from (a file name), for error messages.
     """
+    with short_errors():
+        return _build_configs(values, sections, source)
+
+
+def _build_configs(values: Mapping[str, Any], sections: Sequence[str], source: str) -> PipelineConfigs:
+    check_lengths(values, source)
     values = aliases.canonical_values(values, source)
     owners = hyperparameter_owners()
     by_section: dict[str, dict[str, Any]] = {name: {} for name in STAGE_SECTIONS}
@@ -317,6 +324,41 @@ def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
+MAX_VALUE_CHARS = 4096  # the longest path a file system takes (PATH_MAX): no setting is longer
+
+
+def check_lengths(values: Mapping[str, Any], source: str = "") -> None:
+    """Raises ConfigError naming the setting whose text (or an entry of its list) is over ``MAX_VALUE_CHARS``."""
+    for key, value in values.items():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and len(item) > MAX_VALUE_CHARS:
+                where = f"{source}: " if source else ""
+                raise ConfigError(f"{where}--{_cut(str(key), 80)}: a value of {len(item)} characters; a setting "
+                                  f"is at most {MAX_VALUE_CHARS}")
+
+
+MAX_ERROR_CHARS = 400  # an error line: what is wrong and the hint at its end, not a whole echoed value
+
+
+def short_message(text: str) -> str:
+    """``text`` cut in the middle to about ``MAX_ERROR_CHARS``: its start says what is wrong, its end the hint."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:300]}... ({len(text)} characters) ...{text[-100:]}"
+
+
+@contextlib.contextmanager
+def short_errors() -> Iterator[None]:
+    """Cuts the message of a ConfigError raised in the block (a value from a config file may be a
+    megabyte long, and every check echoes what it refuses) to :func:`short_message`."""
+    try:
+        yield
+    except ConfigError as e:
+        if len(str(e)) <= MAX_ERROR_CHARS:
+            raise
+        raise ConfigError(short_message(str(e))) from None
+
+
 # ----------------------------------------------------------------------------- argparse
 
 
@@ -448,7 +490,7 @@ class FlagParser(argparse.ArgumentParser):
         return f"usage: {' '.join([self.prog, *map(str, positionals)])} [flags]  (--help lists them)"
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.short_usage()}\n{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.short_usage()}\n{self.prog}: error: {short_message(message)}\n")
 
 
 def make_parser(prog: str, description: str) -> FlagParser:
@@ -487,14 +529,23 @@ def parse_values(
     parser: argparse.ArgumentParser, argv: Sequence[str], sections: Sequence[str] = tuple(STAGE_SECTIONS)
 ) -> ParsedValues:
     """Parses ``argv`` into the entry point's options and the flat config values (file < flags)."""
+    with short_errors():
+        return _parse_values(parser, argv, sections)
+
+
+def _parse_values(
+    parser: argparse.ArgumentParser, argv: Sequence[str], sections: Sequence[str]
+) -> ParsedValues:
     args, beam_args = parser.parse_known_args(list(argv))
     config_keys = {"model", "loss", *hyperparameter_owners(),
                    *(f for s in sections for f in field_names(STAGE_SECTIONS[s]))}
     flags = {k: v for k, v in vars(args).items() if k in config_keys}
     check_beam_args(beam_args, [a.dest for a in parser._actions])
     beam_args = runner_aliases(beam_args)
+    check_lengths(vars(args))
     source = getattr(args, CONFIG_FLAG, None) or ""
     from_file = load_config_file(source) if source else {}
+    check_lengths(from_file, source)
     _apply_own_options(parser, args, from_file, argv, config_keys, source)
     values = aliases.canonical_values(from_file, source) if source else {}
     values.update(flags)

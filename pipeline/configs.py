@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.evaluator import EvaluatorConfig
 from pipeline.pusher import PusherConfig
-from tfseq.config import ConfigError
+from tfseq.config import MAX_COUNT, MAX_SEED, ConfigError
 from tfseq.data.formats import Format, text_format
 from tfseq.experiment import ExperimentConfig
 
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from tfseq.data.synthetic import SyntheticConfig
 
 MAX_SHARDS = 1024  # files per split; more only slows every reader down
+# --synthetic_*: the generated log's size. The chain holds items x order states of 6 successors each.
+MAX_SYNTHETIC_USERS = 100_000_000
+MAX_SYNTHETIC_INTERACTIONS = 1_000_000_000
+MAX_SYNTHETIC_STATES = 10_000_000  # --synthetic_items x --synthetic_order
+MAX_SYNTHETIC_ORDER = 10
+MAX_CONCENTRATION = 1e6
 LEAVE_ONE_OUT = "leave_one_out"  # --split: every user's last two items are its valid and test targets
 USER_SPLIT = "user"  # --split: valid and test users are unseen in training (Spotlight)
 SPLIT_MODES = (LEAVE_ONE_OUT, USER_SPLIT)
@@ -70,6 +76,21 @@ class ExampleGenConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.example_gen_shards <= MAX_SHARDS:
             raise ConfigError(f"--example_gen_shards must be in 1..{MAX_SHARDS}, got {self.example_gen_shards}")
+        for name, least, most in (
+                ("synthetic_users", 1, MAX_SYNTHETIC_USERS), ("synthetic_items", 2, MAX_SYNTHETIC_STATES),
+                ("synthetic_interactions", 3, MAX_SYNTHETIC_INTERACTIONS), ("synthetic_order", 1, MAX_SYNTHETIC_ORDER),
+                ("synthetic_seed", 0, MAX_SEED)):
+            if not least <= getattr(self, name) <= most:
+                raise ConfigError(f"--{name} must be in {least}..{most}, got {getattr(self, name)}")
+        if self.synthetic_items * self.synthetic_order > MAX_SYNTHETIC_STATES:
+            raise ConfigError(f"--synthetic_items x --synthetic_order must be at most {MAX_SYNTHETIC_STATES} (the "
+                              f"chain's states), got {self.synthetic_items} x {self.synthetic_order}")
+        if not (math.isfinite(self.synthetic_concentration) and 0 < self.synthetic_concentration <= MAX_CONCENTRATION):
+            raise ConfigError(f"--synthetic_concentration must be in (0, {MAX_CONCENTRATION:g}], got "
+                              f"{self.synthetic_concentration!r}")
+        if self.synthetic_interactions < 3 * self.synthetic_users:  # SyntheticConfig's rule, before any stage runs
+            raise ConfigError(f"--synthetic_interactions {self.synthetic_interactions} is below 3 per user "
+                              f"(3 x --synthetic_users = {3 * self.synthetic_users})")
         if self.time_format and "%" not in self.time_format:
             raise ConfigError(f"--time_format is a strptime format such as '%d/%m/%Y %H:%M', got "
                               f"{self.time_format!r}")
@@ -168,6 +189,10 @@ class TransformConfig:
                 raise ConfigError(f"--{name} must be >= 0 (0 = off), got {getattr(self, name)}")
         if not 1 <= self.num_shards <= MAX_SHARDS:
             raise ConfigError(f"--num_shards must be in 1..{MAX_SHARDS}, got {self.num_shards}")
+        for name, least, most in (("min_user_inter", 0, MAX_COUNT), ("min_item_inter", 0, MAX_COUNT),
+                                  ("max_attributes_per_item", 1, MAX_COUNT), ("split_seed", 0, MAX_SEED)):
+            if not least <= getattr(self, name) <= most:
+                raise ConfigError(f"--{name} must be in {least}..{most}, got {getattr(self, name)}")
         if self.split not in SPLIT_MODES:
             raise ConfigError(f"--split must be one of {', '.join(SPLIT_MODES)}, got {self.split!r}")
         for name in ("valid_fraction", "test_fraction"):
@@ -213,6 +238,7 @@ class PipelineConfigs:
 
 
 DISTRIBUTE_MODES = ("none", "mirrored", "multi_worker")  # tfseq.distribute.MODES, without importing TensorFlow
+MAX_COLLECTIVE_TIMEOUT = 86_400.0  # a day: a worker that long behind is lost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,5 +264,6 @@ class DistributeConfig:
     def __post_init__(self) -> None:
         if self.distribute not in DISTRIBUTE_MODES:
             raise ConfigError(f"--distribute must be one of {', '.join(DISTRIBUTE_MODES)}, got {self.distribute!r}")
-        if not (math.isfinite(self.collective_timeout) and self.collective_timeout > 0):
-            raise ConfigError(f"--collective_timeout must be a number of seconds > 0, got {self.collective_timeout!r}")
+        if not (math.isfinite(self.collective_timeout) and 0 < self.collective_timeout <= MAX_COLLECTIVE_TIMEOUT):
+            raise ConfigError(f"--collective_timeout must be a number of seconds in (0, {MAX_COLLECTIVE_TIMEOUT:g}], "
+                              f"got {self.collective_timeout!r}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts
-from tfseq.config import ConfigError
+from tfseq.config import ConfigError, shown
 
 BLESSING_SPLIT = "test"  # the split a candidate and the served model are compared on
 
@@ -40,8 +40,8 @@ class EvaluatorConfig:
     bless_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.bless_tolerance) and self.bless_tolerance >= 0):
-            raise ConfigError(f"--bless_tolerance must be a finite number >= 0, got {self.bless_tolerance}")
+        if not 0 <= self.bless_tolerance <= 1:  # every metric is in [0, 1]
+            raise ConfigError(f"--bless_tolerance must be in [0, 1], got {self.bless_tolerance}")
         self.thresholds()  # validates
 
     def thresholds(self) -> dict[str, float]:
@@ -59,9 +59,9 @@ class EvaluatorConfig:
             except ValueError:
                 floor = math.nan
             known = metric in UNCUT_METRICS or (name in METRICS and k.isdigit() and int(k) >= 1)
-            if not sep or not known or not math.isfinite(floor):
-                raise ConfigError(f"--bless_threshold must look like ndcg@10=0.03 (metrics: {', '.join(METRICS)}); "
-                                  f"got {item!r}")
+            if not sep or not known or not 0 <= floor <= 1:
+                raise ConfigError(f"--bless_threshold must look like ndcg@10=0.03, a floor in [0, 1] (metrics: "
+                                  f"{', '.join(METRICS)}); got {shown(item)}")
             floors[metric] = floor
         return floors
 

@@ -254,7 +254,7 @@ def run_stage(
         print(f"[{stage.name}] rebuilding: {_what_changed(previous, spec)}", file=out, flush=True)
     print(f"[{stage.name}] running ...", file=out, flush=True)
     start = time.perf_counter()
-    with artifacts.staged_output(final) as tmp:
+    with artifacts.staged_output(final) as tmp, artifacts.disk_errors(final):  # a full disk: one line, whoever saw it
         stage.work(tmp, dict(inputs or {}))
         artifacts.atomic_write_json(artifacts.join(tmp, artifacts.SPEC), spec)
     print(f"[{stage.name}] done in {time.perf_counter() - start:.1f}s -> {final}", file=out, flush=True)
@@ -394,6 +394,7 @@ def create_pipeline(
     def train(out: str, inputs: Mapping[str, str]) -> Any:
         from pipeline.trainer import run_trainer
 
+        pusher.check_data(inputs["Transform"])  # a K past the catalogue is an error now, not after training
         return run_trainer(experiment, inputs["Transform"], out, verbose=progress,
                            resume_dir=artifacts.trainer_resume_dir(root, name))
 

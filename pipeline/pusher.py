@@ -23,10 +23,13 @@ from typing import Any
 import tfseq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from pipeline import artifacts
 from pipeline.evaluator import EvaluatorConfig, ServingTarget, baseline_of, bless
-from tfseq.config import ConfigError
+from serving.signature import MAX_VERSION
+from tfseq.config import ConfigError, shown
 
 PUSH_POLICIES = ("blessed", "always")
 MAX_TOP_K = 10_000  # K is fixed in the signature; every answer carries K ids and scores
+MAX_MODEL_NAME_BYTES = 128  # a folder name, and its lock file's beside it, within the file system's 255
+MAX_CLUSTERS = 1 << 20  # k-means clusters of the items; the export also keeps them below the item count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,23 +56,35 @@ class PusherConfig:
     approximate_probes: int = 0
 
     def __post_init__(self) -> None:
-        if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
-            raise ConfigError(
-                f"--model_name must be a plain directory name, got {self.model_name!r}"
-            )
+        if (not self.model_name or "/" in self.model_name or self.model_name.startswith(".")
+                or len(self.model_name.encode("utf-8")) > MAX_MODEL_NAME_BYTES):
+            raise ConfigError(f"--model_name must be a plain directory name of at most {MAX_MODEL_NAME_BYTES} "
+                              f"bytes, got {shown(self.model_name)}")
         if not 1 <= self.top_k <= MAX_TOP_K:
             raise ConfigError(f"--top_k must be in 1..{MAX_TOP_K}, got {self.top_k}")
-        if self.version < 0:
-            raise ConfigError(f"--version must be >= 0 (0 = next free), got {self.version}")
+        if not 0 <= self.version <= MAX_VERSION:
+            raise ConfigError(f"--version must be in 0..{MAX_VERSION} (0 = next free), got {self.version}")
         if self.push not in PUSH_POLICIES:
             raise ConfigError(f"--push must be one of {', '.join(PUSH_POLICIES)}, got {self.push!r}")
-        if self.approximate_clusters < 0 or not 0 <= self.approximate_probes <= max(self.approximate_clusters, 0):
+        if not 0 <= self.approximate_clusters <= MAX_CLUSTERS or not 0 <= self.approximate_probes <= max(
+                self.approximate_clusters, 0):
             raise ConfigError(
-                f"--approximate_probes must be in 1..--approximate_clusters (both 0: the exact search), got "
+                f"--approximate_clusters must be in 0..{MAX_CLUSTERS} and --approximate_probes in "
+                f"1..--approximate_clusters (both 0: the exact search), got "
                 f"clusters={self.approximate_clusters}, probes={self.approximate_probes}"
             )
         if (self.approximate_clusters > 0) != (self.approximate_probes > 0):
             raise ConfigError("give --approximate_clusters and --approximate_probes together (both 0: exact search)")
+
+    def check_data(self, transform_dir: str) -> None:
+        """Raises ConfigError when K or the clusters outnumber the items of the Transform output
+        ``transform_dir`` (the pipeline checks this before training, not after)."""
+        from tfseq.data.vocab import DatasetMetadata
+
+        items = DatasetMetadata.load(transform_dir).num_items - 1  # index 0 is padding
+        for name, value in (("top_k", self.top_k), ("approximate_clusters", self.approximate_clusters)):
+            if value > items:
+                raise ConfigError(f"--{name} {value} is more than the {items} items of {transform_dir}")
 
     def target(self, default_serving_dir: str) -> ServingTarget:
         """Where this config pushes, given the pipeline's default serving folder."""
@@ -95,12 +110,29 @@ def run_pusher(
         pushes without a blessing (an export outside a pipeline run).
       evaluator_config: the blessing settings, to bless again when the served
         version changed since the Evaluator ran.
+
+    Pushers to one model name take turns (a lock beside its folder, released
+    even when its holder is killed): each one blesses against, and numbers its
+    version after, what the one before it pushed, and a run already exported
+    with these settings (a Pusher killed before its record, or a second
+    Pusher of the same run) is recorded, not pushed again.
     """
+    target = config.target(default_serving_dir)
+    with artifacts.exclusive_lock(artifacts.push_lock(target.serving_dir, config.model_name)):
+        return _push(config, trainer_dir, transform_dir, output_dir, run, target, evaluator_dir, evaluator_config,
+                     verbose)
+
+
+def _push(
+    config: PusherConfig, trainer_dir: str, transform_dir: str, output_dir: str, run: str, target: ServingTarget,
+    evaluator_dir: str | None, evaluator_config: EvaluatorConfig, verbose: bool,
+) -> dict[str, Any]:
+    """:func:`run_pusher` while it holds the model name's push lock: what is served cannot change meanwhile."""
     from serving.export import export_from_trainer
     from tfseq.experiment import ExperimentConfig
 
-    target = config.target(default_serving_dir)
     serving_dir = target.serving_dir
+    config.check_data(transform_dir)
     blessing = current_blessing(evaluator_dir, evaluator_config, target) if evaluator_dir else None
     if blessing is not None and not blessing["blessed"] and config.push != "always":
         record = {"run": run, "pushed": False, "model_name": config.model_name, "serving_dir": serving_dir,
@@ -116,7 +148,7 @@ def run_pusher(
     trained = ExperimentConfig.from_json_file(artifacts.join(trainer_dir, artifacts.CONFIG))
     exclude_history = trained.train.exclude_history
     search = (config.approximate_clusters, config.approximate_probes)
-    path = None if config.version else export_of(target, run, config.top_k, exclude_history, search)
+    path = export_of(target, run, config.top_k, exclude_history, search, version=config.version or None)
     if path is not None and verbose:  # e.g. a Pusher killed between the export and its record
         print(f"[Pusher] run {run} is already exported as {path}; not pushing it twice", flush=True)
     path = path or export_from_trainer(
@@ -159,14 +191,16 @@ def current_blessing(evaluator_dir: str, config: EvaluatorConfig, target: Servin
 
 
 def export_of(
-    target: ServingTarget, run: str, top_k: int, exclude_history: bool, search: tuple[int, int] = (0, 0)
+    target: ServingTarget, run: str, top_k: int, exclude_history: bool, search: tuple[int, int] = (0, 0),
+    version: int | None = None,
 ) -> str | None:
     """The version under ``target`` already exported from run ``run`` with these settings (``search``:
-    clusters and probes, 0 and 0 exact), if any."""
+    clusters and probes, 0 and 0 exact), if any; with ``version``, only that version counts."""
     from serving.signature import EXPORT_INFO_FILE, list_versions
 
-    for version in reversed(list_versions(target.model_dir)):
-        path = artifacts.join(target.model_dir, str(version))
+    versions = list_versions(target.model_dir)
+    for found in reversed(versions if version is None else [v for v in versions if v == version]):
+        path = artifacts.join(target.model_dir, str(found))
         try:
             info = artifacts.read_json(artifacts.join(path, EXPORT_INFO_FILE))
         except (OSError, ValueError):

@@ -153,11 +153,16 @@ def _train(
     if state and verbose:
         print(f"[Trainer] resuming from epoch {state['epoch'] + 1} of {train.epochs} "
               f"(epochs 1-{state['epoch']} from {resume_dir})", flush=True)
-    result = training.fit(
-        model, train_data, valid_data, train,
-        log_dir=artifacts.join(out, artifacts.LOGS) if chief else None, verbose=verbose, checkpoint=checkpoint,
-        strategy=strategy, collective_timeout=distribution.collective_timeout,
-    )
+    try:
+        result = training.fit(
+            model, train_data, valid_data, train,
+            log_dir=artifacts.join(out, artifacts.LOGS) if chief else None, verbose=verbose, checkpoint=checkpoint,
+            strategy=strategy, collective_timeout=distribution.collective_timeout,
+        )
+    except Exception:
+        if checkpoint is not None and chief and checkpoint.load() is None:
+            checkpoint.clear()  # no finished epoch to resume from (a full disk in the first): none half-written stays
+        raise
     # Every worker saves (a save may read variables through collectives); the others' go to a deleted folder.
     model.save_weights(artifacts.join(out, artifacts.WEIGHTS))
     if chief:

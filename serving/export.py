@@ -99,6 +99,7 @@ from serving.signature import (
     EXPORT_INFO_FILE,
     FALLBACK,
     HISTORY,
+    MAX_VERSION,
     PAD_TOKEN,
     SCORES,
     SERVING_SIGNATURE,
@@ -427,8 +428,8 @@ def _check_export_args(
         raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
     if not model_name or "/" in model_name or model_name.startswith("."):
         raise ValueError(f"model_name must be a plain directory name, got {model_name!r}")
-    if version is not None and version < 1:
-        raise ValueError(f"version must be a positive integer, got {version}")
+    if version is not None and not 1 <= version <= MAX_VERSION:
+        raise ValueError(f"version must be in 1..{MAX_VERSION} (TF Serving's int64), got {version}")
 
 
 def _check_counts(counts: np.ndarray) -> None:
@@ -602,9 +603,9 @@ def export_saved_model(
             with tf.io.gfile.GFile(posixpath.join(staging, EXPORT_INFO_FILE), "w") as f:
                 f.write(json.dumps({**description, "version": version}, indent=1, sort_keys=True))
             try:
-                tf.io.gfile.rename(staging, final, overwrite=False)
+                storage.publish_folder(staging, final)  # fails, never replaces, when another export took it
                 break
-            except (tf.errors.AlreadyExistsError, FileExistsError):
+            except FileExistsError:
                 if requested is not None:
                     raise FileExistsError(f"{final} exists; versions are never overwritten") from None
                 # Another export took this number meanwhile: take the next free one.
@@ -689,20 +690,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ranges = {"top_k": (1, None), "version": (1, MAX_VERSION), "approximate_clusters": (0, None),
+              "approximate_probes": (0, args.approximate_clusters)}  # the catalogue bounds K and C once loaded
+    for name, (least, most) in ranges.items():
+        value = getattr(args, name)
+        if value is not None and not (least <= value and (most is None or value <= most)):
+            parser.error(f"--{name} must be {least} or more{'' if most is None else f' and at most {most}'}, "
+                         f"got {value}")
     try:
-        path = export_from_trainer(
-            args.trainer_dir,
-            args.transform_dir,
-            args.serving_dir,
-            args.model_name,
-            version=args.version,
-            top_k=args.top_k,
-            exclude_history=None if args.exclude_history is None else args.exclude_history == "true",
-            approximate_clusters=args.approximate_clusters,
-            approximate_probes=args.approximate_probes,
-        )
-    except (FileExistsError, FileNotFoundError, ValueError) as e:  # ConfigError, DataError too
+        with storage.disk_errors():  # TensorFlow's report of a full disk, as the OSError it is
+            path = export_from_trainer(
+                args.trainer_dir,
+                args.transform_dir,
+                args.serving_dir,
+                args.model_name,
+                version=args.version,
+                top_k=args.top_k,
+                exclude_history=None if args.exclude_history is None else args.exclude_history == "true",
+                approximate_clusters=args.approximate_clusters,
+                approximate_probes=args.approximate_probes,
+            )
+    except (OSError, ValueError) as e:  # a file refused or the disk full; ConfigError, DataError too
         print(f"error: {e}", file=sys.stderr)
         return 2
     except tf.errors.NotFoundError as e:

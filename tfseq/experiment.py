@@ -11,10 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import TYPE_CHECKING, Any, Mapping
 
 from tfseq.aliases import model_width_names
-from tfseq.config import CONFIG_FILE, WEIGHTS, ConfigError, TrainConfig, field_names, from_dict, load_json, to_dict
+from tfseq.config import (
+    CONFIG_FILE,
+    MAX_COUNT,
+    MAX_SEQ_LEN,
+    WEIGHTS,
+    ConfigError,
+    TrainConfig,
+    field_names,
+    from_dict,
+    load_json,
+    shown,
+    to_dict,
+)
 from tfseq.losses import LOSSES
 from tfseq.models import MODELS
 
@@ -26,6 +39,15 @@ if TYPE_CHECKING:
 ROUTED_KEYS = ("max_seq_len",)
 DEFAULT_MODEL = "sasrec"
 DEFAULT_LOSS = "softmax"
+# The upper ends of model and loss hyperparameters (their configs check the lower ends), far past any
+# paper's settings: a value beyond is a slip that would otherwise fail late, out of memory, with a
+# traceback. Any other integer is at most MAX_COUNT, and every float is finite.
+MAX_WIDTH = 1 << 16
+HYPERPARAMETER_MAXIMA = {
+    "embedding_size": MAX_WIDTH, "hidden_size": MAX_WIDTH, "inner_size": MAX_WIDTH,
+    "attribute_embedding_size": MAX_WIDTH, "num_layers": 1024, "num_heads": 1024, "num_negatives": 100_000,
+    "kernel_width": MAX_SEQ_LEN, "window": MAX_SEQ_LEN, "dilation": MAX_SEQ_LEN, "dilation_multiplier": 16,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +65,7 @@ class ExperimentConfig:
         if self.loss_config is None:
             object.__setattr__(self, "loss_config", loss_entry.config_cls())
         for section in (self.model_config, self.loss_config):
+            check_hyperparameters(section)
             for name in ROUTED_KEYS:
                 value = getattr(section, name, getattr(self.train, name))
                 if value != getattr(self.train, name):
@@ -117,6 +140,20 @@ class ExperimentConfig:
         values = self.to_flat()
         values.update(flat_overrides)
         return ExperimentConfig.from_flat(values)
+
+
+def check_hyperparameters(config: Any) -> None:
+    """Raises ConfigError naming ``<ConfigClass>.<field>`` for a model or loss hyperparameter past its upper
+    end (:data:`HYPERPARAMETER_MAXIMA`, else ``MAX_COUNT``) or a float that is not finite."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        values = value if isinstance(value, tuple) else (value,)
+        most = HYPERPARAMETER_MAXIMA.get(field.name, MAX_COUNT)
+        for item in values:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{type(config).__name__}.{field.name} must be a finite number, got {item}")
+            if isinstance(item, int) and not isinstance(item, bool) and item > most:
+                raise ConfigError(f"{type(config).__name__}.{field.name} must be at most {most}, got {shown(value)}")
 
 
 def model_train_defaults(model: str) -> dict[str, Any]:

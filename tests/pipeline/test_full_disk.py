@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
+import signal
+import subprocess
+import sys
 
+import pytest
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import artifacts
@@ -66,3 +71,60 @@ def test_a_full_disk_is_one_line_in_every_stage_and_leaves_nothing_half_written(
     model_dir = root / "serving" / "tfseq"
     assert os.listdir(model_dir) == [] and not (runs[0] / "Pusher").exists() and hidden(runs[0]) == []
     assert (runs[0] / "Trainer").is_dir() and (runs[0] / "Evaluator").is_dir()  # the finished stages stay
+
+
+# -- a real file-size limit (ulimit -f), so that TensorFlow's and Beam's own writers fail ---------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIMIT = 32 << 10  # bytes per file: the log and its records fit, a checkpoint or a SavedModel does not
+
+
+def run_with_file_size_limit(*argv: str) -> subprocess.CompletedProcess:
+    """``python -m pipeline.run argv`` where a write past LIMIT bytes fails with EFBIG, as on a full disk."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of the process being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
+
+    return subprocess.run([sys.executable, "-m", "pipeline.run", *argv], cwd=REPO, preexec_fn=limit,
+                          capture_output=True, text=True, timeout=600)
+
+
+def half_written(root) -> list[str]:
+    """Temporary folders and files anywhere under ``root``, and the Trainer's epoch checkpoint."""
+    return sorted(str(p) for p in root.rglob("*") if ".tmp-" in p.name or p.name == artifacts.TRAINER_RESUME)
+
+
+@pytest.mark.slow
+def test_tensorflows_full_disk_in_the_trainer_and_the_pusher_is_one_line_naming_the_file(tmp_path):
+    """Issue 23.5: TensorFlow reports a full disk as its own error (a traceback), and the Trainer's
+    first epoch checkpoint stayed behind half written."""
+    root = tmp_path / "out"
+    argv = [*TINY, "--epochs", "1", "--model", "gru4rec", "--output_dir", str(root)]
+    pipeline_run.run([*argv, "--stop_after", "Transform"])
+
+    trainer = run_with_file_size_limit(*argv, "--stop_after", "Trainer")
+    err = trainer.stderr.strip()
+    assert trainer.returncode == 2 and len(err.splitlines()) == 1, err[-3000:]
+    assert err.startswith("error: [Errno 27] File too large: ") and str(root) in err, err
+    run = next((root / "runs").iterdir())
+    assert not (run / "Trainer").exists() and half_written(root) == []
+
+    pipeline_run.run([*argv, "--stop_after", "Evaluator"])
+    pusher = run_with_file_size_limit(*argv)
+    err = pusher.stderr.strip()
+    assert pusher.returncode == 2 and len(err.splitlines()) == 1, err[-3000:]
+    assert err.startswith("error: [Errno 27] File too large: ") and str(root / "serving" / "tfseq") in err, err
+    assert os.listdir(root / "serving" / "tfseq") == [] and not (run / "Pusher").exists()
+    assert half_written(root) == []
+
+
+def test_a_full_disk_in_a_beam_worker_names_the_stage_folder(tmp_path):
+    """A Beam worker's write names no file: the one line names the folder the stage was writing."""
+    root = tmp_path / "out"
+    process = run_with_file_size_limit(*TINY, "--synthetic_interactions", "20000", "--output_dir", str(root),
+                                       "--stop_after", "ExampleGen")
+    err = process.stderr.strip()
+    assert process.returncode == 2 and len(err.splitlines()) == 1, err[-3000:]
+    assert err == f"error: [Errno 27] File too large: '{root / 'ExampleGen'}'", err
+    assert not (root / "ExampleGen").exists() and half_written(root) == []
