@@ -59,8 +59,8 @@ def run_one(transform_dir: str, model: str, loss: str, epochs: int, exclude_seen
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "beauty"])
-    parser.add_argument("--models", nargs="+",
-                        default=["pop", "sasrec", "gru4rec", "core_trm", "core_ave", "cnn", "lstm", "pooling", "hrm"])
+    parser.add_argument("--models", nargs="+", default=["pop", "sasrec", "bsarec", "gru4rec", "core_trm", "core_ave",
+                                                        "cnn", "lstm", "pooling", "hrm"])
     parser.add_argument("--losses", nargs="+", default=["softmax"])
     parser.add_argument("--epochs", type=int, default=100, help="upper bound; early stopping decides")
     parser.add_argument("--exclude_seen", action="store_true")
@@ -68,9 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", help="suffix of the result keys (runs with non-default --set values)")
     args = parser.parse_args(argv)
     extra = dict(kv.split("=", 1) for kv in args.set)
-    results = read_results("quality")
-    results["machine"] = machine()
-    runs = results.setdefault("runs", {})
     for dataset in args.datasets:
         transform_dir = preprocess(dataset)
         for model in args.models:
@@ -79,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 key += f"/{args.tag}" if args.tag else ""
                 print(f"== {key}", flush=True)
                 metrics = run_one(transform_dir, model, loss, args.epochs, args.exclude_seen, extra)
-                runs[key] = metrics
+                results = read_results("quality")  # keeps what another run of this script wrote meanwhile
+                results["machine"] = machine()
+                results.setdefault("runs", {})[key] = metrics
                 write_results("quality", results)
                 print(json.dumps({k: metrics["test"][k] for k in ("ndcg@10", "recall@10")}), flush=True)
     return 0

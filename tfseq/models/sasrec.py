@@ -38,6 +38,7 @@ class SASRec(SequentialRecommender):
     """
 
     causal = True
+    train_defaults = SASRecConfig.train_defaults
 
     def __init__(self, config: SASRecConfig, num_items: int, **kwargs) -> None:
         super().__init__(config, num_items, **kwargs)
