@@ -23,7 +23,8 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PAGE = ROOT / "RESULTS.md"
-MODELS = ("pop", "gru4rec", "sasrec", "core_ave", "core_trm", "sasrec_f", "difsr", "cnn", "lstm", "pooling", "hrm")
+MODELS = ("pop", "gru4rec", "sasrec", "bsarec", "core_ave", "core_trm", "sasrec_f", "difsr", "cnn", "lstm", "pooling",
+          "hrm")
 LOSSES = ("softmax", "sampled_softmax", "bpr", "hinge", "adaptive_hinge")
 DATASET_NAMES = {"beauty": "Amazon Beauty", "ml-100k": "ml-100k"}
 
@@ -496,6 +497,173 @@ def speed_section(data: dict[str, Results]) -> str | None:
     return "\n\n".join(p for p in parts if p)
 
 
+# --- ablation.json ------------------------------------------------------------------------------------
+
+ABLATION_NOTE = """\
+`python bench/ablation.py`: SASRec with the full softmax on Amazon Beauty, one seed, each row the
+command below it changes against another row (`--rows NAME` runs one). "targets/step" is how a
+batch is filled: `N seq` whole sequences (their targets vary), `N tgt` as many sequences as fit in
+N targets (`--batch_by targets`), `N pre` separate prefixes (`--all_positions false`). Other jobs
+shared the 2 cores, so the wall times are upper bounds."""
+
+ABLATION_FINDINGS = """\
+What the rows say:
+
+- **Not the number of steps.** `prefixes_2048` gives an epoch about as few steps as `one_pass`
+  (65 against 88) and as many targets per step, yet it reaches the figure of prefixes in batches
+  of 128.
+- **The weight of a long sequence's targets.** What `one_pass` does differently from
+  `prefixes_2048` is how a step weighs its targets. Its batches hold 256 sequences grouped by
+  length, and each averages its loss over its own targets: from 2 per sequence to 50 (one window),
+  so a target in a batch of long sequences counts up to 25 times less than one in a batch of short
+  ones. Batches filled with a fixed number of targets (`one_pass_t512`, `one_pass_t128`) weigh
+  every target alike and recover most of the gap.
+- **The rest is the shared dropout draw.** With 128 targets per step, one pass has the prefixes'
+  weights and about their number of steps; what is left against `prefixes` is that a sequence's
+  prefixes share one dropout draw and one step.
+- **The rate cut makes it fast.** With 256 targets per step, one pass reaches the prefixes' figure
+  after many epochs (`one_pass_t256`); cutting the learning rate after 2 flat epochs
+  (`one_pass_t256_decay`) reaches it in about half of them. That is today's default (`default`,
+  and on ml-100k `ml100k_default` against `ml100k_before`)."""
+
+
+ABLATION_EARLIER_PREFIXES = "beauty/sasrec/softmax/prefixes"  # the same settings, run before ablation.py existed
+ABLATION_DATASETS = {"amazon-beauty": "Beauty", "ml-100k": "ml-100k"}
+
+
+def ablation_layout(config: dict[str, Any]) -> str:
+    if config.get("all_positions") is False:
+        return f"{config['batch_size']} pre"
+    return f"{config['batch_size']} {'tgt' if config.get('batch_by') == 'targets' else 'seq'}"
+
+
+def ablation_section(data: dict[str, Results]) -> str | None:
+    results = data.get("ablation")
+    if not results or not results.get("rows"):
+        return None
+    order = {name: i for i, name in enumerate(results.get("order", []))}
+    runs = list(results["rows"].values())
+    earlier = data.get("quality", {}).get("runs", {}).get(ABLATION_EARLIER_PREFIXES)
+    if earlier and not any(run["row"] == "prefixes" for run in runs):
+        runs.append({**earlier, "row": "prefixes", "seed": earlier["config"]["seed"], "epochs_run": None,
+                     "dataset": "Beauty",
+                     "seconds_per_epoch": None, "question": "RecBole's layout: 128 separate prefixes per step "
+                     f"(run by bench/quality.py as `{ABLATION_EARLIER_PREFIXES}`)",
+                     "command": "python bench/ablation.py --rows prefixes"})
+    rows, commands = [], []
+    for run in sorted(runs, key=lambda run: (order.get(run["row"], 99), run["seed"])):
+        config = run["config"]
+        dataset = run.get("dataset") or next(
+            (name for key, name in ABLATION_DATASETS.items() if key in run["command"]), "generated")
+        per_epoch = run["seconds_per_epoch"]
+        rows.append([f"`{run['row']}`", dataset, str(run["seed"]), ablation_layout(config),
+                     "yes" if config.get("lr_decay_patience") else "no", f4(run["valid"]["ndcg@10"]),
+                     f4(run["test"]["ndcg@10"]), f"{run['best_epoch']} / {run['epochs_run'] or '–'}",
+                     "–" if per_epoch is None else f"{per_epoch:.1f}", minutes(run["wall_seconds"]),
+                     run["question"]])
+        commands.append(f"- `{run['row']}` (seed {run['seed']}): `{run['command']}`")
+    header = ["row", "data", "seed", "targets/step", "rate cut", "valid NDCG@10", "test NDCG@10",
+              "best / run epochs", "s/epoch", "wall", "what it asks"]
+    return "\n\n".join(["## One pass against separate prefixes", ABLATION_NOTE, table(header, rows),
+                        ABLATION_FINDINGS, "Commands:\n\n" + "\n".join(dict.fromkeys(commands))])
+
+
+# --- recbole_speed.json -------------------------------------------------------------------------------
+
+RECBOLE_SPEED_NOTE = """\
+`{command}`: RecBole 1.2.1 (CPU torch, {threads}, in a
+virtualenv of its own) and tfseq on Amazon Beauty, one after the other in one run, per model:
+RecBole's epoch, then tfseq's in each layout. All use the full softmax (RecBole's `CE`),
+histories of at most 50 items, no negative sampling and 128 targets per optimizer step; the
+other hyperparameters are each system's defaults (`config` in recbole_speed.json). `prefixes` is
+RecBole's layout (`--all_positions false --batch_size 128`); `one_pass_t128` trains every
+position of a sequence in one pass, as many sequences per batch as fit in 128 targets
+(`--batch_by targets --batch_size 128`). Training alone is timed (no evaluation), in the epochs
+after the first: wall seconds, and CPU seconds of all the process's threads. "× RecBole" is
+RecBole's seconds per epoch over tfseq's, both timed in this run. Other jobs shared the 2 cores
+("load": the 1-minute load average before and after the row) and the scheduler shares the cores
+by thread, so a process with fewer threads (torch's) loses more wall time to them: the CPU
+ratio is the steadier one."""
+
+
+RECBOLE_LAYOUTS = ("prefixes", "one_pass_t128")
+
+
+def recbole_speed_table(runs: dict[str, Any], quality: dict[str, Any]) -> str:
+    rows = []
+    for key, run in runs.items():
+        model, system, *layout = key.split("/")
+        entry = quality.get(model, {})
+        recorded = entry.get("tfseq", {}).get(layout[0]) if layout else entry.get("recbole_published")
+        ndcg = "–" if not recorded else f4(recorded["test_ndcg@10"]) + ("" if layout else " (published)")
+        wall, cpu = (("–", "–") if system == "recbole" else
+                     (f"{run['speedup_vs_recbole']:.1f}×", f"{run['cpu_speedup_vs_recbole']:.1f}×"))
+        order = RECBOLE_LAYOUTS.index(run["layout"]) if run["layout"] in RECBOLE_LAYOUTS else 9
+        rows.append(((list(MODELS).index(model) if model in MODELS else 99, system != "recbole", order, key), [
+            f"`{model}`", "RecBole" if system == "recbole" else "tfseq", f"`{run['layout']}`",
+            f"{run['seconds_per_epoch']:.1f}", f"{run['cpu_seconds_per_epoch']:.1f}",
+            f"{run['examples_per_second']:,.0f}", f"{run['train_batches']:,}", wall, cpu, ndcg,
+            "–".join(f"{x:.1f}" for x in run["load_average"]),
+        ]))
+    rows.sort(key=lambda r: r[0])
+    header = ["model", "system", "layout", "s/epoch", "CPU s/epoch", "train examples/s", "batches", "× RecBole",
+              "× RecBole, CPU", "test NDCG@10", "load"]
+    return table(header, [r[1] for r in rows])
+
+
+def recbole_equal_quality(results: Results) -> str:
+    """Per model, the speed at equal quality: the fastest tfseq layout that reaches RecBole's published figure."""
+    lines = []
+    for model, entry in results.get("equal_quality", {}).items():
+        anchor = entry.get("recbole_published_ndcg@10")
+        if anchor is None:
+            continue
+        if entry.get("layout") is None:
+            lines.append(f"`{model}`: no tfseq layout with a recorded test NDCG@10 reaches RecBole's published "
+                         f"{f4(anchor)} yet, so no ratio at equal quality is claimed.")
+            continue
+        lines.append(f"`{model}`: `{entry['layout']}` reaches RecBole's published {f4(anchor)} "
+                     f"({f4(entry['test_ndcg@10'])}) at {entry['speedup_vs_recbole']:.1f}× RecBole's speed "
+                     f"({entry['cpu_speedup_vs_recbole']:.1f}× in CPU seconds).")
+    quality = results.get("quality", {}).values()
+    sources = sorted({source for entry in quality for layout in entry.get("tfseq", {}).values() if layout
+                      for source in layout["sources"]})
+    sources += sorted({entry["recbole_published"]["source"] for entry in quality if entry.get("recbole_published")})
+    text = ("At equal quality (unmasked test NDCG@10; the fastest tfseq layout whose recorded figure reaches "
+            "RecBole's published one):\n\n" + "\n".join(f"- {line}" for line in lines))
+    if sources:
+        text += ("\n\nThe test NDCG@10 column is not measured by this benchmark: it is read from "
+                 + ", ".join(f"`{s}`" for s in sources) + " (a mean where a row has several seeds).")
+    return text
+
+
+def recbole_speed_section(data: dict[str, Results]) -> str | None:
+    results = data.get("recbole_speed")
+    if not results or not results.get("runs"):
+        return None
+    dataset = results.get("dataset", {})
+    size = (f"{dataset['users']:,} users, {dataset['interactions']:,} interactions; "
+            if "users" in dataset else "")
+    versions: dict[str, str] = next((r["versions"] for r in results["runs"].values() if "versions" in r), {})
+    stack = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k != "python")
+    context = f"Beauty: {size}RecBole side: {stack}; tfseq side: TensorFlow {results['machine']['tensorflow']}."
+    threads = results.get("settings", {}).get("threads", "default")
+    commands = sorted({run.get("command", results.get("command", "python bench/recbole_speed.py"))
+                       for run in results["runs"].values()})
+    note = RECBOLE_SPEED_NOTE.format(
+        command="`, `".join(commands),
+        threads=("as many threads as cores" if threads == "default"
+                 else f"{threads} thread{'' if threads == 1 else 's'}, and TensorFlow as many"),
+    )
+    if threads != "default":
+        note += (f" `--threads {threads}` gives each system {threads} compute thread{'' if threads == 1 else 's'}: "
+                 "beside other jobs, torch's OpenMP threads wait at every parallel region for whichever of them "
+                 "is descheduled, which costs torch far more wall time than it costs TensorFlow.")
+    parts = ["## Speed against RecBole", note, context,
+             recbole_speed_table(results["runs"], results.get("quality", {})), recbole_equal_quality(results)]
+    return "\n\n".join(p for p in parts if p)
+
+
 # --- preprocess.json, tuning.json ---------------------------------------------------------------------
 
 def preprocess_table(results: Results) -> str:
@@ -778,9 +946,11 @@ def results_page(results_dir: Path = RESULTS) -> str:
     data = load_all(results_dir)
     builders: list[Callable[[], str | None]] = [
         lambda: quality_section(data),
+        lambda: ablation_section(data),
         lambda: families_section(data),
         lambda: side_section(data),
         lambda: speed_section(data),
+        lambda: recbole_speed_section(data),
         lambda: preprocess_section(data),
         lambda: tuning_section(data, results_dir),
         lambda: scale_section(data, results_dir),
