@@ -246,7 +246,7 @@ def test_all_positions_off_trains_a_causal_model_on_recbole_prefixes(cycle_dir, 
     prefixes = sum(len(s[:-2]) - 1 for s in cycles().values())
     batches = {}
     for all_positions in (True, False):
-        config = experiment("sasrec", epochs=1, batch_size=16, all_positions=all_positions)
+        config = experiment("sasrec", epochs=1, batch_size=16, batch_by="sequences", all_positions=all_positions)
         run_trainer(config, root, str(tmp_path / str(all_positions)), verbose=0)
         history = json.loads((tmp_path / str(all_positions) / HISTORY).read_text())
         assert history["train_targets"] == prefixes
