@@ -102,9 +102,7 @@ class BSARecBlock(TransformerBlock):
         **attention_inputs: Any,
     ) -> tf.Tensor:
         """``x [B, L, H]``, ``mask [B, Q|1, L]`` -> ``[B, Q, H]`` (see ``TransformerBlock``)."""
-        attended = self.attention(x, mask, query_positions, training=training, **attention_inputs)
-        residual = x if query_positions is None else tf.gather(x, query_positions[:, tf.newaxis], batch_dims=1)
-        attention = self.attention_norm(residual + self.attention_dropout(attended, training=training))
+        attention = self.attention_sublayer(x, mask, query_positions, training=training, **attention_inputs)
         frequency = self.frequency(x, query_positions, training=training)
         return self.feed_forward(self.alpha * frequency + (1.0 - self.alpha) * attention, training=training)
 

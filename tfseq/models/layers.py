@@ -285,12 +285,23 @@ class TransformerBlock(tf.keras.layers.Layer):
         **attention_inputs: Any,
     ) -> tf.Tensor:
         """``x [B, L, H]``, ``mask [B, Q|1, L]`` -> ``[B, Q, H]`` (see ``SelfAttention``)."""
+        attended = self.attention_sublayer(x, mask, query_positions, training=training, **attention_inputs)
+        return self.feed_forward(attended, training=training)
+
+    def attention_sublayer(
+        self,
+        x: tf.Tensor,
+        mask: tf.Tensor,
+        query_positions: tf.Tensor | None = None,
+        training: bool = False,
+        **attention_inputs: Any,
+    ) -> tf.Tensor:
+        """The attention sublayer with its dropout, residual and LayerNorm: ``[B, L, H]`` -> ``[B, Q, H]``."""
         attended = self.attention(x, mask, query_positions, training=training, **attention_inputs)
         residual = x if query_positions is None else tf.gather(
             x, query_positions[:, tf.newaxis], batch_dims=1
         )
-        x = self.attention_norm(residual + self.attention_dropout(attended, training=training))
-        return self.feed_forward(x, training=training)
+        return self.attention_norm(residual + self.attention_dropout(attended, training=training))
 
     def feed_forward(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         """The feed-forward sublayer with its dropout, residual and LayerNorm: ``[B, Q, H]`` -> ``[B, Q, H]``."""
