@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DATASETS, SOURCES, WORK, machine, read_results, run_measured, write_results  # noqa: E402
+from bench.common import SOURCES, WORK, command_of, machine, read_results, run_measured, write_results  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,16 +67,6 @@ BY_NAME = {row.name: row for row in ROWS}
 
 def settings_of(row: Row, seed: int) -> dict:
     return {**SOURCES.get(row.dataset, {}), "model": "sasrec", **row.flags, "seed": seed}  # synthetic: no input
-
-
-def command_of(settings: dict) -> str:
-    """The ``python -m pipeline.run`` command line of ``settings``."""
-    words = ["python -m pipeline.run"]
-    for key, value in settings.items():
-        if key == "input":  # as a user on a fresh clone types it
-            value = "../shared/datasets/" + str(Path(value).relative_to(DATASETS))
-        words.append(f"--{key} {str(value).lower() if isinstance(value, bool) else value}")
-    return " ".join(words)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,16 @@ def data_pipeline(settings: dict[str, Any], root: Path, beam_options: Any = None
     return create_pipeline(configs, root=str(root), beam_options=beam_options, progress=progress)
 
 
+def command_of(settings: dict[str, Any]) -> str:
+    """The ``python -m pipeline.run`` command line of ``settings``, as a user on a fresh clone types it."""
+    words = ["python -m pipeline.run"]
+    for key, value in settings.items():
+        if key == "input":  # the shared datasets beside the clone
+            value = "../shared/datasets/" + str(Path(value).relative_to(DATASETS))
+        words.append(f"--{key} {str(value).lower() if isinstance(value, bool) else value}")
+    return " ".join(words)
+
+
 def run_measured(settings: dict[str, Any], root: Path) -> tuple[Any, dict[str, Any]]:
     """Runs ``settings`` through the Evaluator under ``root``; returns (the PipelineResult, its row).
 

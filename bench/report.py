@@ -206,7 +206,9 @@ with patience 5 (or the row's tag). `spotlight-*` is Spotlight's protocol: a see
 (`--split user --valid_fraction 0.1 --test_fraction 0.1`: validation and test users are unseen
 in training, each one's last item is the target), Spotlight's best ML-1M settings, and `mrr`
 over the whole catalogue. `loo-*` is leave-one-out with MetaSpore's @20 metrics; ml-100k in
-batches of 50 sequences, as the quality table's `bs50` rows. s/epoch was taken beside other jobs."""
+batches of 50 sequences, as the quality table's `bs50` rows. s/epoch was taken beside other jobs.
+These rows predate Spotlight's item bias, `pooling`'s window and the families' target batches
+(`settings` in families.json holds what each ran with); the next section has today's defaults."""
 
 
 def families_table(runs_by_key: dict[str, Any], experiment: str) -> str:
@@ -274,6 +276,85 @@ def families_section(data: dict[str, Results]) -> str | None:
     parts += [f"{e}:\n\n{families_table(runs, e)}" for e in experiments]
     parts.append(families_references(runs, data.get("notes", {})))
     return "\n\n".join(parts)
+
+
+# --- spotlight_defaults.json --------------------------------------------------------------------------
+
+SPOTLIGHT_DEFAULTS_NOTE = """\
+`python bench/spotlight_defaults.py` (the commands below): Spotlight's families on tfseq's
+leave-one-out split (full ranking, unmasked), one change per row. `before` restores by flags the
+families' defaults before this benchmark: no item bias, the whole history's mean for `pooling`,
+Adam at 1e-3 in batches of 256 whole sequences, no learning-rate cut. `default` is today's
+defaults: Spotlight's per-item bias, `pooling` over the last 3 items, one pass in steps of about 256
+targets, the learning rate cut after 2 flat epochs. Other rows name what they change against one
+of those two. Every row stops early on validation NDCG@10 (patience 10, at most 50 epochs) but the
+`spotlight_settings` rows, which train a fixed number of epochs as Spotlight does. Wall times were
+taken beside other jobs."""
+
+SPOTLIGHT_DEFAULTS_FINDINGS = """\
+What held the old defaults back was the step count, not the method: ml-100k's 943 users, cut
+into windows of 50, fill about ten batches of 256 whole sequences, so an epoch was about ten
+optimizer steps and `lstm` stopped early at `pop`'s level. Steps of 256 targets give hundreds of
+steps an epoch. With Spotlight's own settings (the `spotlight_settings` rows), tfseq's `cnn`
+lands inside the spread of Spotlight's last epochs and tfseq's `lstm` lands above Spotlight's.
+`pooling`'s whole-history mean ranks the history's own items first, and leave-one-out counts each
+of them as a miss, so no training setting lifts it clearly above `pop`. A short window of recent
+items does. The item bias changes `cnn` within the spread of two seeds."""
+
+
+def spotlight_defaults_table(runs: dict[str, Any], dataset: str) -> str:
+    rows = []
+    pop = next((r["test"]["ndcg@10"] for k, r in runs.items() if k.startswith(f"{dataset}/pop/")), None)
+    order = {"pop": 0, "cnn": 1, "lstm": 2, "pooling": 3}
+    for key, run in runs.items():
+        if run["dataset"] != dataset:
+            continue
+        extra = ", ".join(f"{k} {v}" for k, v in run.get("extra", {}).items())
+        loss = run["config"].get("loss", "softmax") if "config" in run else "softmax"
+        rows.append(((order.get(run["model"], 9), run["row"], run["seed"], extra), [
+            f"`{run['row']}`" + (f" ({extra})" if extra else ""), loss, str(run["seed"]),
+            f4(run["valid"]["ndcg@10"]), f4(run["test"]["ndcg@10"]), ratio(run["test"]["ndcg@10"], pop),
+            f4(run["test"].get("recall@10")), f"{run['best_epoch']} / {run['epochs_run']}",
+            minutes(run["wall_seconds"]), run["question"],
+        ]))
+    rows.sort(key=lambda r: r[0])
+    header = ["row", "loss", "seed", "valid NDCG@10", "test NDCG@10", "× pop", "test HR@10", "best / run epochs",
+              "wall", "what it asks"]
+    return table(header, [r[1] for r in rows])
+
+
+def spotlight_reference(results: Results) -> str:
+    """Spotlight's own implementation on the same split beside tfseq with the same settings and with its defaults."""
+    reference = results.get("reference")
+    if not reference:
+        return ""
+    runs = results["runs"]
+    rows = []
+    for key, ref in reference["runs"].items():
+        dataset, model = key.split("/")
+        ours = {k: r for k, r in runs.items() if r["dataset"] == dataset and r["model"] == model}
+        same = [r["test"]["ndcg@10"] for r in ours.values() if r["row"] == f"{model}/spotlight_settings"]
+        default = [r["test"]["ndcg@10"] for r in ours.values() if r["row"] == f"{model}/default"]
+        rows.append([f"`{model}`", dataset, f4(ref["final"]["test"]["ndcg@10"]),
+                     f"{f4(ref['best_valid']['test']['ndcg@10'])} (epoch {ref['best_valid']['epoch']})",
+                     " / ".join(f4(x) for x in same) or "–", " / ".join(f4(x) for x in default) or "–"])
+    header = ["model", "data", "Spotlight, last epoch", "Spotlight, best valid epoch",
+              "tfseq, Spotlight's settings", "tfseq, defaults (seeds)"]
+    return ("Spotlight's own implementation on the same split (test NDCG@10; `reference` in "
+            "spotlight_defaults.json says how it was run: " + reference["about"] + ")\n\n" + table(header, rows))
+
+
+def spotlight_defaults_section(data: dict[str, Results]) -> str | None:
+    results = data.get("spotlight_defaults")
+    if not results or not results.get("runs"):
+        return None
+    runs = results["runs"]
+    datasets = [d for d in ("ml-100k", "beauty") if any(r["dataset"] == d for r in runs.values())]
+    parts = ["## Spotlight's families: defaults that learn", SPOTLIGHT_DEFAULTS_NOTE]
+    parts += [f"{DATASET_NAMES.get(d, d)}:\n\n{spotlight_defaults_table(runs, d)}" for d in datasets]
+    parts += [spotlight_reference(results), SPOTLIGHT_DEFAULTS_FINDINGS,
+              "Commands:\n\n" + "\n".join(f"- `{k}`: `{r['command']}`" for k, r in sorted(runs.items()))]
+    return "\n\n".join(p for p in parts if p)
 
 
 # --- side_features.json -------------------------------------------------------------------------------
@@ -443,23 +524,6 @@ def speed_targets(results: Results) -> str:
             "the full softmax alone takes most of it.")
 
 
-def recbole_speed(notes: Results) -> str:
-    entry = notes["recbole_speed"]
-    rows = [[f"`{r['model']}`", f"{r['recbole_seconds_per_epoch']:.1f}", f"{r['tfseq_one_pass']:.1f}",
-             f"{r['recbole_seconds_per_epoch'] / r['tfseq_one_pass']:.1f}×", f"{r['tfseq_prefixes_bs128']:.1f}",
-             f"{r['recbole_seconds_per_epoch'] / r['tfseq_prefixes_bs128']:.1f}×"] for r in entry["rows"]]
-    core = ", ".join(f"`{m}` {lo:g}–{hi:g} s" for m, (lo, hi) in
-                     entry.get("recbole_core_ml100k_seconds_per_epoch_other_days", {}).items())
-    text = (f"Against RecBole, seconds per Beauty epoch: {entry['command']} (recorded by hand, `notes.json`). "
-            "Ratios are stated only between epochs timed side by side; this was another day than the table "
-            "above.\n\n" + table(["model", "RecBole s/epoch", "tfseq one pass", "×", "tfseq prefixes (batches of 128)",
-                                  "×"], rows))
-    if core:
-        text += (f"\n\nRecBole's CORE epochs on ml-100k were timed on other days ({core}), so no ratio is "
-                 "claimed for CORE.")
-    return text
-
-
 def speed_changes(notes: Results) -> str:
     entry = notes["speed_changes"]
     rows = []
@@ -490,8 +554,6 @@ def speed_section(data: dict[str, Results]) -> str | None:
     if speed.get("softmax_floor"):
         parts += [FLOOR_NOTE, floor_table(speed["softmax_floor"])]
     parts.append(speed_targets(speed))
-    if "recbole_speed" in notes:
-        parts.append(recbole_speed(notes))
     if "speed_changes" in notes:
         parts.append(speed_changes(notes))
     return "\n\n".join(p for p in parts if p)
@@ -564,8 +626,56 @@ def ablation_section(data: dict[str, Results]) -> str | None:
         commands.append(f"- `{run['row']}` (seed {run['seed']}): `{run['command']}`")
     header = ["row", "data", "seed", "targets/step", "rate cut", "valid NDCG@10", "test NDCG@10",
               "best / run epochs", "s/epoch", "wall", "what it asks"]
-    return "\n\n".join(["## One pass against separate prefixes", ABLATION_NOTE, table(header, rows),
-                        ABLATION_FINDINGS, "Commands:\n\n" + "\n".join(dict.fromkeys(commands))])
+    parts = ["## One pass against separate prefixes", ABLATION_NOTE, table(header, rows),
+             beauty_default_command(data.get("notes", {})), ABLATION_FINDINGS,
+             "Commands:\n\n" + "\n".join(dict.fromkeys(commands))]
+    return "\n\n".join(p for p in parts if p)
+
+
+def beauty_default_command(notes: Results) -> str:
+    """The default Beauty command as a user types it, timed whole (recorded by hand in notes.json)."""
+    entry = notes.get("beauty_default_command")
+    if not entry:
+        return ""
+    return (f"The default command as a user types it, `{entry['command']}`, {entry['how']}: test NDCG@10 "
+            f"{f4(entry['test_ndcg@10'])} (HR@10 {f4(entry['test_hit@10'])}), best epoch {entry['best_epoch']} of "
+            f"{entry['epochs']}, {minutes(entry['wall_seconds'])} in all ({minutes(entry['trainer_seconds'])} of "
+            f"it the Trainer), seed {entry['seed']}, commit {entry['commit']}, {entry['date']} (recorded by hand, "
+            "`notes.json`).")
+
+
+# --- beauty_best.json ----------------------------------------------------------------------------------
+
+BEAUTY_BEST_NOTE = """\
+`python bench/beauty_best.py`: tfseq's best ID-only settings for Amazon Beauty, the file
+`configs/beauty_best.yaml`, run as a user runs it (the commands below), through the Evaluator.
+`masked` ranks with each user's history left out (`exclude_history: true`, the protocol of
+BSARec's paper); `unmasked` is the same file with `--exclude_history false` (RecBole's protocol).
+Each row is held against the best published ID-only figure under its protocol and the goal set
+above it (`targets` in beauty_best.json)."""
+
+
+def beauty_best_section(data: dict[str, Results]) -> str | None:
+    results = data.get("beauty_best")
+    if not results or not results.get("runs"):
+        return None
+    targets = results.get("targets", {})
+    rows = []
+    for key, run in sorted(results["runs"].items()):
+        target = targets.get(run["row"], {})
+        published, goal = target.get("published", {}), target.get("goal", {})
+        rows.append([f"`{run['row']}`", str(run["seed"]), f4(run["valid"]["ndcg@10"]), f4(run["test"]["ndcg@10"]),
+                     f4(run["test"].get("recall@10")), f"{run['best_epoch']} / {run['epochs_run']}",
+                     minutes(run["wall_seconds"]),
+                     f"{f4(published.get('ndcg@10'))} / {f4(published.get('hit@10'))} ({published.get('source', '–')})",
+                     f"{f4(goal.get('ndcg@10'))} / {f4(goal.get('hit@10'))}"])
+    header = ["row", "seed", "valid NDCG@10", "test NDCG@10", "test HR@10", "best / run epochs", "wall",
+              "best published NDCG@10 / HR@10", "goal"]
+    settings = ", ".join(f"`{k}: {v}`" for k, v in results.get("config", {}).items())
+    commands = "\n".join(f"- `{key}`: `{run['command']}`" for key, run in sorted(results["runs"].items()))
+    parts = ["## Best ID-only model on Beauty", BEAUTY_BEST_NOTE, f"The file's settings: {settings}.",
+             table(header, rows), "Commands:\n\n" + commands]
+    return "\n\n".join(parts)
 
 
 # --- recbole_speed.json -------------------------------------------------------------------------------
@@ -574,19 +684,21 @@ RECBOLE_SPEED_NOTE = """\
 `{command}`: RecBole 1.2.1 (CPU torch, {threads}, in a
 virtualenv of its own) and tfseq on Amazon Beauty, one after the other in one run, per model:
 RecBole's epoch, then tfseq's in each layout. All use the full softmax (RecBole's `CE`),
-histories of at most 50 items, no negative sampling and 128 targets per optimizer step; the
-other hyperparameters are each system's defaults (`config` in recbole_speed.json). `prefixes` is
-RecBole's layout (`--all_positions false --batch_size 128`); `one_pass_t128` trains every
-position of a sequence in one pass, as many sequences per batch as fit in 128 targets
-(`--batch_by targets --batch_size 128`). Training alone is timed (no evaluation), in the epochs
-after the first: wall seconds, and CPU seconds of all the process's threads. "× RecBole" is
-RecBole's seconds per epoch over tfseq's, both timed in this run. Other jobs shared the 2 cores
-("load": the 1-minute load average before and after the row) and the scheduler shares the cores
-by thread, so a process with fewer threads (torch's) loses more wall time to them: the CPU
-ratio is the steadier one."""
+histories of at most 50 items and no negative sampling; the other hyperparameters are each
+system's defaults (`config` in recbole_speed.json). `prefixes` is RecBole's layout
+(`--all_positions false --batch_size 128`) and `one_pass_t128` trains every position of a
+sequence in one pass, as many sequences per batch as fit in 128 targets (`--batch_by targets
+--batch_size 128`): both take RecBole's 128 targets per optimizer step. `default` is the model's
+own training defaults, what `python -m pipeline.run --model M` trains (`sasrec`: one pass in
+steps of about 256 targets; `gru4rec`: one pass in batches of 256 whole sequences). Training
+alone is timed (no evaluation), in the epochs after the first: wall seconds, and CPU seconds of
+all the process's threads. "× RecBole" is RecBole's seconds per epoch over tfseq's, both timed
+in this run. When other jobs share the cores ("load": the 1-minute load average before and after
+the row), the scheduler shares them by thread, so a process with fewer threads (torch's) loses
+more wall time: the CPU ratio is then the steadier one."""
 
 
-RECBOLE_LAYOUTS = ("prefixes", "one_pass_t128")
+RECBOLE_LAYOUTS = ("prefixes", "one_pass_t128", "default")
 
 
 def recbole_speed_table(runs: dict[str, Any], quality: dict[str, Any]) -> str:
@@ -635,6 +747,27 @@ def recbole_equal_quality(results: Results) -> str:
         text += ("\n\nThe test NDCG@10 column is not measured by this benchmark: it is read from "
                  + ", ".join(f"`{s}`" for s in sources) + " (a mean where a row has several seeds).")
     return text
+
+
+def recbole_speed_claim(results: Results) -> str:
+    """The README's sentence on training speed against RecBole, built from recbole_speed.json only
+    (tests/bench/test_readme_claims.py checks that the README carries it word for word): per model, the
+    speedup of its defaults and of the fastest layout whose recorded test NDCG@10 reaches RecBole's."""
+    runs, equal = results.get("runs", {}), results.get("equal_quality", {})
+    parts = []
+    for model in ("sasrec", "gru4rec"):
+        default = runs.get(f"{model}/tfseq/default")
+        if not default:
+            continue
+        part = f"`{model}` {default['speedup_vs_recbole']:.1f}× faster with its defaults"
+        if equal.get(model, {}).get("layout"):
+            part += (f", {equal[model]['speedup_vs_recbole']:.1f}× at RecBole's published NDCG@10 "
+                     f"(`{equal[model]['layout']}`)")
+        parts.append(part)
+    if not parts:
+        return ""
+    return ("Against RecBole 1.2.1, epoch for epoch on Beauty in one run: " + "; ".join(parts)
+            + " ([details](RESULTS.md#speed-against-recbole)).")
 
 
 def recbole_speed_section(data: dict[str, Results]) -> str | None:
@@ -947,7 +1080,9 @@ def results_page(results_dir: Path = RESULTS) -> str:
     builders: list[Callable[[], str | None]] = [
         lambda: quality_section(data),
         lambda: ablation_section(data),
+        lambda: beauty_best_section(data),
         lambda: families_section(data),
+        lambda: spotlight_defaults_section(data),
         lambda: side_section(data),
         lambda: speed_section(data),
         lambda: recbole_speed_section(data),

@@ -194,6 +194,7 @@ SPOTLIGHT_SPACE = (
     choice("weight_decay", SPOTLIGHT_L2),
     choice("embedding_size", SPOTLIGHT_EMBEDDING_SIZES),
     choice("dropout_prob", [0.0]),
+    choice("item_bias", [True, False]),  # Spotlight always has it; tfseq can leave it out
 )
 DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
     "core_trm": CORE_SPACE,
@@ -228,9 +229,10 @@ DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
         choice("nonlinearity", ["tanh", "relu"]),
         choice("residual", [True, False]),
         choice("dropout_prob", [0.0]),
+        choice("item_bias", [True, False]),
     ),
     "lstm": SPOTLIGHT_SPACE,
-    "pooling": SPOTLIGHT_SPACE,
+    "pooling": (*SPOTLIGHT_SPACE, choice("window", [0, 1, 3, 5, 10]), choice("tie_weights", [True, False])),
     "hrm": (
         choice("aggregation", ["average", "max"]),
         choice("window", [1, 2, 5, 10]),

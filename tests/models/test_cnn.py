@@ -19,11 +19,11 @@ from tests.models.conftest import (
 from tfseq.config import ConfigError, from_dict
 from tfseq.models.cnn import CNNConfig
 
-CONFIGS = [
-    CNNConfig(),
+CONFIGS = [  # without item biases the query is the last layer's output (biases: test_spotlight.py)
+    CNNConfig(item_bias=False),
     CNNConfig(embedding_size=8, kernel_width=2, num_layers=2, dilation=(1, 3), nonlinearity="tanh",
-              residual=False),
-    CNNConfig(embedding_size=6, kernel_width=5, num_layers=1, dilation_multiplier=1),
+              residual=False, item_bias=False),
+    CNNConfig(embedding_size=6, kernel_width=5, num_layers=1, dilation_multiplier=1, item_bias=False),
 ]
 
 

@@ -17,7 +17,7 @@ from tests.models.conftest import (
 from tfseq.config import ConfigError
 from tfseq.models.lstm import LSTMConfig
 
-CONFIG = LSTMConfig(embedding_size=8)
+CONFIG = LSTMConfig(embedding_size=8, item_bias=False)  # the query is the hidden state itself (bias: test_spotlight.py)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""``pooling``: the running mean against NumPy, order invariance, causality, learning co-occurrence with
-Spotlight's hinge losses, and a SavedModel that answers like the model."""
+"""``pooling``: the running mean (over the whole history or its last ``window`` items) against NumPy, order
+invariance, causality, the separate candidate table, learning co-occurrence with Spotlight's hinge losses,
+and a SavedModel that answers like the model."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tests.models.conftest import (
     NUM_ITEMS,
     assert_saved_model_scores_like_the_model,
     build,
+    causal_batch,
     random_histories,
     right_pad,
 )
@@ -20,7 +22,8 @@ from tfseq.losses import LOSSES
 from tfseq.models import MODELS
 from tfseq.models.pooling import PoolingConfig
 
-CONFIG = PoolingConfig(embedding_size=8)
+# the whole history's mean, the query itself (the window: below; the item bias: test_spotlight.py)
+CONFIG = PoolingConfig(embedding_size=8, item_bias=False, window=0)
 
 
 def test_running_mean_matches_numpy_and_the_query_is_the_mean_of_the_history():
@@ -45,6 +48,45 @@ def test_order_inside_the_history_does_not_matter_and_empty_is_zero():
     # causal: the mean at t never sees a later item
     every = model.encode_all(tf.constant(right_pad([[3, 9, 4, 4], [3, 9, 17, 0]]))).numpy()
     np.testing.assert_allclose(every[0, :2], every[1, :2], atol=1e-7)
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_windowed_mean_averages_the_last_window_items_at_every_position(window):
+    config = PoolingConfig(embedding_size=8, item_bias=False, window=window)
+    model = build("pooling", config)
+    item_ids = random_histories(5, 7, seed=3)
+    table = model.item_embedding.embeddings.numpy().astype(np.float64)
+    every = model.encode_all(tf.constant(item_ids)).numpy()
+    query = model.encode(tf.constant(item_ids)).numpy()
+    for row, ids in enumerate(item_ids):
+        real = ids[ids != 0]
+        for t in range(len(real)):  # mean of items max(0, t - window + 1) .. t
+            np.testing.assert_allclose(every[row, t], table[real[max(0, t - window + 1): t + 1]].mean(axis=0),
+                                       rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(query[row], table[real[-window:]].mean(axis=0), rtol=1e-5, atol=1e-7)
+    # the items before the window never reach the query; the order inside it does not matter
+    a, b = right_pad([[5, 6, 3, 9, 4], [11, 3, 4, 9]]), right_pad([[7, 7, 7, 7, 3, 9, 4], [4, 9, 3]])
+    if window == 3:
+        np.testing.assert_allclose(model.encode(tf.constant(a)).numpy()[0], model.encode(tf.constant(b)).numpy()[0],
+                                   atol=1e-7)
+        np.testing.assert_allclose(model.encode(tf.constant(a)).numpy()[1], model.encode(tf.constant(b)).numpy()[1],
+                                   atol=1e-7)
+
+
+def test_untied_weights_score_the_mean_against_a_separate_candidate_table():
+    model = build("pooling", PoolingConfig(embedding_size=8, item_bias=False, tie_weights=False, window=0))
+    item_ids = tf.constant(random_histories(4, 6, seed=5))
+    table = model.item_embedding.embeddings.numpy()
+    candidates = model.candidate_embeddings().numpy()
+    assert candidates.shape == table.shape and not np.allclose(candidates, table)
+    lengths = (item_ids.numpy() != 0).sum(axis=1)
+    means = np.stack([table[ids[:n]].mean(axis=0) for ids, n in zip(item_ids.numpy(), lengths)])
+    np.testing.assert_allclose(raw_scores(model, item_ids).numpy(), means @ candidates.T, rtol=1e-5, atol=1e-7)
+    # both tables train: a loss step moves the candidate rows as well as the averaged ones
+    model.compile(optimizer=tf.keras.optimizers.SGD(1.0))
+    model.fit(tf.data.Dataset.from_tensors(causal_batch([[1, 2, 3, 4], [5, 6, 7]])), epochs=1, verbose=0)
+    assert not np.allclose(model.candidate_embeddings().numpy(), candidates)
+    assert not np.allclose(model.item_embedding.embeddings.numpy(), table)
 
 
 def grouped_sequences(num: int, groups: int, size: int, seed: int) -> list[list[int]]:
@@ -97,3 +139,5 @@ def test_config_checks():
         PoolingConfig(embedding_size=0)
     with pytest.raises(ConfigError, match="PoolingConfig.dropout_prob must be in"):
         PoolingConfig(dropout_prob=1.5)
+    with pytest.raises(ConfigError, match=r"PoolingConfig.window must be >= 0 \(0: the whole history\), got -1"):
+        PoolingConfig(window=-1)

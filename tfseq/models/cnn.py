@@ -16,46 +16,55 @@ with a long history costs no more than a short one, with the same numbers.
 
 Spotlight's best ML-1M model (its ``movielens_sequence`` experiment, test MRR
 0.0795): relu, residual, 3 layers, kernel 3, dilation (1, 2, 4), embedding 256,
-adaptive hinge loss. As flags: ``--model cnn --embedding_size 256
---dropout_prob 0 --loss adaptive_hinge`` (the other defaults are its values).
+adaptive hinge loss, Adam at 1e-3 in batches of 32 sequences of up to 200 items,
+9 epochs. As flags: ``--model cnn --embedding_size 256 --dropout_prob 0 --loss
+adaptive_hinge --batch_by sequences --batch_size 32 --lr_decay_patience 0
+--max_seq_len 200 --epochs 9`` (the other defaults are its values).
 Spotlight searched kernel widths 3/5/7, 1-9 layers, dilation multipliers 1/2
 (layer i dilated by ``multiplier ** (i % 8)``), tanh/relu, with or without
 residuals (``tuning/spaces.py``).
 
+Scores carry Spotlight's per-item bias and training uses the Spotlight
+families' defaults: see :mod:`tfseq.models.spotlight`.
+
 Deviations from Spotlight:
-  * scores are ``query . item`` only: Spotlight adds a learned per-item bias,
-    which tfseq's candidate contract (one vector per item) has no place for;
   * the query at position t includes item t (tfseq's ``encode_all``
     contract); Spotlight shifts its outputs one step, so its first output (the
     empty history) is also trained to predict the first item, which tfseq's
     reader never asks for;
+  * training windows of ``max_seq_len`` (50) targets cut from the end of each
+    sequence, right-padded; Spotlight's experiment cut 200-item chunks from the
+    end, left-padded, and dropped chunks under 20 items;
   * embedding dropout (``dropout_prob``; 0 = Spotlight); the default 64-wide
     embedding with dropout 0.2 suits tfseq's default data better than 256 without;
   * initialisation: N(0, 1/embedding_size) table as Spotlight's
     ``ScaledEmbedding``, but the padding row is an ordinary (never used as a
     target) row rather than a frozen zero; convolutions U(+-1/sqrt(fan_in))
-    as PyTorch's default.
+    as PyTorch's default; biases zero, as Spotlight's ``ZeroEmbedding``;
+  * adaptive hinge draws its negatives from the real items and leaves out one
+    equal to the positive (``tfseq.losses.hinge``); Spotlight's can draw the
+    padding item and the positive itself.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import tensorflow as tf
 
-from tfseq.models.base import EmbeddingRecommender, Features, item_ids_of
+from tfseq.models.base import Features, item_ids_of
 from tfseq.models.configs import CNNConfig
+from tfseq.models.spotlight import SpotlightRecommender
 
 NONLINEARITIES = {"tanh": tf.math.tanh, "relu": tf.nn.relu}  # keyed by tfseq.models.configs.NONLINEARITIES
 
 
-class CNN(EmbeddingRecommender):
+class CNN(SpotlightRecommender):
     """Causal: ``encode_all`` gives the query after every position; ``encode`` convolves only the last
     ``receptive_field`` items of each history, the only ones that can reach its query."""
 
-    causal = True
-
-    def __init__(self, config: CNNConfig, num_items: int, **kwargs) -> None:
+    def __init__(self, config: CNNConfig, num_items: int, **kwargs: Any) -> None:
         super().__init__(config, num_items, **kwargs)
         width = config.embedding_size
         limit = 1.0 / math.sqrt(width * config.kernel_width)  # torch.nn.Conv default: 1/sqrt(fan_in)
@@ -72,8 +81,8 @@ class CNN(EmbeddingRecommender):
         ]
         self.activation = NONLINEARITIES[config.nonlinearity]
 
-    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` -> the query after every position ``[B, L, embedding_size]``."""
+    def representations(self, features: Features, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the last layer's output after every position ``[B, L, embedding_size]``."""
         item_ids = item_ids_of(features)
         x = self.embed(item_ids, training=training)  # [B, L, E]
         for convolution in self.convolutions:

@@ -22,6 +22,12 @@ FUSION_TYPES = ("sum", "concat", "gate")  # difsr: how the streams' attention sc
 ATTRIBUTE_PREDICTORS = ("linear", "none")  # difsr: the auxiliary attribute loss
 POOLING_MODES = ("sum", "mean", "max")  # sasrec_f, difsr: an item's values of one field -> one vector
 
+# The training defaults (``train_defaults``) of sasrec and its kin and of Spotlight's cnn, lstm and
+# pooling: one pass per sequence in steps of about 256 targets, so every target weighs the same and
+# an epoch has as many steps as RecBole's, and the learning rate cut after 2 flat epochs
+# (bench/ablation.py and bench/spotlight_defaults.py, in RESULTS.md).
+TARGET_BATCHES: Mapping[str, Any] = {"batch_by": "targets", "batch_size": 256, "lr_decay_patience": 2}
+
 
 # -- checks ------------------------------------------------------------------------------
 def check_config(
@@ -96,6 +102,7 @@ class CNNConfig:
       nonlinearity: ``"relu"`` or ``"tanh"``, after each convolution.
       residual: add each layer's input to its output.
       dropout_prob: dropout on the input item embeddings.
+      item_bias: a learned per-item score added to ``query . item`` (Spotlight's ``item_biases``).
     """
 
     embedding_size: int = 64
@@ -106,6 +113,9 @@ class CNNConfig:
     nonlinearity: str = "relu"
     residual: bool = True
     dropout_prob: float = 0.2
+    item_bias: bool = True
+
+    train_defaults: ClassVar[Mapping[str, Any]] = TARGET_BATCHES
 
     def __post_init__(self) -> None:
         check_config(
@@ -308,10 +318,14 @@ class LSTMConfig:
       embedding_size: item embedding width = LSTM width = query width (Spotlight's
         default 32, its best ML-1M model 32).
       dropout_prob: dropout on the input item embeddings (Spotlight: none).
+      item_bias: a learned per-item score added to ``query . item`` (Spotlight's ``item_biases``).
     """
 
     embedding_size: int = 64
     dropout_prob: float = 0.2
+    item_bias: bool = True
+
+    train_defaults: ClassVar[Mapping[str, Any]] = TARGET_BATCHES
 
     def __post_init__(self) -> None:
         check_config(self, at_least_one=("embedding_size",), probabilities=("dropout_prob",))
@@ -325,13 +339,25 @@ class PoolingConfig:
     Attributes:
       embedding_size: item embedding width = query width (Spotlight's default 32).
       dropout_prob: dropout on the item embeddings before averaging (Spotlight: none).
+      item_bias: a learned per-item score added to ``query . item`` (Spotlight's ``item_biases``).
+      tie_weights: score candidates with the averaged item table (Spotlight); False keeps a
+        separate candidate table.
+      window: average the last ``window`` items of the history; 0 averages all of it (Spotlight).
+        The whole history's mean ranks its own items first, which leave-one-out counts as misses.
     """
 
     embedding_size: int = 64
     dropout_prob: float = 0.2
+    item_bias: bool = True
+    tie_weights: bool = True
+    window: int = 3
+
+    train_defaults: ClassVar[Mapping[str, Any]] = TARGET_BATCHES
 
     def __post_init__(self) -> None:
         check_config(self, at_least_one=("embedding_size",), probabilities=("dropout_prob",))
+        if self.window < 0:
+            raise ConfigError(f"PoolingConfig.window must be >= 0 (0: the whole history), got {self.window}")
 
 
 # -- pop (tfseq.models.pop) -------------------------------------------------
@@ -367,9 +393,7 @@ class SASRecConfig:
     initializer_range: float = 0.02
     max_seq_len: int = 50
 
-    # One pass per sequence in batches of about 256 targets, the learning rate cut after 2 flat
-    # epochs: RecBole's quality at a fraction of its time (bench/ablation.py, in RESULTS.md).
-    train_defaults: ClassVar[Mapping[str, Any]] = {"batch_by": "targets", "batch_size": 256, "lr_decay_patience": 2}
+    train_defaults: ClassVar[Mapping[str, Any]] = TARGET_BATCHES
 
     def __post_init__(self) -> None:
         check_config(self, at_least_one=("embedding_size",), positive=("initializer_range",))

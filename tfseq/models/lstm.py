@@ -9,14 +9,19 @@ against the input item table (weight tying). No projection follows the LSTM.
 Spotlight's best ML-1M LSTM (its ``movielens_sequence`` experiment, test MRR
 0.0808): embedding 32, adaptive hinge loss, learning rate 0.05, batch 256,
 11 epochs. As flags: ``--model lstm --embedding_size 32 --dropout_prob 0
---loss adaptive_hinge --learning_rate 0.05 --batch_size 256 --epochs 11``.
+--loss adaptive_hinge --learning_rate 0.05 --batch_by sequences --batch_size 256
+--lr_decay_patience 0 --max_seq_len 200 --epochs 11``.
+
+Scores carry Spotlight's per-item bias and training uses the Spotlight
+families' defaults: see :mod:`tfseq.models.spotlight`.
 
 Deviations from Spotlight:
-  * scores are ``query . item`` only: Spotlight adds a learned per-item bias,
-    which tfseq's candidate contract (one vector per item) has no place for;
   * the query at position t includes item t (tfseq's ``encode_all``
     contract); Spotlight prepends an empty step, so it also trains the empty
     history to predict the first item, which tfseq's reader never asks for;
+  * training windows of ``max_seq_len`` (50) targets, right-padded, the state
+    starting from zeros at each window's first item; Spotlight's experiment ran
+    200-item chunks, left-padded, so its state first ran over the padding;
   * embedding dropout (``dropout_prob``; 0 = Spotlight), 0.2 by default;
   * initialisation: N(0, 1/embedding_size) table as Spotlight's
     ``ScaledEmbedding``; Keras's LSTM defaults (Glorot kernel, orthogonal
@@ -27,22 +32,23 @@ Deviations from Spotlight:
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
-from tfseq.models.base import EmbeddingRecommender, Features, item_ids_of
+from tfseq.models.base import Features, item_ids_of
 from tfseq.models.configs import LSTMConfig
+from tfseq.models.spotlight import SpotlightRecommender
 
 
-class LSTM(EmbeddingRecommender):
+class LSTM(SpotlightRecommender):
     """Causal: ``encode_all`` gives the query after every position."""
 
-    causal = True
-
-    def __init__(self, config: LSTMConfig, num_items: int, **kwargs) -> None:
+    def __init__(self, config: LSTMConfig, num_items: int, **kwargs: Any) -> None:
         super().__init__(config, num_items, **kwargs)
         self.lstm = tf.keras.layers.LSTM(config.embedding_size, return_sequences=True, name="lstm")
 
-    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
+    def representations(self, features: Features, training: bool = False) -> tf.Tensor:
         """``item_ids [B, L]`` -> the hidden state after every position ``[B, L, embedding_size]``.
 
         Right padding follows the real items, so it never reaches a real position's state.

@@ -3,17 +3,25 @@
 Kula, "Spotlight", 2017 (https://github.com/maciejkula/spotlight), ``PoolNet``,
 a'la the averaged watch history of Covington et al., "Deep Neural Networks for
 YouTube Recommendations", RecSys 2016: the query after a history is the mean of
-its items' embeddings, scored against the same item table (weight tying).
-Order inside the history does not matter; it is the baseline the order-aware
-``cnn`` and ``lstm`` are meant to beat (Spotlight's ML-1M experiment finds it
-far below both).
+its items' embeddings, scored against the same item table (weight tying) plus
+Spotlight's per-item bias (``item_bias``). Order inside the averaged items does
+not matter; it is the baseline the order-aware ``cnn`` and ``lstm`` are meant to
+beat (Spotlight's ML-1M experiment finds it far below both).
+
+By default the mean covers the last ``window`` (3) items, not the whole
+history (``--window 0``, Spotlight's): under leave-one-out a whole history's
+mean ranks the history's own items first -- they are what the mean is made
+of -- and each counts as a miss, which holds the whole-history mean, tied or
+with a separate candidate table (``tie_weights``), near the popularity
+baseline (``bench/spotlight_defaults.py``). Scores carry Spotlight's
+per-item bias and training uses the Spotlight families' defaults (see
+:mod:`tfseq.models.spotlight`).
 
 Deviations from Spotlight:
+  * the mean of the last ``window`` items (0: all of them, Spotlight's);
   * the mean divides by the number of items; Spotlight divides by that number
     plus one (as if an empty step were averaged in), which shrinks short
     histories' queries towards zero;
-  * scores are ``query . item`` only: Spotlight adds a learned per-item bias,
-    which tfseq's candidate contract (one vector per item) has no place for;
   * the query at position t includes item t (tfseq's ``encode_all``
     contract); Spotlight shifts one step and also trains the empty history;
   * embedding dropout (``dropout_prob``; 0 = Spotlight), 0.2 by default;
@@ -23,28 +31,58 @@ Deviations from Spotlight:
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
-from tfseq.models.base import EmbeddingRecommender, Features, item_ids_of
-from tfseq.models.configs import PoolingConfig  # noqa: F401  (the module's config, defined without TF)
-from tfseq.models.layers import masked_mean, padding_mask, running_mean
+from tfseq.models.base import Features, item_ids_of
+from tfseq.models.configs import PoolingConfig
+from tfseq.models.layers import padding_mask, running_mean
+from tfseq.models.spotlight import SpotlightRecommender
 
 
-class Pooling(EmbeddingRecommender):
-    """Causal: the running mean at position t is the query after the first t + 1 items."""
+class Pooling(SpotlightRecommender):
+    """Causal: the query after the first t + 1 items is the mean of the last ``window`` of them (of all of them
+    with ``window`` 0); ``encode`` averages only each history's last ``window`` items."""
 
-    causal = True
+    def __init__(self, config: PoolingConfig, num_items: int, **kwargs: Any) -> None:
+        super().__init__(config, num_items, **kwargs)
+        width = config.embedding_size
+        self.output_embeddings = None if config.tie_weights else self.add_weight(
+            name="output_embeddings", shape=(num_items, width),
+            initializer=tf.keras.initializers.RandomNormal(stddev=1.0 / width),  # as the input table
+        )
 
-    def encode_all(self, features: Features, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` -> the mean of the items up to every position ``[B, L, embedding_size]``.
+    def representations(self, features: Features, training: bool = False) -> tf.Tensor:
+        """``item_ids [B, L]`` -> the mean of the items up to every position ``[B, L, embedding_size]``
+        (of the last ``window`` of them when ``window`` is set).
 
         Padding is never averaged in; a position with no real item so far gives zeros.
         """
         item_ids = item_ids_of(features)
-        return running_mean(self.embed(item_ids, training=training), padding_mask(item_ids))
+        return windowed_mean(self.embed(item_ids, training=training), padding_mask(item_ids), self.config.window)
 
-    def encode(self, features: Features, training: bool = False) -> tf.Tensor:
-        """``item_ids [B, L]`` -> the mean of each history's items ``[B, embedding_size]``
-        (zeros for an empty history)."""
-        item_ids = item_ids_of(features)
-        return masked_mean(self.embed(item_ids, training=training), padding_mask(item_ids))
+    @property
+    def history_window(self) -> int | None:
+        return self.config.window or None
+
+    def scored_items(self) -> tf.Tensor:
+        """The averaged item table, or with ``tie_weights`` off the separate candidate table."""
+        return self.item_embedding.embeddings if self.output_embeddings is None else self.output_embeddings
+
+
+def windowed_mean(x: tf.Tensor, mask: tf.Tensor, window: int) -> tf.Tensor:
+    """``[B, L, D]``: at position t, the mean of ``x [B, L, D]`` over the masked-in positions among
+    ``t - window + 1 .. t`` (``window`` 0: all of ``0 .. t``, :func:`~tfseq.models.layers.running_mean`)."""
+    if not window:
+        return running_mean(x, mask)
+    weights = tf.cast(mask, x.dtype)[..., tf.newaxis]  # [B, L, 1]
+    totals = tf.cumsum(x * weights, axis=1)  # [B, L, D]: sums over 0..t
+    counts = tf.cumsum(weights, axis=1)  # [B, L, 1]
+    length = tf.shape(x)[1]
+
+    def earlier(running: tf.Tensor) -> tf.Tensor:
+        """``running`` at t - window (0 before the start)."""
+        return tf.pad(running, [[0, 0], [window, 0], [0, 0]])[:, :length]
+
+    return (totals - earlier(totals)) / tf.maximum(counts - earlier(counts), 1.0)
