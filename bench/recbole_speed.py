@@ -1,14 +1,17 @@
 """Training speed against RecBole 1.2.1, in one run: SASRec and GRU4Rec epochs on Amazon Beauty.
 
 For each model, one after the other in the same run: a RecBole epoch (in a virtualenv of its
-own, CPU torch with as many threads as the machine has cores) and a tfseq epoch in each of two
-layouts, all with the full softmax (RecBole's ``CE``), histories of at most 50 items and 128
-targets per optimizer step:
+own, CPU torch with as many threads as the machine has cores) and a tfseq epoch in each of three
+layouts, all with the full softmax (RecBole's ``CE``) and histories of at most 50 items, the
+first two with RecBole's 128 targets per optimizer step:
 
 - ``prefixes``: ``--all_positions false --batch_size 128``, RecBole's own layout, (prefix, next
   item) examples in batches of 128, each with its own dropout draw;
 - ``one_pass_t128``: ``--batch_by targets --batch_size 128``, every position of a sequence in one
   pass, a batch holding as many sequences as fit in 128 targets.
+- ``default``: no flag, the model's own training defaults, as ``python -m pipeline.run --model
+  M`` trains it (``sasrec``: one pass in steps of about 256 targets; ``gru4rec``: one pass in
+  batches of 256 whole sequences).
 
 Each system trains ``--epochs`` epochs (2) and reports the mean of those after the first (as
 bench/train_speed.py does), so tfseq's graph tracing and first-touch allocations stay out of
@@ -77,6 +80,7 @@ MAX_SEQ_LEN = 50
 LAYOUTS: dict[str, dict[str, Any]] = {
     "prefixes": {"all_positions": False, "batch_size": BATCH},
     "one_pass_t128": {"batch_by": "targets", "batch_size": BATCH},
+    "default": {},  # the model's own training defaults: what `python -m pipeline.run --model M` trains
 }
 # (model, layout) -> where its test NDCG@10 on Beauty is recorded: quality.json's run key, or
 # ablation.json's row name (every seed of it)
@@ -84,6 +88,7 @@ QUALITY_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("sasrec", "prefixes"): ("quality", "beauty/sasrec/softmax/prefixes"),
     ("gru4rec", "prefixes"): ("quality", "beauty/gru4rec/softmax/prefixes"),
     ("sasrec", "one_pass_t128"): ("ablation", "one_pass_t128"),
+    ("sasrec", "default"): ("ablation", "default"),
 }
 
 
