@@ -54,7 +54,8 @@ def test_quality_is_read_from_the_result_files_and_averaged_over_seeds():
     assert abs(sasrec["tfseq"]["one_pass_t128"]["test_ndcg@10"] - 0.042) < 1e-12  # (0.040 + 0.044) / 2
     assert len(sasrec["tfseq"]["one_pass_t128"]["sources"]) == 2
     # nothing recorded for gru4rec: no figure is made up
-    assert quality["gru4rec"] == {"recbole_published": None, "tfseq": {"prefixes": None, "one_pass_t128": None, "default": None}}
+    assert quality["gru4rec"] == {"recbole_published": None,
+                                  "tfseq": {"prefixes": None, "one_pass_t128": None, "default": None}}
 
 
 def test_equal_quality_is_the_fastest_layout_that_reaches_recboles_figure():
