@@ -173,3 +173,18 @@ def test_config_checks_name_the_field_and_the_value(values, message):
 def check(config: _Toy) -> None:
     layers.check_config(config, at_least_one=["width"], positive=["eps"], probabilities=["rate"])
     layers.check_heads(config, "width")
+
+
+def test_positions_from_last_give_each_rows_last_real_item_the_last_position():
+    table = np.arange(6 * 2, dtype=np.float32).reshape(6, 2)  # position p's vector: (2p, 2p + 1)
+    positions = layers.PositionalEmbedding(6, tf.keras.initializers.Constant(table), from_last=True)
+    item_ids = right_pad([[5, 6], [7, 8, 9, 4], [3]])  # [3, 4]
+    got = positions(tf.zeros([3, 4, 2]), tf.constant(item_ids)).numpy()
+    for row, ids in enumerate(item_ids):
+        n = int((ids != 0).sum())
+        for j in range(n):  # item j of n sits at 6 - n + j: the last one at 5, whatever n is
+            np.testing.assert_array_equal(got[row, j], table[6 - n + j])
+    with pytest.raises(ValueError, match="needs the item_ids"):
+        positions(tf.zeros([1, 2, 2]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_seq_len=6"):
+        positions(tf.zeros([1, 7, 2]), tf.ones([1, 7], tf.int64))

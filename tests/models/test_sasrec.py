@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.models.conftest import build, right_pad
+from tests.models.conftest import assert_saved_model_scores_like_the_model, build, prefix_batch, right_pad
 from tests.models.scores import raw_scores
 from tfseq.config import ConfigError, from_dict
+from tfseq.models import MODELS
 from tfseq.models.sasrec import SASRecConfig
 
 
@@ -50,3 +51,29 @@ def test_query_is_the_encoder_output_at_the_last_item_and_candidates_are_the_inp
     np.testing.assert_array_equal(table[[5, 8]], model.item_embedding(tf.constant([5, 8])).numpy())
     scores = raw_scores(model, item_ids).numpy()
     np.testing.assert_allclose(scores, hidden[[0, 1], [2, 0]] @ table.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bsarec"])
+def test_positions_from_the_last_item_train_on_prefixes_and_answer_alike_for_any_padding(name, tmp_path):
+    config = MODELS.get(name).config_cls(embedding_size=16, num_heads=2, inner_size=32, max_seq_len=6,
+                                         position_origin="last")
+    model = build(name, config)
+    assert not model.causal and build(name, MODELS.get(name).config_cls(max_seq_len=6)).causal
+    short, padded = right_pad([[5, 6, 7]]), right_pad([[5, 6, 7, 0, 0, 0]])
+    np.testing.assert_allclose(model.encode(tf.constant(short)).numpy(), model.encode(tf.constant(padded)).numpy(),
+                               atol=1e-6)
+    # the most recent item always takes the last position: [6, 7] and [5, 6, 7] share it, and differ
+    last = model.encoder.positions.embeddings.numpy()[-1]
+    hidden = model.encoder.positions(tf.zeros([2, 3, 16]), tf.constant(right_pad([[6, 7], [5, 6, 7]]))).numpy()
+    np.testing.assert_array_equal(hidden[0, 1], last)
+    np.testing.assert_array_equal(hidden[1, 2], last)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    losses = model.fit(tf.data.Dataset.from_tensors(prefix_batch([[1, 2, 3, 4, 5], [6, 7, 8]])),
+                       epochs=20, verbose=0).history["loss"]
+    assert losses[-1] < 0.5 * losses[0], losses  # it learns from (prefix, next item) rows
+    assert_saved_model_scores_like_the_model(model, str(tmp_path))
+
+
+def test_position_origin_is_checked():
+    with pytest.raises(ConfigError, match=r"SASRecConfig.position_origin must be one of first, last, got 'end'"):
+        SASRecConfig(position_origin="end")

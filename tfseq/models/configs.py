@@ -21,6 +21,7 @@ AGGREGATIONS = ("average", "max")  # hrm: the pooling of both layers
 FUSION_TYPES = ("sum", "concat", "gate")  # difsr: how the streams' attention scores are fused
 ATTRIBUTE_PREDICTORS = ("linear", "none")  # difsr: the auxiliary attribute loss
 POOLING_MODES = ("sum", "mean", "max")  # sasrec_f, difsr: an item's values of one field -> one vector
+POSITION_ORIGINS = ("first", "last")  # sasrec and kin: position 0 is the first item, or the last is max_seq_len - 1
 
 # The training defaults (``train_defaults``) of sasrec and its kin and of Spotlight's cnn, lstm and
 # pooling: one pass per sequence in steps of about 256 targets, so every target weighs the same and
@@ -381,6 +382,9 @@ class SASRecConfig:
       layer_norm_eps: LayerNorm epsilon.
       initializer_range: standard deviation of the normal initialiser.
       max_seq_len: number of learned positions (the reader's ``max_seq_len`` too).
+      position_origin: ``"first"``: position 0 is a window's first item (RecBole); ``"last"``: the
+        last item is always position ``max_seq_len - 1``, as in the left-padded windows of SASRec's and
+        BSARec's own code. ``"last"`` is not causal, so the model trains on separate prefixes.
     """
 
     embedding_size: int = 64
@@ -392,12 +396,16 @@ class SASRecConfig:
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     max_seq_len: int = 50
+    position_origin: str = "first"
 
     train_defaults: ClassVar[Mapping[str, Any]] = TARGET_BATCHES
 
     def __post_init__(self) -> None:
         check_config(self, at_least_one=("embedding_size",), positive=("initializer_range",))
         check_transformer_config(self)
+        if self.position_origin not in POSITION_ORIGINS:
+            raise ConfigError(f"{type(self).__name__}.position_origin must be one of {', '.join(POSITION_ORIGINS)}, "
+                              f"got {self.position_origin!r}")
 
 
 # -- bsarec (tfseq.models.bsarec) -------------------------------------------

@@ -135,17 +135,22 @@ def check_length(length: tf.Tensor, max_seq_len: int) -> tf.Operation:
 
 
 class PositionalEmbedding(tf.keras.layers.Layer):
-    """Adds a learned vector per position; position 0 is the first item (RecBole).
+    """Adds a learned vector per position: position 0 is the first item (RecBole), or with ``from_last``
+    position ``max_len - 1`` is each row's last real item (SASRec's and BSARec's left-padded windows).
 
     Args:
       max_len: number of positions (``max_seq_len``); longer inputs are an error.
       initializer: the table's initializer.
+      from_last: count positions back from each row's last real item, so the most recent item always
+        gets the same vector whatever the history's length; the query after position t then depends
+        on how many items follow t, so a model using it trains on separate prefixes.
     """
 
-    def __init__(self, max_len: int, initializer: Initializer, **kwargs: Any) -> None:
+    def __init__(self, max_len: int, initializer: Initializer, from_last: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_len = int(max_len)
         self.initializer = initializer
+        self.from_last = bool(from_last)
 
     def build(self, input_shape: tf.TensorShape) -> None:
         self.embeddings = self.add_weight(
@@ -153,11 +158,18 @@ class PositionalEmbedding(tf.keras.layers.Layer):
         )
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        """``x [B, L, D]`` -> ``x + positions[:L]``; raises if ``L > max_len``."""
+    def call(self, x: tf.Tensor, item_ids: tf.Tensor | None = None) -> tf.Tensor:
+        """``x [B, L, D]`` -> ``x + positions[:L]``, or with ``from_last`` the positions of right-padded
+        ``item_ids [B, L]`` counted back from each row's last real item; raises if ``L > max_len``."""
         length = tf.shape(x)[1]
         with tf.control_dependencies([check_length(length, self.max_len)]):
-            return x + self.embeddings[tf.newaxis, :length]
+            if not self.from_last:
+                return x + self.embeddings[tf.newaxis, :length]
+            if item_ids is None:
+                raise ValueError("PositionalEmbedding(from_last=True) needs the item_ids")
+            real = tf.reduce_sum(tf.cast(padding_mask(item_ids), tf.int32), axis=1, keepdims=True)  # [B, 1]
+            positions = self.max_len - real + tf.range(length)[tf.newaxis, :]  # the last real item: max_len - 1
+            return x + tf.gather(self.embeddings, tf.clip_by_value(positions, 0, self.max_len - 1))
 
 
 def attend(
@@ -362,6 +374,7 @@ class TransformerEncoder(tf.keras.layers.Layer):
       init: the weights' initialisers.
       block: builds block ``i`` from the same arguments as :class:`TransformerBlock` (a
         subclass of it, e.g. BSARec's); default :class:`TransformerBlock`.
+      positions_from_last: :class:`PositionalEmbedding`'s ``from_last``.
     """
 
     def __init__(
@@ -378,11 +391,13 @@ class TransformerEncoder(tf.keras.layers.Layer):
         causal: bool,
         init: Init,
         block: Callable[..., TransformerBlock] = TransformerBlock,
+        positions_from_last: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.causal = causal
-        self.positions = PositionalEmbedding(max_seq_len, init.kernel(), name="positions")
+        self.positions = PositionalEmbedding(max_seq_len, init.kernel(), from_last=positions_from_last,
+                                             name="positions")
         self.norm = init.layer_norm(layer_norm_eps, name="norm")
         self.dropout = tf.keras.layers.Dropout(hidden_dropout_prob)
         self.blocks = [
@@ -407,12 +422,13 @@ class TransformerEncoder(tf.keras.layers.Layer):
         Returns:
           ``[B, L, H]``, or ``[B, H]`` with ``last_only``.
         """
-        x = self.dropout(self.norm(self.positions(embedded)), training=training)
+        x = self.dropout(self.norm(self.positions(embedded, item_ids)), training=training)
         return run_blocks(self.blocks, x, item_ids, causal=self.causal, training=training, last_only=last_only)
 
 
 def causal_encoder(
-    config: Any, hidden_size: int, init: Init, block: Callable[..., TransformerBlock] = TransformerBlock
+    config: Any, hidden_size: int, init: Init, block: Callable[..., TransformerBlock] = TransformerBlock,
+    positions_from_last: bool = False,
 ) -> TransformerEncoder:
     """The causal :class:`TransformerEncoder` ``encoder`` of a config with RecBole's transformer fields:
     ``num_layers``, ``num_heads``, ``inner_size``, ``hidden_dropout_prob``, ``attn_dropout_prob``,
@@ -429,5 +445,6 @@ def causal_encoder(
         causal=True,
         init=init,
         block=block,
+        positions_from_last=positions_from_last,
         name="encoder",
     )

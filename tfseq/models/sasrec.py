@@ -44,7 +44,11 @@ class SASRec(SequentialRecommender):
         super().__init__(config, num_items, **kwargs)
         self.init = normal_init(config.initializer_range)
         self.item_embedding = self.init.embedding(num_items, config.embedding_size, name="item_embedding")
-        self.encoder = causal_encoder(config, config.embedding_size, self.init, block=self.encoder_block(config))
+        # Positions counted back from the last item make the query after position t depend on how many
+        # items follow it: such a model is not causal and trains on separate prefixes.
+        self.causal = config.position_origin == "first"
+        self.encoder = causal_encoder(config, config.embedding_size, self.init, block=self.encoder_block(config),
+                                      positions_from_last=not self.causal)
 
     @staticmethod
     def encoder_block(config: SASRecConfig) -> Callable[..., TransformerBlock]:
