@@ -671,6 +671,15 @@ def defaults_section(data: dict[str, Results]) -> str | None:
         parts.append(f"{DATASET_NAMES.get(dataset, dataset)}{one_user}:\n\n" + table(
             ["model", "seed", "valid NDCG@10", "test NDCG@10", "× pop", "test HR@10", "best / run epochs", "wall"],
             rows))
+        capped = sorted(f"`{r['model']}`" for r in mine.values()
+                        if r["epochs_run"] > 1 and r["epochs_run"] == r["config"].get("epochs")
+                        and r["best_epoch"] >= r["epochs_run"] - 1)
+        below = sorted(f"`{r['model']}`" for r in mine.values()
+                       if pop is not None and r["model"] != "pop" and r["test"]["ndcg@10"] < pop)
+        if capped:
+            parts.append(f"Best in the last 2 epochs before the epoch cap stopped them: {', '.join(capped)}.")
+        if below:
+            parts.append(f"Below `pop`: {', '.join(below)}.")
     parts.append("Commands:\n\n" + "\n".join(f"- `{k}`: `{r['command']}`" for k, r in sorted(runs.items())))
     return "\n\n".join(parts)
 
