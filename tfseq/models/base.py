@@ -54,7 +54,8 @@ class SequentialRecommender(tfrs.Model):
       causal: True when the query at position t depends only on items <= t, so
         one pass over a sequence yields a query for every prefix and training
         uses ``encode_all`` on causal batches (``targets [B, L]``). Otherwise
-        training uses prefix batches (``target [B]``), one per prefix.
+        training uses prefix batches (``target [B]``), one per prefix. A model may set it
+        per instance from its config (``sasrec``'s ``position_origin``).
       side_inputs: the batch keys beyond ``item_ids`` the model reads
         (``tfseq.data.schema.SIDE_INPUTS`` names): the reader, the evaluator and
         the export supply exactly these. ``user_ids [B]`` needs ``user_vocab_size``;
@@ -75,7 +76,7 @@ class SequentialRecommender(tfrs.Model):
         (``DatasetMetadata.num_users + 1``), for models that read ``user_ids``.
     """
 
-    causal: ClassVar[bool] = False
+    causal: bool = False  # a class default; a model whose config decides sets it per instance
     side_inputs: ClassVar[tuple[str, ...]] = ()
     uses_item_features: ClassVar[bool] = False
     train_defaults: ClassVar[Mapping[str, Any]] = {}
