@@ -667,7 +667,7 @@ def defaults_section(data: dict[str, Results]) -> str | None:
                         ratio(r["test"]["ndcg@10"], pop), f4(r["test"].get("recall@10")),
                         f"{r['best_epoch']} / {r['epochs_run']}", minutes(r["wall_seconds"])]
                        for r in mine.values()), key=lambda row: (-float(row[3]), row[0]))
-        one_user = f" ({users:,.0f} test users: one hit moves NDCG@10 by at most {1 / users:.4f})" if users else ""
+        one_user = f" ({users:,.0f} test users: one hit moves NDCG@10 by at most {1 / users:.5f})" if users else ""
         parts.append(f"{DATASET_NAMES.get(dataset, dataset)}{one_user}:\n\n" + table(
             ["model", "seed", "valid NDCG@10", "test NDCG@10", "× pop", "test HR@10", "best / run epochs", "wall"],
             rows))

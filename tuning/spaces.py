@@ -198,7 +198,7 @@ SPOTLIGHT_SPACE = (
 )
 DEFAULT_SPACES: dict[str, tuple[Param, ...]] = {
     "core_trm": CORE_SPACE,
-    "core_ave": CORE_SPACE,
+    "core_ave": (*CORE_SPACE, choice("window", [0, 1, 3, 5, 10])),
     "gru4rec": (
         choice("learning_rate", [0.01, 0.005, 0.001, 0.0005, 0.0001]),
         choice("dropout_prob", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]),

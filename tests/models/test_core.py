@@ -9,7 +9,7 @@ import tensorflow as tf
 from tests.models.conftest import build, random_histories, right_pad
 from tests.models.scores import raw_scores
 from tfseq.config import ConfigError, from_dict
-from tfseq.models.core import COREConfig, CORETrmConfig
+from tfseq.models.core import COREAveConfig, COREConfig, CORETrmConfig
 
 CORE_MODELS = ["core_ave", "core_trm"]
 
@@ -44,16 +44,23 @@ def test_item_dropout_changes_the_candidates_in_training_only(name):
     assert not np.allclose(dropped, inference)
 
 
-def test_core_ave_scores_are_cosines_to_the_mean_item_embedding_over_temperature():
-    model = build("core_ave")
+@pytest.mark.parametrize("window", [0, 3])
+def test_core_ave_scores_are_cosines_to_the_mean_item_embedding_over_temperature(window):
+    model = build("core_ave", COREAveConfig(window=window))
     histories = [[3, 3, 7], [5], [1, 2, 4, 8, 16]]  # a repeated item counts twice
     table = model.item_embedding.embeddings.numpy().astype(np.float64)
-    session = unit(np.stack([table[h].mean(axis=0) for h in histories]))
+    # the mean of the last `window` items (of all of them with window 0)
+    session = unit(np.stack([table[h[-window:] if window else h].mean(axis=0) for h in histories]))
     temperature = model.config.temperature
     item_ids = tf.constant(right_pad(histories, width=7))
     np.testing.assert_allclose(model.encode(item_ids).numpy(), session / temperature, rtol=1e-5)
     scores = session @ unit(table).T / temperature  # cos / T
     np.testing.assert_allclose(raw_scores(model, item_ids).numpy(), scores, rtol=1e-4, atol=1e-4)
+    # every position's query is its own window's mean: the last one is encode's
+    every = model.encode_all(item_ids).numpy()
+    np.testing.assert_allclose(every[[0, 1, 2], [2, 0, 4]], session / temperature, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"COREAveConfig.window must be >= 0 \(0: the whole history\), got -1"):
+        COREAveConfig(window=-1)
 
 
 def test_core_trm_query_is_an_attention_weighted_sum_of_the_sessions_own_items():

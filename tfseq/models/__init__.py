@@ -14,7 +14,7 @@ from tfseq.registry import Registry
 MODELS: Registry = Registry("model")
 MODELS.add("bsarec", c.BSARecConfig, "tfseq.models.bsarec:BSARec")
 MODELS.add("cnn", c.CNNConfig, "tfseq.models.cnn:CNN")
-MODELS.add("core_ave", c.COREConfig, "tfseq.models.core:COREAve")
+MODELS.add("core_ave", c.COREAveConfig, "tfseq.models.core:COREAve")
 MODELS.add("core_trm", c.CORETrmConfig, "tfseq.models.core:CORETrm")
 MODELS.add("difsr", c.DIFSRConfig, "tfseq.models.difsr:DIFSR")
 MODELS.add("gru4rec", c.GRU4RecConfig, "tfseq.models.gru4rec:GRU4Rec")

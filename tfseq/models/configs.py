@@ -175,6 +175,24 @@ class COREConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class COREAveConfig(COREConfig):
+    """``core_ave``'s hyperparameters: CORE's and how many last items the session mean covers.
+
+    Attributes:
+      window: average the last ``window`` items of the history; 0 averages all of it (CORE's,
+        RecBole's). Under leave-one-out without history masking a whole history's mean ranks its
+        own items first, each a miss, as for ``pooling``.
+    """
+
+    window: int = 3
+
+    def check(self) -> None:
+        super().check()
+        if self.window < 0:
+            raise ConfigError(f"COREAveConfig.window must be >= 0 (0: the whole history), got {self.window}")
+
+
+@dataclasses.dataclass(frozen=True)
 class CORETrmConfig(COREConfig):
     """``core_trm``: COREConfig plus the transformer that weighs the items (RecBole's defaults).
 

@@ -113,6 +113,23 @@ def running_mean(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return totals / tf.maximum(tf.cumsum(weights, axis=1), 1.0)
 
 
+def windowed_mean(x: tf.Tensor, mask: tf.Tensor, window: int) -> tf.Tensor:
+    """``[B, L, D]``: at position t, the mean of ``x [B, L, D]`` over the masked-in positions among
+    ``t - window + 1 .. t`` (``window`` 0: all of ``0 .. t``, :func:`running_mean`)."""
+    if not window:
+        return running_mean(x, mask)
+    weights = tf.cast(mask, x.dtype)[..., tf.newaxis]  # [B, L, 1]
+    totals = tf.cumsum(x * weights, axis=1)  # [B, L, D]: sums over 0..t
+    counts = tf.cumsum(weights, axis=1)  # [B, L, 1]
+    length = tf.shape(x)[1]
+
+    def earlier(running: tf.Tensor) -> tf.Tensor:
+        """``running`` at t - window (0 before the start)."""
+        return tf.pad(running, [[0, 0], [window, 0], [0, 0]])[:, :length]
+
+    return (totals - earlier(totals)) / tf.maximum(counts - earlier(counts), 1.0)
+
+
 def masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Softmax of ``logits [B, L]`` over the positions where ``mask [B, L]`` holds.
 

@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from tfseq.models.base import Features, item_ids_of
 from tfseq.models.configs import PoolingConfig
-from tfseq.models.layers import padding_mask, running_mean
+from tfseq.models.layers import padding_mask, windowed_mean
 from tfseq.models.spotlight import SpotlightRecommender
 
 
@@ -69,20 +69,3 @@ class Pooling(SpotlightRecommender):
     def scored_items(self) -> tf.Tensor:
         """The averaged item table, or with ``tie_weights`` off the separate candidate table."""
         return self.item_embedding.embeddings if self.output_embeddings is None else self.output_embeddings
-
-
-def windowed_mean(x: tf.Tensor, mask: tf.Tensor, window: int) -> tf.Tensor:
-    """``[B, L, D]``: at position t, the mean of ``x [B, L, D]`` over the masked-in positions among
-    ``t - window + 1 .. t`` (``window`` 0: all of ``0 .. t``, :func:`~tfseq.models.layers.running_mean`)."""
-    if not window:
-        return running_mean(x, mask)
-    weights = tf.cast(mask, x.dtype)[..., tf.newaxis]  # [B, L, 1]
-    totals = tf.cumsum(x * weights, axis=1)  # [B, L, D]: sums over 0..t
-    counts = tf.cumsum(weights, axis=1)  # [B, L, 1]
-    length = tf.shape(x)[1]
-
-    def earlier(running: tf.Tensor) -> tf.Tensor:
-        """``running`` at t - window (0 before the start)."""
-        return tf.pad(running, [[0, 0], [window, 0], [0, 0]])[:, :length]
-
-    return (totals - earlier(totals)) / tf.maximum(counts - earlier(counts), 1.0)
