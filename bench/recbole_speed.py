@@ -10,8 +10,7 @@ first two with RecBole's 128 targets per optimizer step:
 - ``one_pass_t128``: ``--batch_by targets --batch_size 128``, every position of a sequence in one
   pass, a batch holding as many sequences as fit in 128 targets.
 - ``default``: no flag, the model's own training defaults, as ``python -m pipeline.run --model
-  M`` trains it (``sasrec``: one pass in steps of about 256 targets; ``gru4rec``: one pass in
-  batches of 256 whole sequences).
+  M`` trains it (both models: one pass in steps of about 256 targets).
 
 Each system trains ``--epochs`` epochs (2) and reports the mean of those after the first (as
 bench/train_speed.py does), so tfseq's graph tracing and first-touch allocations stay out of
@@ -89,6 +88,7 @@ QUALITY_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
     ("gru4rec", "prefixes"): ("quality", "beauty/gru4rec/softmax/prefixes"),
     ("sasrec", "one_pass_t128"): ("ablation", "one_pass_t128"),
     ("sasrec", "default"): ("ablation", "default"),
+    ("gru4rec", "default"): ("quality", "beauty/gru4rec/softmax/t256, rate cut"),
 }
 
 

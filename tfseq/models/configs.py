@@ -23,10 +23,10 @@ ATTRIBUTE_PREDICTORS = ("linear", "none")  # difsr: the auxiliary attribute loss
 POOLING_MODES = ("sum", "mean", "max")  # sasrec_f, difsr: an item's values of one field -> one vector
 POSITION_ORIGINS = ("first", "last")  # sasrec and kin: position 0 is the first item, or the last is max_seq_len - 1
 
-# The training defaults (``train_defaults``) of sasrec and its kin and of Spotlight's cnn, lstm and
-# pooling: one pass per sequence in steps of about 256 targets, so every target weighs the same and
+# The training defaults (``train_defaults``) of sasrec and its kin, gru4rec and Spotlight's cnn,
+# lstm and pooling: one pass per sequence in steps of about 256 targets, so every target weighs the same and
 # an epoch has as many steps as RecBole's, and the learning rate cut after 2 flat epochs
-# (bench/ablation.py and bench/spotlight_defaults.py, in RESULTS.md).
+# (bench/ablation.py, bench/spotlight_defaults.py and bench/quality.py, in RESULTS.md).
 TARGET_BATCHES: Mapping[str, Any] = {"batch_by": "targets", "batch_size": 256, "lr_decay_patience": 2}
 
 
@@ -278,7 +278,9 @@ class DIFSRConfig:
 # -- gru4rec (tfseq.models.gru4rec) -----------------------------------------
 @dataclasses.dataclass(frozen=True)
 class GRU4RecConfig:
-    """GRU4Rec's hyperparameters; defaults are RecBole's.
+    """GRU4Rec's hyperparameters; defaults are RecBole's. Its training defaults are
+    :data:`TARGET_BATCHES`: batches of 256 whole sequences give long sequences more weight and an
+    epoch fewer steps, and learn less (bench/quality.py's Beauty rows, in RESULTS.md).
 
     Attributes:
       embedding_size: item embedding width, also the query width.
@@ -291,6 +293,8 @@ class GRU4RecConfig:
     hidden_size: int = 128
     num_layers: int = 1
     dropout_prob: float = 0.3
+
+    train_defaults: ClassVar[Mapping[str, Any]] = TARGET_BATCHES
 
     def __post_init__(self) -> None:
         check_config(

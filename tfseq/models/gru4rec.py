@@ -36,6 +36,7 @@ class GRU4Rec(EmbeddingRecommender):
     """Causal: ``encode_all`` gives the query after every position."""
 
     causal = True
+    train_defaults = GRU4RecConfig.train_defaults
 
     def __init__(self, config: GRU4RecConfig, num_items: int, **kwargs) -> None:
         table_stddev = math.sqrt(2.0 / (num_items + config.embedding_size))  # xavier_normal_
