@@ -37,7 +37,7 @@ def command_of(settings: dict[str, Any]) -> str:
     """The ``python -m pipeline.run`` command line of ``settings``, as a user on a fresh clone types it."""
     words = ["python -m pipeline.run"]
     for key, value in settings.items():
-        if key == "input":  # the shared datasets beside the clone
+        if isinstance(value, str) and Path(value).is_relative_to(DATASETS):  # the shared datasets beside the clone
             value = "../shared/datasets/" + str(Path(value).relative_to(DATASETS))
         words.append(f"--{key} {str(value).lower() if isinstance(value, bool) else value}")
     return " ".join(words)
