@@ -152,7 +152,7 @@ def test_an_interrupted_fit_resumes_after_its_last_finished_epoch_and_ends_as_an
     # bitwise the same run. On noise the best epoch comes early, so the resumed epochs depend on the
     # restored best weights, miss counter and cut learning rate, not only on the model and optimizer.
     config = experiment("gru4rec", epochs=8, patience=3, learning_rate=0.02, lr_decay_patience=1,
-                        lr_decay_factor=0.5)
+                        lr_decay_factor=0.5, batch_by="sequences", batch_size=256)
     model, valid, uninterrupted = train_model(config, transform)
     assert uninterrupted.best_epoch < 4 <= uninterrupted.epochs_run
     assert uninterrupted.history[3]["learning_rate"] < 0.02
