@@ -9,7 +9,8 @@ import tensorflow as tf
 from tests.models.conftest import build, random_histories, right_pad
 from tests.models.scores import raw_scores
 from tfseq.config import ConfigError, from_dict
-from tfseq.models.core import COREAveConfig, COREConfig, CORETrmConfig
+from tfseq.models.configs import COREAveConfig
+from tfseq.models.core import COREConfig, CORETrmConfig
 
 CORE_MODELS = ["core_ave", "core_trm"]
 

@@ -41,7 +41,7 @@ import math
 import tensorflow as tf
 
 from tfseq.models.base import Features, SequentialRecommender, item_ids_of
-from tfseq.models.configs import COREAveConfig, COREConfig, CORETrmConfig  # noqa: F401  (core_ave's config)
+from tfseq.models.configs import COREConfig, CORETrmConfig
 from tfseq.models.layers import (
     causal_encoder,
     last_window,
